@@ -1,0 +1,49 @@
+"""Route dependencies: `Depends(require("read"))` authenticates the caller and checks the scope."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth.service import KeyVerifier, Principal
+from app.errors import Forbidden, Unauthorized
+
+_bearer = HTTPBearer(auto_error=False, description="API key as `Authorization: Bearer <key>`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key in `X-API-Key`")
+# Declared so the OpenAPI page shows both ways to authenticate; the value is read in _presented_key.
+_bearer_dep = Depends(_bearer)
+_header_dep = Depends(_header)
+
+
+def _presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        request: Request,
+        _b: HTTPAuthorizationCredentials | None = _bearer_dep,
+        _h: str | None = _header_dep,
+    ) -> Principal:
+        raw = _presented_key(request)
+        if raw is None:
+            raise Unauthorized("Missing API key: send `Authorization: Bearer <key>` or `X-API-Key`.")
+        verifier: KeyVerifier = request.app.state.key_verifier
+        principal = await verifier.verify(raw)
+        if principal is None:
+            raise Unauthorized("Unknown or revoked API key.")
+        if not principal.allows(scope):
+            raise Forbidden(f"This key lacks the `{scope}` scope.")
+        request.state.principal = principal
+        limiter = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            await limiter.check(principal)
+        return principal
+
+    return dependency
+

@@ -1,0 +1,86 @@
+"""API keys: creation, hashing and verification with a short in-process cache.
+
+Keys are `sm_` + 43 url-safe characters (256 random bits). Only their SHA-256 is stored; a high-entropy
+key needs no slow hash, and lookup by hash keeps verification O(1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from app.auth.models import ApiKey
+
+SCOPES: tuple[str, ...] = ("ingest", "read", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_raw_key() -> str:
+    return "sm_" + secrets.token_urlsafe(32)
+
+
+def validate_scopes(scopes: list[str]) -> list[str]:
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {scopes}")
+    return sorted(set(scopes))
+
+
+def create_key(session: Session, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
+    """Store a new key (hashed) and return the raw key, which is shown exactly once."""
+    raw = new_raw_key()
+    row = ApiKey(name=name, key_hash=hash_key(raw), prefix=raw[:10], scopes=validate_scopes(scopes))
+    session.add(row)
+    session.flush()
+    return raw, row
+
+
+class KeyVerifier:
+    """Resolves a presented key to a Principal; caches hits and misses for `ttl` seconds."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], admin_key: str | None, ttl: float):
+        self._sessionmaker = sessionmaker
+        self._admin_hash = hash_key(admin_key) if admin_key else None
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def verify(self, raw: str) -> Principal | None:
+        digest = hash_key(raw)
+        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
+            return Principal(key_id="admin-env", scopes=frozenset({"admin"}))
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.scopes).where(
+                        ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        principal = Principal(key_id=str(row.id), scopes=frozenset(row.scopes)) if row else None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, principal)
+        return principal

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.deps import require
+from app.catalog import service
+from app.catalog.schemas import ItemBatchIn, ItemBatchOut, ItemDeleted, ItemIn, ItemOut, ItemWithId
+from app.common.types import ID_PATTERN
+from app.db import get_session
+
+# Writes commit before touching Redis, so serving never sees an item that Postgres does not have.
+router = APIRouter(prefix="/v1/items", tags=["catalog"])
+ItemIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+
+
+@router.put("/{item_id}", response_model=ItemOut, dependencies=[Depends(require("ingest"))])
+async def put_item(
+    item_id: ItemIdPath, body: ItemIn, request: Request, session: AsyncSession = Depends(get_session)
+) -> ItemOut:
+    """Create or replace an item. A deleted item put again becomes visible again."""
+    item = ItemWithId(item_id=item_id, **body.model_dump())
+    await service.upsert_items(session, [item])
+    await session.commit()
+    await service.publish_items(request.app.state.redis, request.app.state.keys, [item])
+    return await service.get_item(session, item_id)
+
+
+@router.post("", response_model=ItemBatchOut, dependencies=[Depends(require("ingest"))])
+async def post_items(
+    body: ItemBatchIn, request: Request, session: AsyncSession = Depends(get_session)
+) -> ItemBatchOut:
+    """Create or replace up to 10,000 items in one call."""
+    await service.upsert_items(session, body.items)
+    await session.commit()
+    await service.publish_items(request.app.state.redis, request.app.state.keys, body.items)
+    return ItemBatchOut(upserted=len({i.item_id for i in body.items}))
+
+
+@router.get("/{item_id}", response_model=ItemOut, dependencies=[Depends(require("read"))])
+async def get_item(item_id: ItemIdPath, session: AsyncSession = Depends(get_session)) -> ItemOut:
+    return await service.get_item(session, item_id)
+
+
+@router.delete("/{item_id}", response_model=ItemDeleted, dependencies=[Depends(require("ingest"))])
+async def delete_item(
+    item_id: ItemIdPath, request: Request, session: AsyncSession = Depends(get_session)
+) -> ItemDeleted:
+    """Hide the item from all recommendations at once; its history is kept."""
+    await service.delete_item(session, request.app.state.redis, request.app.state.keys, item_id)
+    return ItemDeleted(item_id=item_id)

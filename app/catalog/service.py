@@ -1,0 +1,79 @@
+"""Catalog writes go to Postgres (source of truth) and to the Redis item-metadata hash serving reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.models import Item
+from app.catalog.schemas import ItemOut, ItemWithId
+from app.errors import ItemNotFound
+from app.store.codec import item_meta_json
+from app.store.keys import Keys
+
+_CHUNK = 1000  # rows per INSERT; keeps bind parameters far below the driver's limit
+
+
+async def upsert_items(session: AsyncSession, items: Sequence[ItemWithId]) -> None:
+    now = datetime.now(UTC)
+    # The last occurrence of an id in one batch wins, as if the items were PUT in order.
+    latest = {item.item_id: item for item in items}
+    rows: list[dict[str, Any]] = [
+        {**item.model_dump(), "updated_at": now, "deleted_at": None} for item in latest.values()
+    ]
+    rows.sort(key=lambda r: r["item_id"])
+    for start in range(0, len(rows), _CHUNK):
+        stmt = insert(Item).values(rows[start : start + _CHUNK])
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Item.item_id],
+            set_={col: getattr(excluded, col) for col in rows[0] if col != "item_id"},
+        )
+        await session.execute(stmt)
+
+
+async def publish_items(redis: aioredis.Redis, keys: Keys, items: Sequence[ItemWithId]) -> None:
+    """Make upserted items visible to serving at once (metadata used by filters and reasons)."""
+    mapping = {
+        i.item_id: item_meta_json(i.categories, i.price, i.available, i.title, i.brand) for i in items
+    }
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type]
+    categories = {c for i in items for c in i.categories}
+    if categories:
+        pipe.sadd(keys.popularity_categories(), *categories)
+    await pipe.execute()
+
+
+async def get_item(session: AsyncSession, item_id: str) -> ItemOut:
+    item = await session.get(Item, item_id)
+    if item is None or item.deleted_at is not None:
+        raise ItemNotFound(f"No item `{item_id}`.")
+    return ItemOut.model_validate(item, from_attributes=True)
+
+
+async def delete_item(session: AsyncSession, redis: aioredis.Redis, keys: Keys, item_id: str) -> None:
+    """Hide the item from every list at once; its events stay for history and models."""
+    result = await session.execute(
+        update(Item)
+        .where(Item.item_id == item_id, Item.deleted_at.is_(None))
+        .values(deleted_at=datetime.now(UTC), available=False)
+        .returning(Item.item_id)
+    )
+    if result.first() is None:
+        raise ItemNotFound(f"No item `{item_id}`.")
+    await session.flush()
+    await redis.hdel(keys.item_meta(), item_id)
+
+
+async def item_exists(session: AsyncSession, item_id: str) -> bool:
+    found = await session.execute(
+        select(Item.item_id).where(Item.item_id == item_id, Item.deleted_at.is_(None))
+    )
+    return found.first() is not None

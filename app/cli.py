@@ -1,0 +1,192 @@
+"""The `shopmind` command: serve, worker, migrate, demo, evaluate, keys."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("shopmind")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@contextlib.contextmanager
+def _servers(data_dir: Path | None = None) -> Iterator[Settings]:
+    """Settings pointing at real servers: the configured ones, or embedded ones started for the duration."""
+    settings = get_settings()
+    if not settings.embedded:
+        yield settings
+        return
+    from app.embedded import EmbeddedServers
+
+    servers = EmbeddedServers(data_dir or settings.data_dir)
+    click.echo(f"No SHOPMIND_DATABASE_URL/REDIS_URL: starting embedded servers in {servers.data_dir}")
+    with servers:
+        if settings.database_url is None:
+            os.environ["SHOPMIND_DATABASE_URL"] = servers.database_url
+        if settings.redis_url is None:
+            os.environ["SHOPMIND_REDIS_URL"] = servers.redis_url
+        get_settings.cache_clear()
+        yield get_settings()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Shopmind: hybrid recommendations and propensity scores for web shops.
+
+    Configuration comes from SHOPMIND_* environment variables (see README). Without
+    SHOPMIND_DATABASE_URL and SHOPMIND_REDIS_URL, commands start a private embedded
+    PostgreSQL and Redis in ./.shopmind.
+    """
+    _configure_logging(os.environ.get("SHOPMIND_LOG_LEVEL", "INFO"))
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic migrations to head)."""
+    from app.migrate import upgrade
+
+    with _servers() as settings:
+        assert settings.database_url
+        upgrade(settings.database_url)
+        click.echo("schema at head")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes.")
+@click.option("--demo/--no-demo", default=None,
+              help="Load the synthetic demo shop first (default: on in embedded mode when the database is empty).")
+@click.option("--with-worker/--no-worker", default=None,
+              help="Run the rebuild worker in this process (default: on in embedded mode).")
+def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bool | None) -> None:
+    """Run the HTTP API (and, in embedded mode, the rebuild worker and demo data)."""
+    import uvicorn
+
+    from app.migrate import upgrade
+
+    embedded = get_settings().embedded
+    with _servers() as settings:
+        assert settings.database_url
+        upgrade(settings.database_url)
+        if demo or (demo is None and embedded):
+            from app.demo.loader import load_demo_if_empty
+
+            loaded = load_demo_if_empty(settings, force=bool(demo))
+            if loaded:
+                click.echo(f"demo shop loaded: {loaded}")
+        worker_thread = None
+        if with_worker or (with_worker is None and embedded):
+            from app.worker.loop import start_background_worker
+
+            worker_thread = start_background_worker(settings)
+        if settings.admin_key is None and embedded:
+            key = _ensure_local_admin_key(settings)
+            os.environ["SHOPMIND_ADMIN_KEY"] = key
+            get_settings.cache_clear()
+        admin = os.environ.get("SHOPMIND_ADMIN_KEY")
+        click.echo(f"Shopmind on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        if admin and embedded:
+            click.echo(f"admin key: {admin}")
+        uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                    access_log=False)
+        if worker_thread is not None:
+            worker_thread.stop()
+
+
+def _ensure_local_admin_key(settings: Settings) -> str:
+    """A stable admin key for the embedded default, kept beside its data (mode 600)."""
+    path = settings.data_dir / "admin_key"
+    if path.exists():
+        return path.read_text().strip()
+    from app.auth.service import new_raw_key
+
+    key = new_raw_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys (stored hashed; a new key is shown once)."""
+
+
+@keys.command("create")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["ingest", "read", "admin"]), help="Repeat for several scopes.")
+@click.option("--name", default="api key", show_default=True, help="A label to recognise the key by.")
+def keys_create(scopes: tuple[str, ...], name: str) -> None:
+    """Create an API key and print it."""
+    from sqlalchemy.orm import Session
+
+    from app.auth.service import create_key
+    from app.db import make_engine
+
+    with _servers() as settings:
+        assert settings.database_url
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session, session.begin():
+            raw, _ = create_key(session, name, list(scopes))
+        engine.dispose()
+        click.echo(raw)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (prefix, scopes, created, revoked) — never the keys themselves."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from app.auth.models import ApiKey
+    from app.db import make_engine
+
+    with _servers() as settings:
+        assert settings.database_url
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session:
+            for row in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+                revoked = f" revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else ""
+                click.echo(f"{row.id}\t{row.prefix}…\t{','.join(row.scopes)}\t{row.name}{revoked}")
+        engine.dispose()
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by the id `keys list` shows (takes effect within the key cache TTL)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from app.auth.models import ApiKey
+    from app.db import make_engine
+
+    with _servers() as settings:
+        assert settings.database_url
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session, session.begin():
+            done = session.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
+            ).rowcount  # type: ignore[attr-defined]
+        engine.dispose()
+        if not done:
+            raise click.ClickException(f"no key with id {key_id}")
+        click.echo(f"key {key_id} revoked")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, ForeignKey, Index, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.eventlog import EVENT_TYPES
+
+_TYPES_SQL = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+
+
+class Event(Base):
+    """One thing a shopper did. `event_id` is the client's de-duplication key (generated when absent)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(256), unique=True)
+    user_id: Mapped[str] = mapped_column(
+        String(256), ForeignKey("users.user_id", ondelete="CASCADE", onupdate="CASCADE")
+    )
+    item_id: Mapped[str | None] = mapped_column(String(256), ForeignKey("items.item_id"))
+    type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)
+    price: Mapped[float | None] = mapped_column(Float)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    session_id: Mapped[str | None] = mapped_column(String(256))
+    recommendation_id: Mapped[str | None] = mapped_column(String(64))
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(f"type IN ({_TYPES_SQL})", name="type_known"),
+        Index("ix_events_user_id_ts", "user_id", "ts"),
+        Index("ix_events_ts", "ts"),
+        Index("ix_events_item_id", "item_id"),
+        Index("ix_events_recommendation_id", "recommendation_id", postgresql_where="recommendation_id IS NOT NULL"),
+    )

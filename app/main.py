@@ -1,0 +1,100 @@
+"""The FastAPI application: create_app() wires settings, Postgres, Redis, auth and the routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse, RedirectResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.service import KeyVerifier
+from app.catalog.router import router as catalog_router
+from app.db import make_async_engine
+from app.events.router import router as events_router
+from app.http import BodySizeLimit, envelope, install_error_handlers
+from app.settings import Settings, get_settings
+from app.store.client import make_async_redis
+from app.store.keys import Keys
+from app.users.router import router as users_router
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Hybrid recommendations and propensity scores for web shops.
+
+Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+Scopes: `ingest` (events, catalog, users), `read` (recommendations, scores), `admin` (everything).
+Errors are `{"error": "<Code>", "detail": ...}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("create_app needs SHOPMIND_DATABASE_URL and SHOPMIND_REDIS_URL "
+                           "(`shopmind serve` starts embedded servers and sets them).")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.database_url and settings.redis_url
+        engine = make_async_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
+        app.state.redis = make_async_redis(settings.redis_url)
+        app.state.keys = Keys(settings.redis_prefix)
+        admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+        app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Shopmind",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(events_router)
+    app.include_router(catalog_router)
+    app.include_router(users_router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers (no I/O)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: Postgres and Redis reachable, model present")
+    async def readyz(request: Request) -> object:
+        state = request.app.state
+        checks: dict[str, str] = {}
+        try:
+            async with state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["postgres"] = "ok"
+        except Exception as exc:  # any failure means "not ready", reported by name
+            checks["postgres"] = f"error: {type(exc).__name__}"
+        try:
+            version = await state.redis.get(state.keys.model_pointer())
+            checks["redis"] = "ok"
+            checks["model"] = version.decode() if version else "none yet (popularity serving)"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ready = checks["postgres"] == "ok" and checks["redis"] == "ok"
+        if not ready:
+            return envelope(503, "ServiceUnavailable", checks, {"Retry-After": "5"})
+        return {"status": "ready", **checks}
+
+    return app

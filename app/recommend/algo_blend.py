@@ -1,0 +1,229 @@
+"""The hybrid scorer, shared by serving (one user) and validation (all users at once).
+
+For user u with history strengths w_h and candidate item c:
+
+    cf_raw[c]      = sum_h w_h * S_cf[h, c]          S_* = top-k neighbour matrices (rows = history item)
+    content_raw[c] = sum_h w_h * S_content[h, c]
+    cf, content    = raw / max over the user's candidates (each source in [0, 1])
+    pop[c]         = popularity[c] / max(popularity)
+    alpha_c        = alpha * n_c / (n_c + evidence_c)   n_c = users with evidence for c; cold -> content
+    total[c]       = alpha_c * cf[c] + (1 - alpha_c) * content[c] + pop_weight * pop[c]
+
+Candidates are the items reached through either neighbour list plus the `n_popular` most popular
+items (so a user with no history still gets popularity). `score_user` and `score_block` compute the
+same numbers; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Blend settings. alpha is chosen by validation; the rest are offline-tuned defaults."""
+
+    alpha: float = 0.7
+    evidence_c: float = 2.0
+    pop_weight: float = 0.3
+    pop_half_life_days: float = 10.0
+    history_half_life_days: float = 45.0
+    n_popular: int = 200
+
+
+@dataclass(frozen=True)
+class UserScores:
+    """Scores of one user's candidates, all arrays of length m, sorted by `total` descending.
+
+    items: int32[m] candidate item indices; total, cf, content, popularity: float32[m] (the three
+    sources normalised to [0, 1] before blending); reason: int32[m] the history item that contributed
+    most to the candidate's total (-1 when it came from popularity alone).
+    """
+
+    items: NDArray[np.int32]
+    total: NDArray[np.float32]
+    cf: NDArray[np.float32]
+    content: NDArray[np.float32]
+    popularity: NDArray[np.float32]
+    reason: NDArray[np.int32]
+
+
+def top_popular(popularity: NDArray[np.floating], n: int) -> NDArray[np.intp]:
+    """Indices of the n most popular items with positive popularity (unordered), intp[<= n]."""
+    n = min(n, popularity.shape[0])
+    if n <= 0:
+        return np.zeros(0, dtype=np.intp)
+    idx = np.argpartition(-popularity, n - 1)[:n] if n < popularity.shape[0] else np.arange(n)
+    return idx[popularity[idx] > 0]
+
+
+def _alpha(alpha: float, evidence: NDArray[np.floating], c: float) -> NDArray[np.float64]:
+    ev = evidence.astype(np.float64)
+    return alpha * (ev / (ev + c)) if c > 0 else np.full(ev.shape, alpha)
+
+
+def score_user(
+    history_items: NDArray[np.integer],
+    history_weights: NDArray[np.floating],
+    cf_indices: NDArray[np.integer],
+    cf_scores: NDArray[np.floating],
+    content_indices: NDArray[np.integer],
+    content_scores: NDArray[np.floating],
+    evidence: NDArray[np.floating],
+    popularity: NDArray[np.floating],
+    config: HybridConfig,
+    exclude: NDArray[np.integer] | None = None,
+    allowed: NDArray[np.bool_] | None = None,
+    n: int | None = None,
+) -> UserScores:
+    """Hybrid scores for one user (the serving path).
+
+    Parameters
+    ----------
+    history_items : int[h] item indices of the history; history_weights : float[h] their strengths.
+    cf_indices, cf_scores : int[h, k], float[h, k] CF neighbour rows of the history items (-1 padded).
+    content_indices, content_scores : int[h, k2], float[h, k2] content neighbour rows.
+    evidence : float[n_items] users with evidence per item.  popularity : float[n_items].
+    exclude : int[e] items never returned (seen/purchased).  allowed : bool[n_items] eligibility mask.
+    n : keep the n best (None: all candidates).
+    """
+    w = np.asarray(history_weights, dtype=np.float64)[:, None]
+    h = len(history_items)
+    cf_idx = np.asarray(cf_indices).reshape(h, -1)
+    ct_idx = np.asarray(content_indices).reshape(h, -1)
+    src_idx = np.concatenate([cf_idx.ravel(), ct_idx.ravel()])
+    src_val = np.concatenate([(w * np.asarray(cf_scores).reshape(h, -1)).ravel(),
+                              (w * np.asarray(content_scores).reshape(h, -1)).ravel()])
+    src_kind = np.repeat(np.array([0, 1]), [cf_idx.size, ct_idx.size])
+    src_hist = np.concatenate([np.repeat(np.asarray(history_items), cf_idx.shape[1]),
+                               np.repeat(np.asarray(history_items), ct_idx.shape[1])])
+    valid = (src_idx >= 0) & (src_val > 0)
+    src_idx, src_val, src_kind, src_hist = src_idx[valid], src_val[valid], src_kind[valid], src_hist[valid]
+
+    pop_items = top_popular(popularity, config.n_popular)
+    items, inv = np.unique(np.concatenate([src_idx, pop_items]), return_inverse=True)
+    inv_src = inv[: len(src_idx)]
+    m = len(items)
+    cf_raw = np.bincount(inv_src, weights=np.where(src_kind == 0, src_val, 0.0), minlength=m)
+    ct_raw = np.bincount(inv_src, weights=np.where(src_kind == 1, src_val, 0.0), minlength=m)
+    cf = cf_raw / cf_raw.max() if m and cf_raw.max() > 0 else cf_raw
+    ct = ct_raw / ct_raw.max() if m and ct_raw.max() > 0 else ct_raw
+    pop_max = float(popularity.max()) if popularity.size else 0.0
+    pop = popularity[items].astype(np.float64) / pop_max if pop_max > 0 else np.zeros(m)
+    a = _alpha(config.alpha, evidence[items], config.evidence_c)
+    total = a * cf + (1.0 - a) * ct + config.pop_weight * pop
+
+    # reason: the history item with the largest blended contribution to each candidate
+    scale = np.where(src_kind == 0, a[inv_src] / max(cf_raw.max(initial=0), 1e-300),
+                     (1.0 - a[inv_src]) / max(ct_raw.max(initial=0), 1e-300))
+    contrib = src_val * scale
+    order = np.lexsort((-contrib, inv_src))
+    first = order[np.r_[True, inv_src[order][1:] != inv_src[order][:-1]]] if order.size else order
+    reason = np.full(m, -1, dtype=np.int32)
+    reason[inv_src[first]] = src_hist[first]
+
+    keep = np.ones(m, dtype=bool)
+    if exclude is not None and len(exclude):
+        keep &= ~np.isin(items, exclude)
+    if allowed is not None:
+        keep &= allowed[items]
+    rank = np.flatnonzero(keep)[np.argsort(-total[keep], kind="stable")]
+    if n is not None:
+        rank = rank[:n]
+    return UserScores(
+        items=items[rank].astype(np.int32),
+        total=total[rank].astype(np.float32),
+        cf=cf[rank].astype(np.float32),
+        content=ct[rank].astype(np.float32),
+        popularity=pop[rank].astype(np.float32),
+        reason=reason[rank],
+    )
+
+
+def score_block(
+    history: sp.csr_matrix,
+    cf: sp.csr_matrix,
+    content: sp.csr_matrix,
+    evidence: NDArray[np.floating],
+    popularity: NDArray[np.floating],
+    config: HybridConfig,
+    exclude: sp.csr_matrix | None = None,
+) -> NDArray[np.float64]:
+    """Dense hybrid totals for a block of users, float64[b, n_items], -inf for non-candidates/excluded.
+
+    Parameters
+    ----------
+    history : csr [b, n_items] history strengths (rows of the interaction matrix).
+    cf, content : csr [n_items, n_items] neighbour matrices, `Neighbours.to_csr()`.
+    exclude : csr [b, n_items], non-zero = never recommend to that user.
+    """
+    cf_raw = np.asarray((history @ cf).toarray(), dtype=np.float64)
+    ct_raw = np.asarray((history @ content).toarray(), dtype=np.float64)
+    return blend_dense(cf_raw, ct_raw, evidence, popularity, config, exclude)
+
+
+def blend_dense(
+    cf_raw: NDArray[np.float64],
+    ct_raw: NDArray[np.float64],
+    evidence: NDArray[np.floating],
+    popularity: NDArray[np.floating],
+    config: HybridConfig,
+    exclude: sp.csr_matrix | None = None,
+) -> NDArray[np.float64]:
+    """`score_block` after the two sparse products (validation reuses them across an alpha grid).
+
+    cf_raw, ct_raw : float64[b, n_items] = history @ S_cf, history @ S_content.
+    """
+    candidate = (cf_raw > 0) | (ct_raw > 0)
+    candidate[:, top_popular(popularity, config.n_popular)] = True
+    cf_max = np.maximum(cf_raw.max(axis=1, keepdims=True), 1e-300)
+    ct_max = np.maximum(ct_raw.max(axis=1, keepdims=True), 1e-300)
+    pop_max = float(popularity.max()) if popularity.size else 0.0
+    pop = popularity.astype(np.float64) / pop_max if pop_max > 0 else np.zeros(popularity.shape)
+    a = _alpha(config.alpha, evidence, config.evidence_c)[None, :]
+    total = a * (cf_raw / cf_max) + (1.0 - a) * (ct_raw / ct_max) + config.pop_weight * pop[None, :]
+    total[~candidate] = -np.inf
+    if exclude is not None:
+        ex = sp.coo_matrix(exclude)
+        total[ex.row, ex.col] = -np.inf
+    return total
+
+
+def recommend_batch(
+    history: sp.csr_matrix,
+    cf: sp.csr_matrix,
+    content: sp.csr_matrix,
+    evidence: NDArray[np.floating],
+    popularity: NDArray[np.floating],
+    config: HybridConfig,
+    n: int,
+    exclude: sp.csr_matrix | None = None,
+    block_users: int = 2048,
+) -> NDArray[np.int32]:
+    """Top-n item indices for every user, int32[n_users, n] best first, -1 padded (validation path)."""
+    n_users = history.shape[0]
+    out = np.full((n_users, n), -1, dtype=np.int32)
+    for start in range(0, n_users, block_users):
+        stop = min(n_users, start + block_users)
+        ex = None if exclude is None else exclude[start:stop]
+        total = score_block(history[start:stop], cf, content, evidence, popularity, config, ex)
+        out[start:stop] = top_n(total, n)
+    return out
+
+
+def top_n(total: NDArray[np.floating], n: int) -> NDArray[np.int32]:
+    """Top-n column indices per row of a dense score block, best first, -1 where the score is -inf."""
+    b, n_items = total.shape
+    kk = min(n, n_items)
+    part = np.argpartition(-total, kk - 1, axis=1)[:, :kk] if kk < n_items else np.tile(np.arange(n_items), (b, 1))
+    sc = np.take_along_axis(total, part, axis=1)
+    order = np.lexsort((part, -sc), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    idx = np.where(np.isneginf(np.take_along_axis(sc, order, axis=1)), -1, idx)
+    out = np.full((b, n), -1, dtype=np.int32)
+    out[:, :kk] = idx
+    return out

@@ -1,0 +1,116 @@
+"""Top-k neighbour lists: the one output shape every similarity algorithm produces.
+
+Serving reads the same two arrays whatever built them (cosine, EASE, RP3beta, content, Pearson), so
+the scorer never needs to know which variant won validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+#: Rows of a similarity block materialised at once are capped to about this many bytes (float32).
+DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Top-k neighbours per row entity (item or user).
+
+    indices: int32[n, k]   neighbour index, -1 padded at the end of a row
+    scores:  float32[n, k] similarity, sorted descending per row, 0 where the index is -1
+
+    Invariants: a row never lists itself; only strictly positive similarities are kept.
+    """
+
+    indices: NDArray[np.int32]
+    scores: NDArray[np.float32]
+
+    @property
+    def n(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+    def to_csr(self, n_cols: int | None = None) -> sp.csr_matrix:
+        """The neighbour lists as a sparse matrix S, float32[n, n_cols], S[i, j] = score of j in row i."""
+        n_cols = self.n if n_cols is None else n_cols
+        valid = self.indices >= 0
+        rows = np.repeat(np.arange(self.n, dtype=np.int32), valid.sum(axis=1))
+        return sp.csr_matrix(
+            (self.scores[valid], (rows, self.indices[valid])), shape=(self.n, n_cols), dtype=np.float32
+        )
+
+    @staticmethod
+    def empty(n: int, k: int) -> Neighbours:
+        return Neighbours(np.full((n, k), -1, dtype=np.int32), np.zeros((n, k), dtype=np.float32))
+
+
+def topk_dense(
+    block: NDArray[np.floating], k: int, row_ids: NDArray[np.integer] | None = None
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Top-k columns per row of a dense block, sorted descending, non-positive and self dropped.
+
+    Parameters
+    ----------
+    block : float[b, n]
+        Similarities of b rows against all n columns. Modified in place (self entries set to -inf).
+    k : int
+        Neighbours kept per row.
+    row_ids : int[b], optional
+        Column index of each row's own entity, excluded from its list (None: nothing excluded).
+
+    Returns
+    -------
+    indices : int32[b, k], -1 padded
+    scores : float32[b, k], 0 where padded
+    """
+    b, n = block.shape
+    if row_ids is not None:
+        block[np.arange(b), row_ids] = -np.inf
+    block[~np.isfinite(block)] = -np.inf
+    kk = min(k, n)
+    if kk < n:
+        part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(n), (b, n)).copy()
+    part_scores = np.take_along_axis(block, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
+    sc = np.take_along_axis(part_scores, order, axis=1)
+    keep = sc > 0
+    indices = np.full((b, k), -1, dtype=np.int32)
+    scores = np.zeros((b, k), dtype=np.float32)
+    indices[:, :kk] = np.where(keep, idx, -1)
+    scores[:, :kk] = np.where(keep, sc, 0).astype(np.float32)
+    return indices, scores
+
+
+def blockwise_topk(
+    n_rows: int,
+    n_cols: int,
+    k: int,
+    block_fn: Callable[[int, int], NDArray[np.floating]],
+    exclude_self: bool = True,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Neighbours:
+    """Run `block_fn(start, stop)` -> dense float[stop-start, n_cols] over row blocks and keep top-k.
+
+    Peak memory is one dense block (about `block_bytes`) plus the k-wide outputs, whatever n_rows is.
+    """
+    rows_per_block = max(1, block_bytes // max(1, 8 * n_cols))
+    out = Neighbours.empty(n_rows, k)
+    for start in range(0, n_rows, rows_per_block):
+        stop = min(n_rows, start + rows_per_block)
+        block = np.asarray(block_fn(start, stop))
+        ids = np.arange(start, stop) if exclude_self else None
+        idx, sc = topk_dense(block, k, ids)
+        out.indices[start:stop] = idx
+        out.scores[start:stop] = sc
+    return out

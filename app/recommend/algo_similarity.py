@@ -1,0 +1,142 @@
+"""Item-item collaborative filtering: cosine with shrinkage, EASE and RP3beta, all to `Neighbours`.
+
+Row i of every result lists the items j that history item i votes for, with weight W[i, j]; a user's
+CF score for j is sum_i strength(u, i) * W[i, j] over the user's history (see algo_blend).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from app.recommend.algo_neighbours import DEFAULT_BLOCK_BYTES, Neighbours, blockwise_topk
+
+CFVariant = Literal["cosine", "ease", "rp3beta"]
+CF_VARIANTS: tuple[CFVariant, ...] = ("cosine", "ease", "rp3beta")
+
+
+@dataclass(frozen=True)
+class CFConfig:
+    """Item-item CF settings; `variant` is chosen by validation among those that fit the catalog."""
+
+    variant: CFVariant = "ease"
+    k: int = 100
+    shrink: float = 10.0
+    ease_lambda: float = 200.0
+    ease_max_items: int = 20_000
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.4
+
+
+def _item_norms(x: sp.csr_matrix) -> NDArray[np.float64]:
+    sq = x.multiply(x).sum(axis=0)
+    return np.sqrt(np.asarray(sq, dtype=np.float64).ravel())
+
+
+def cosine_neighbours(
+    x: sp.csr_matrix, k: int = 100, shrink: float = 10.0, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> Neighbours:
+    """Shrunk cosine item-item similarity, top-k per item.
+
+    sim(a, b) = x_a . x_b / (|x_a| |x_b| + shrink), x_a the column of item a (float[n_users]).
+    Shrinkage pulls similarities supported by few users towards 0.
+
+    Parameters
+    ----------
+    x : csr_matrix float[n_users, n_items], non-negative interaction strengths.
+
+    Returns
+    -------
+    Neighbours over items, indices int32[n_items, k].
+    """
+    xt = sp.csr_matrix(x.T, dtype=np.float64)
+    xc = sp.csc_matrix(x, dtype=np.float64)
+    norms = _item_norms(x)
+
+    def block(start: int, stop: int) -> NDArray[np.float64]:
+        dots = (xt[start:stop] @ xc).toarray()
+        return dots / (norms[start:stop, None] * norms[None, :] + shrink + 1e-12)
+
+    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
+
+
+def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
+    """EASE item-item weight matrix B, float[n_items, n_items] (Steck 2019), zero diagonal.
+
+    B = I - P diagMat(1 / diag(P)), P = (X^T X + lam I)^-1, i.e. B[i, j] = -P[i, j] / P[j, j].
+    Dense: memory ~ 4 n_items^2 bytes (float32 above 4096 items, float64 below).
+    """
+    n = x.shape[1]
+    dtype = np.float64 if n <= 4096 else np.float32
+    gram = np.asarray((x.T @ x).toarray(), dtype=dtype)
+    gram[np.diag_indices(n)] += lam
+    p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+    diag = np.diag(p).copy()
+    p /= -diag[None, :]
+    p[np.diag_indices(n)] = 0.0
+    return p
+
+
+def ease_neighbours(
+    x: sp.csr_matrix, k: int = 100, lam: float = 200.0, max_items: int = 20_000,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Neighbours:
+    """Top-k of each row of the EASE weight matrix (positive weights only); see `ease_weights`.
+
+    Raises ValueError above `max_items` (the dense inverse would not fit); validation then skips EASE.
+    """
+    if x.shape[1] > max_items:
+        raise ValueError(f"EASE needs a dense {x.shape[1]}^2 matrix; limit is {max_items} items")
+    b = ease_weights(x, lam)
+    return blockwise_topk(b.shape[0], b.shape[1], k, lambda s, e: b[s:e].copy(), block_bytes=block_bytes)
+
+
+def rp3beta_neighbours(
+    x: sp.csr_matrix, k: int = 100, alpha: float = 1.0, beta: float = 0.4,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Neighbours:
+    """RP3beta (Paudel et al. 2017): 3-step random-walk item->user->item, divided by popularity^beta.
+
+    W[i, j] = sum_u P(u | i)^alpha P(j | u)^alpha / deg(j)^beta, where P(u | i) normalises item i's
+    column over users and P(j | u) normalises user u's row over items; deg(j) = number of users of j.
+
+    Parameters
+    ----------
+    x : csr_matrix float[n_users, n_items], non-negative.
+
+    Returns
+    -------
+    Neighbours over items, indices int32[n_items, k].
+    """
+    x64 = sp.csr_matrix(x, dtype=np.float64)
+    row_sum = np.asarray(x64.sum(axis=1)).ravel()
+    col_sum = np.asarray(x64.sum(axis=0)).ravel()
+    p_ui = sp.diags(1.0 / np.maximum(row_sum, 1e-12)) @ x64  # users -> items
+    p_iu = sp.csr_matrix((x64 @ sp.diags(1.0 / np.maximum(col_sum, 1e-12))).T)  # items -> users
+    if alpha != 1.0:
+        p_ui = p_ui.power(alpha)
+        p_iu = p_iu.power(alpha)
+    p_ui = sp.csc_matrix(p_ui)
+    degree = np.diff(sp.csc_matrix(x64).indptr).astype(np.float64)
+    scale = 1.0 / np.maximum(degree, 1.0) ** beta
+
+    def block(start: int, stop: int) -> NDArray[np.float64]:
+        return (p_iu[start:stop] @ p_ui).toarray() * scale[None, :]
+
+    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
+
+
+def cf_neighbours(x: sp.csr_matrix, config: CFConfig) -> Neighbours:
+    """Item-item neighbours of the configured variant; float[n_users, n_items] -> Neighbours."""
+    if config.variant == "cosine":
+        return cosine_neighbours(x, config.k, config.shrink)
+    if config.variant == "ease":
+        return ease_neighbours(x, config.k, config.ease_lambda, config.ease_max_items)
+    if config.variant == "rp3beta":
+        return rp3beta_neighbours(x, config.k, config.rp3_alpha, config.rp3_beta)
+    raise ValueError(f"unknown CF variant {config.variant!r}")

@@ -1,0 +1,62 @@
+"""User-user CF: Pearson correlation over co-rated items with significance weighting."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from app.recommend.algo_neighbours import DEFAULT_BLOCK_BYTES, Neighbours, blockwise_topk
+
+
+def pearson_user_neighbours(
+    r: sp.csr_matrix, k: int = 50, gamma: float = 50.0, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> Neighbours:
+    """Top-k most correlated users per user (lookalikes).
+
+    For users u, v with co-rated items I_uv (both have a stored entry):
+
+        pearson(u, v) = sum_{i in I_uv} (r_ui - m_u)(r_vi - m_v)
+                        / sqrt(sum_{i in I_uv} (r_ui - m_u)^2 * sum_{i in I_uv} (r_vi - m_v)^2)
+
+    where m_u is user u's mean over ALL items u rated (the global per-user mean, as most
+    implementations use), not the mean over I_uv. The result is multiplied by the significance weight
+    min(|I_uv|, gamma) / gamma. Every sum is a sparse product restricted to the co-rated structure:
+    numerator C C^T, left denominator (C o C) B^T, right denominator B (C o C)^T, |I_uv| = B B^T,
+    with C the centred ratings and B their 0/1 pattern. Pairs with a zero denominator score 0.
+
+    Parameters
+    ----------
+    r : csr_matrix float[n_users, n_items]; stored entries are the observed ratings (or strengths).
+    k : neighbours per user.  gamma : significance-weighting threshold (co-rated count).
+
+    Returns
+    -------
+    Neighbours over users, indices int32[n_users, k], only positive weighted correlations.
+    """
+    r = sp.csr_matrix(r, dtype=np.float64)
+    r.sum_duplicates()
+    n_users = r.shape[0]
+    counts = np.diff(r.indptr)
+    means = np.asarray(r.sum(axis=1)).ravel() / np.maximum(counts, 1)
+    centred = r.copy()
+    centred.data = r.data - np.repeat(means, counts)  # explicit zeros kept: they still count as co-rated
+    pattern = r.copy()
+    pattern.data = np.ones_like(r.data)
+    sq = centred.copy()
+    sq.data = centred.data**2
+    c_t = sp.csc_matrix(centred.T)
+    b_t = sp.csc_matrix(pattern.T)
+    sq_t = sp.csc_matrix(sq.T)
+
+    def block(start: int, stop: int) -> NDArray[np.float64]:
+        num = (centred[start:stop] @ c_t).toarray()
+        left = (sq[start:stop] @ b_t).toarray()
+        right = (pattern[start:stop] @ sq_t).toarray()
+        n_co = (pattern[start:stop] @ b_t).toarray()
+        denom = np.sqrt(left * right)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
+        return corr * (np.minimum(n_co, gamma) / gamma)
+
+    return blockwise_topk(n_users, n_users, k, block, block_bytes=block_bytes)

@@ -1,0 +1,67 @@
+"""One typed settings object, read from the environment (prefix SHOPMIND_) or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPMIND_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host:5432/db). Unset: embedded private server.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL (redis://host:6379/0). Unset: embedded private server."
+    )
+    data_dir: Path = Field(default=Path(".shopmind"), description="Where the embedded servers keep data.")
+    admin_key: SecretStr | None = Field(
+        default=None, description="Accepted as an admin-scope API key (for compose files and scripts)."
+    )
+    redis_prefix: str = Field(default="sm:", description="Prefix of every Redis key this service writes.")
+
+    # real-time state
+    history_length: int = Field(default=200, ge=10, le=5000, description="Recent events kept per user.")
+    popularity_half_life_days: float = Field(default=7.0, gt=0)
+
+    # ingest policy
+    max_batch_events: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_future_seconds: float = Field(default=300.0, ge=0, description="Clock skew tolerated on timestamps.")
+    min_timestamp: float = Field(default=946_684_800.0, description="Earliest accepted event (2000-01-01).")
+
+    # worker
+    rebuild_interval_minutes: float = Field(default=15.0, gt=0)
+    rebuild_lock_seconds: int = Field(default=1800, ge=10)
+    keep_versions: int = Field(default=2, ge=1)
+    neighbours_k: int = Field(default=50, ge=5, le=500)
+    propensity_horizon_days: float = Field(default=30.0, gt=0)
+
+    # auth and limits
+    key_cache_seconds: float = Field(default=30.0, ge=0)
+    rate_limit_per_second: dict[str, float] = Field(
+        default={"ingest": 2000.0, "read": 2000.0, "admin": 200.0},
+        description="Token-bucket refill rate per API key, by the key's broadest scope.",
+    )
+    rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix_ends_with_colon(cls, v: str) -> str:
+        return v if v.endswith(":") else v + ":"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,48 @@
+"""Byte and JSON encodings of what Shopmind keeps in Redis. No pickle anywhere."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+HISTORY_SEP = "|"
+
+
+def encode_history(ts: float, event_type: str, item_id: str) -> str:
+    """One history entry. The item id goes last because it may itself contain the separator."""
+    return f"{ts:.3f}{HISTORY_SEP}{event_type}{HISTORY_SEP}{item_id}"
+
+
+def decode_history(entry: bytes | str) -> tuple[float, str, str]:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    ts, event_type, item_id = text.split(HISTORY_SEP, 2)
+    return float(ts), event_type, item_id
+
+
+def item_meta_json(
+    categories: list[str], price: float | None, available: bool, title: str | None, brand: str | None = None
+) -> str:
+    return json.dumps({"c": categories, "p": price, "a": available, "t": title, "b": brand},
+                      separators=(",", ":"))
+
+
+def decode_item_meta(raw: bytes | str | None) -> dict[str, Any] | None:
+    return None if raw is None else dict(json.loads(raw))
+
+
+def pack_neighbours(indices: NDArray[np.int32], scores: NDArray[np.float32]) -> bytes:
+    """One neighbour row: int32 indices then float32 scores, same length (padding entries are -1)."""
+    return np.ascontiguousarray(indices, dtype="<i4").tobytes() + np.ascontiguousarray(
+        scores, dtype="<f4"
+    ).tobytes()
+
+
+def unpack_neighbours(raw: bytes) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    k = len(raw) // 8
+    return (
+        np.frombuffer(raw, dtype="<i4", count=k),
+        np.frombuffer(raw, dtype="<f4", count=k, offset=4 * k),
+    )

@@ -1,0 +1,77 @@
+"""Every Redis key Shopmind uses is built here, under one configurable prefix.
+
+Per-entity keys carry the entity id in braces ({u:ID}, {m:VERSION}) so a Redis Cluster keeps one
+user's (or one model version's) keys on one slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "sm:"
+
+    # --- real-time state, written on every accepted event -------------------------------------
+    def history(self, user_id: str) -> str:
+        """List of "ts|type|item_id", newest first, capped at settings.history_length."""
+        return f"{self.prefix}{{u:{user_id}}}:hist"
+
+    def purchased(self, user_id: str) -> str:
+        """Set of item ids the user bought (excluded from recommendations)."""
+        return f"{self.prefix}{{u:{user_id}}}:bought"
+
+    def user_keys(self, user_id: str) -> list[str]:
+        """Every per-user key, for erasure and merge."""
+        return [self.history(user_id), self.purchased(user_id)]
+
+    def popularity(self) -> str:
+        """Sorted set item_id -> forward-decayed interaction weight (see events.realtime)."""
+        return f"{self.prefix}pop:all"
+
+    def popularity_category(self, category: str) -> str:
+        return f"{self.prefix}pop:cat:{category}"
+
+    def popularity_categories(self) -> str:
+        """Set of categories that have a popularity sorted set (for erasure and re-hydration)."""
+        return f"{self.prefix}pop:cats"
+
+    def item_meta(self) -> str:
+        """Hash item_id -> JSON {"c": categories, "p": price, "a": available, "t": title}.
+
+        An item without an entry here is deleted (or unknown): it never appears in any list.
+        """
+        return f"{self.prefix}items:meta"
+
+    def recommendation_stats(self, strategy: str) -> str:
+        """Hash event type -> count of events that carried a recommendation_id of this strategy."""
+        return f"{self.prefix}recstats:{strategy}"
+
+    def recommendation_strategies(self) -> str:
+        return f"{self.prefix}recstats:strategies"
+
+    def realtime_skipped(self) -> str:
+        """Counter of events whose real-time update was skipped while Redis was unreachable."""
+        return f"{self.prefix}realtime:skipped"
+
+    # --- models: versioned, published by flipping one pointer --------------------------------
+    def model_pointer(self) -> str:
+        return f"{self.prefix}model:current"
+
+    def model(self, version: str, part: str) -> str:
+        return f"{self.prefix}{{m:{version}}}:{part}"
+
+    def rebuild_lock(self) -> str:
+        return f"{self.prefix}lock:rebuild"
+
+    def rebuild_queue(self) -> str:
+        """List of pending on-demand rebuild job ids (pushed by the API, popped by the worker)."""
+        return f"{self.prefix}rebuild:queue"
+
+    def live_content(self) -> str:
+        """Hash item_id -> packed content neighbours computed on upsert, until the next rebuild."""
+        return f"{self.prefix}content:live"
+
+    def rate_limit(self, key_id: str) -> str:
+        return f"{self.prefix}rl:{key_id}"

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.deps import require
+from app.common.types import ID_PATTERN
+from app.db import get_session
+from app.users import service
+from app.users.schemas import MergeIn, MergeOut, UserErased, UserIn, UserOut
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+UserIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+
+
+@router.put("/{user_id}", response_model=UserOut, dependencies=[Depends(require("ingest"))])
+async def put_user(
+    user_id: UserIdPath, body: UserIn, session: AsyncSession = Depends(get_session)
+) -> UserOut:
+    """Create a user or replace their attributes."""
+    await service.upsert_user(session, user_id, body)
+    return await service.get_user(session, user_id)
+
+
+@router.get("/{user_id}", response_model=UserOut, dependencies=[Depends(require("read"))])
+async def get_user(user_id: UserIdPath, session: AsyncSession = Depends(get_session)) -> UserOut:
+    return await service.get_user(session, user_id)
+
+
+@router.delete("/{user_id}", response_model=UserErased, dependencies=[Depends(require("admin"))])
+async def delete_user(
+    user_id: UserIdPath, request: Request, session: AsyncSession = Depends(get_session)
+) -> UserErased:
+    """Erase the user (GDPR): their row, every event of theirs and all their Redis state."""
+    events = await service.erase_user_rows(session, user_id)
+    await session.commit()
+    await service.erase_user_state(request.app.state.redis, request.app.state.keys, user_id)
+    return UserErased(user_id=user_id, events_deleted=events)
+
+
+@router.post("/{user_id}/merge", response_model=MergeOut, dependencies=[Depends(require("ingest"))])
+async def merge_user(
+    user_id: UserIdPath, body: MergeIn, request: Request, session: AsyncSession = Depends(get_session)
+) -> MergeOut:
+    """Move an anonymous user's events (and real-time state) to a known user, then drop the anonymous one."""
+    moved = await service.merge_rows(session, user_id, body.from_user_id)
+    await session.commit()
+    state = request.app.state
+    await service.merge_state(state.redis, state.keys, user_id, body.from_user_id,
+                              state.settings.history_length)
+    return MergeOut(user_id=user_id, merged_from=body.from_user_id, events_moved=moved)

@@ -1,0 +1,97 @@
+"""Users: attributes, GDPR erasure and merging an anonymous session into a known user.
+
+Postgres changes flush inside the request's transaction; the router commits before Redis is touched,
+so a failed commit never leaves Redis ahead of the source of truth.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import BadRequest, UserNotFound
+from app.events.models import Event
+from app.store.codec import decode_history
+from app.store.keys import Keys
+from app.users.models import User
+from app.users.schemas import UserIn, UserOut
+
+
+async def upsert_user(session: AsyncSession, user_id: str, body: UserIn) -> None:
+    stmt = insert(User).values(user_id=user_id, attributes=body.attributes)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[User.user_id],
+        set_={"attributes": stmt.excluded.attributes, "updated_at": datetime.now(UTC)},
+    )
+    await session.execute(stmt)
+
+
+async def get_user(session: AsyncSession, user_id: str) -> UserOut:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"No user `{user_id}`.")
+    count = await session.scalar(select(func.count()).select_from(Event).where(Event.user_id == user_id))
+    return UserOut(
+        user_id=user.user_id, attributes=user.attributes, created_at=user.created_at,
+        updated_at=user.updated_at, event_count=count or 0,
+    )
+
+
+async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
+    """Delete the user and every event of theirs (one transaction). Returns the events deleted."""
+    events = await session.execute(delete(Event).where(Event.user_id == user_id))
+    deleted = await session.execute(delete(User).where(User.user_id == user_id).returning(User.user_id))
+    if deleted.first() is None:
+        raise UserNotFound(f"No user `{user_id}`.")
+    return int(events.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> None:
+    """Remove every Redis trace of the user: real-time keys and per-user fields of the live model."""
+    version = await redis.get(keys.model_pointer())
+    pipe = redis.pipeline(transaction=False)
+    pipe.delete(*keys.user_keys(user_id))
+    if version is not None:
+        parts = await redis.hget(keys.model(version.decode(), "meta"), "user_parts")
+        for part in (parts or b"").decode().split(","):
+            if part:
+                pipe.hdel(keys.model(version.decode(), part), user_id)
+    await pipe.execute()
+
+
+async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> int:
+    if user_id == from_user_id:
+        raise BadRequest("A user cannot be merged into itself.")
+    source = await session.get(User, from_user_id)
+    if source is None:
+        raise UserNotFound(f"No user `{from_user_id}` to merge from.")
+    stmt = insert(User).values(user_id=user_id, attributes=source.attributes)
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=[User.user_id]))
+    moved = await session.execute(
+        update(Event).where(Event.user_id == from_user_id).values(user_id=user_id)
+    )
+    await session.execute(delete(User).where(User.user_id == from_user_id))
+    return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def merge_state(
+    redis: aioredis.Redis, keys: Keys, user_id: str, from_user_id: str, history_length: int
+) -> None:
+    """Fold the source user's history and purchases into the target's, newest first, then drop them."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.lrange(keys.history(user_id), 0, -1)
+    pipe.lrange(keys.history(from_user_id), 0, -1)
+    target, source = await pipe.execute()
+    merged = sorted(target + source, key=lambda entry: decode_history(entry)[0], reverse=True)
+    merged = merged[:history_length]
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(keys.history(user_id))
+    if merged:
+        pipe.rpush(keys.history(user_id), *merged)
+    pipe.sunionstore(keys.purchased(user_id), [keys.purchased(user_id), keys.purchased(from_user_id)])
+    pipe.delete(*keys.user_keys(from_user_id))
+    await pipe.execute()

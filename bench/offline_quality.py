@@ -1,0 +1,221 @@
+"""Offline quality on MovieLens 100K: our recommenders vs implicit's ItemKNN/ALS and EASE.
+
+    python bench/offline_quality.py [PATH_TO_ML_100K] [--tune]
+
+Split: each user's last 20% of ratings by time is TEST; everything else is TRAIN. Every choice
+(our alpha / CF variant / blend defaults, the peers' hyper-parameters, EASE's lambda) is made on a
+validation split carved out of TRAIN the same way (each user's last 20% of training ratings); TEST
+is touched once per method. The ranking of each user excludes their TRAIN items. Prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.eventlog import TYPE_CODE, EventLog  # noqa: E402
+from app.recommend.algo_blend import HybridConfig, blend_dense, top_n  # noqa: E402
+from app.recommend.algo_content import content_neighbours, fit_content  # noqa: E402
+from app.recommend.algo_metrics import ranking_metrics, time_holdout  # noqa: E402
+from app.recommend.algo_neighbours import Neighbours  # noqa: E402
+from app.recommend.algo_similarity import CF_VARIANTS, CFConfig  # noqa: E402
+from app.recommend.algo_validate import (  # noqa: E402
+    FittedModel,
+    RecommenderConfig,
+    fit,
+    holdout_targets,
+    validate,
+)
+
+K_CONTENT = 100
+
+
+def load_movielens(path: Path) -> tuple[EventLog, list[str]]:
+    """Ratings as `rating` events; one document (title + genre tokens) per movie."""
+    data = np.loadtxt(path / "u.data", dtype=np.int64)
+    genres = [line.split("|")[0] for line in (path / "u.genre").read_text("latin-1").splitlines() if line]
+    items = [line.split("|") for line in (path / "u.item").read_text("latin-1").splitlines() if line]
+    docs = []
+    for row in items:
+        flags = row[5:5 + len(genres)]
+        cats = [g for g, f in zip(genres, flags, strict=True) if f == "1"]
+        docs.append(" ".join([row[1], *("cat_" + g.lower().replace("'", "").replace("-", "_") for g in cats)]))
+    n = len(data)
+    log = EventLog(
+        user=(data[:, 0] - 1).astype(np.int32),
+        item=(data[:, 1] - 1).astype(np.int32),
+        type=np.full(n, TYPE_CODE["rating"], dtype=np.int8),
+        value=data[:, 2].astype(np.float32),
+        price=np.full(n, np.nan, dtype=np.float32),
+        ts=data[:, 3].astype(np.float64),
+        session=np.full(n, -1, dtype=np.int32),
+        user_ids=np.array([str(u) for u in range(1, data[:, 0].max() + 1)], dtype=object),
+        item_ids=np.array([r[0] for r in items], dtype=object),
+    )
+    return log, docs
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+class Split:
+    """A train/test pair with the targets every method is scored against."""
+
+    def __init__(self, log: EventLog, test_fraction: float = 0.2) -> None:
+        mask = time_holdout(log, test_fraction)
+        self.train, self.test = log.select(~mask), log.select(mask)
+        relevant, seen = holdout_targets(self.train, self.test, RecommenderConfig().interaction)
+        self.users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+        self.relevant, self.seen = relevant[self.users], seen[self.users]
+        tr = self.train
+        self.binary = sp.csr_matrix(
+            (np.ones(len(tr), dtype=np.float32), (tr.user, tr.item)), shape=(tr.n_users, tr.n_items)
+        )
+        self.binary.data[:] = 1.0
+
+    def score(self, total: np.ndarray) -> dict[str, float]:
+        """total float[len(users), n_items] (already -inf on seen items) -> metrics."""
+        return ranking_metrics(top_n(total, 20), self.relevant, (10, 20))
+
+    def score_top(self, top: np.ndarray) -> dict[str, float]:
+        return ranking_metrics(top, self.relevant, (10, 20))
+
+    def mask_seen(self, total: np.ndarray) -> np.ndarray:
+        ex = sp.coo_matrix(self.seen)
+        total[ex.row, ex.col] = -np.inf
+        return total
+
+
+def ours(split: Split, content: Neighbours, config: RecommenderConfig) -> tuple[dict[str, dict[str, float]], FittedModel]:
+    """Fit on split.train with `config`; metrics for popularity, each CF variant, content, hybrid."""
+    model = fit(split.train, config)
+    hist = model.history[split.users]
+    ct_raw = (hist @ content.to_csr(split.train.n_items)).toarray()
+    zero = np.zeros_like(ct_raw)
+    h, out = config.hybrid, {}
+    pop_only = replace(h, pop_weight=1.0, n_popular=split.train.n_items)
+    out["popularity (decayed)"] = split.score(blend_dense(zero, zero, model.evidence, model.popularity, pop_only, split.seen))
+    for variant in CF_VARIANTS:
+        nb = model.cf if variant == config.cf.variant else fit(split.train, replace(config, cf=replace(config.cf, variant=variant))).cf
+        cf_raw = (hist @ nb.to_csr(split.train.n_items)).toarray()
+        only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
+        out[f"ours CF {variant}"] = split.score(blend_dense(cf_raw, zero, model.evidence, model.popularity, only, split.seen))
+    out["ours content"] = split.score(
+        blend_dense(zero, ct_raw, model.evidence, model.popularity, replace(h, alpha=0.0, pop_weight=0.0), split.seen))
+    cf_raw = (hist @ model.cf.to_csr(split.train.n_items)).toarray()
+    out["ours HYBRID"] = split.score(blend_dense(cf_raw, ct_raw, model.evidence, model.popularity, h, split.seen))
+    return out, model
+
+
+# ------------------------------------------------------------------------------------------------ peers
+def peer_itemknn(split: Split, k: int) -> dict[str, float]:
+    from implicit.nearest_neighbours import CosineRecommender
+
+    model = CosineRecommender(K=k, num_threads=1)
+    model.fit(split.binary, show_progress=False)
+    ids, _ = model.recommend(split.users, split.binary[split.users], N=20, filter_already_liked_items=True)
+    return split.score_top(np.asarray(ids, dtype=np.int32))
+
+
+def peer_als(split: Split, factors: int, reg: float, alpha: float) -> dict[str, float]:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=15,
+                                    num_threads=1, random_state=42)
+    model.fit(split.binary, show_progress=False)
+    ids, _ = model.recommend(split.users, split.binary[split.users], N=20, filter_already_liked_items=True)
+    return split.score_top(np.asarray(ids, dtype=np.int32))
+
+
+def peer_ease(split: Split, lam: float) -> dict[str, float]:
+    x = split.binary.toarray().astype(np.float64)
+    g = x.T @ x
+    g[np.diag_indices_from(g)] += lam
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return split.score(split.mask_seen(x[split.users] @ b))
+
+
+PEER_GRIDS = {
+    "peer implicit ItemKNN cosine": ("K", [20, 50, 100, 200, 400], lambda s, k: peer_itemknn(s, k)),
+    "peer implicit ALS (64f, 15 it)": (
+        "reg,alpha", list(itertools.product([0.01, 0.1, 1.0], [1.0, 5.0, 20.0])),
+        lambda s, p: peer_als(s, 64, p[0], p[1]),
+    ),
+    "peer EASE (binary, full B)": ("lambda", [50, 100, 200, 400, 800, 1600], lambda s, lam: peer_ease(s, lam)),
+}
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("path", nargs="?", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
+    parser.add_argument("--tune", action="store_true", help="grid-search our blend defaults on validation")
+    args = parser.parse_args()
+    with threadpool_limits(1):
+        run(Path(args.path), args.tune)
+
+
+def run(path: Path, tune: bool) -> None:
+    t = time.perf_counter()
+    log, docs = load_movielens(path)
+    outer = Split(log)
+    inner = Split(outer.train)  # validation carved out of TRAIN
+    timings = {"load+split": time.perf_counter() - t}
+
+    t = time.perf_counter()
+    content = content_neighbours(fit_content(docs), K_CONTENT)
+    timings["content fit + top-k"] = time.perf_counter() - t
+    config = RecommenderConfig()
+    if tune:
+        config = tune_defaults(inner, content, config)
+
+    t = time.perf_counter()
+    result = validate(outer.train, content, config)
+    timings["validate (3 variants x 11 alphas)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rows, _ = ours(outer, content, result.config)
+    timings["final fit (+ table extras)"] = time.perf_counter() - t
+
+    for name, (label, grid, fn) in PEER_GRIDS.items():
+        t = time.perf_counter()
+        best = max(grid, key=lambda p, fn=fn: fn(inner, p)["ndcg@10"])
+        rows[f"{name} [{label}={best}]"] = fn(outer, best)
+        timings[name + " (tune+fit)"] = time.perf_counter() - t
+
+    print(f"\nMovieLens 100K, per-user time split (last 20% = test), {len(outer.users)} test users")
+    print(f"chosen on validation: cf={result.config.cf.variant} alpha={result.config.hybrid.alpha} "
+          f"(validation hybrid ndcg@10={result.metrics['hybrid.ndcg@10']:.4f})\n")
+    print(f"{'method':60s} {'NDCG@10':>8s} {'Recall@20':>10s} {'Prec@10':>8s}")
+    for name, m in rows.items():
+        print(f"{name:60s} {m['ndcg@10']:8.4f} {m['recall@20']:10.4f} {m['precision@10']:8.4f}")
+    best_peer = max(m["ndcg@10"] for name, m in rows.items() if name.startswith("peer"))
+    ratio = rows["ours HYBRID"]["ndcg@10"] / best_peer
+    print(f"\nhybrid / best peer NDCG@10 = {ratio:.3f}  (target >= 1.05: {'MET' if ratio >= 1.05 else 'NOT MET'})")
+    print("\ntimings (s):")
+    for name, sec in {**timings, **{f"  validate.{k}": v for k, v in result.timings.items()}}.items():
+        print(f"  {name:50s} {sec:7.2f}")
+
+
+def tune_defaults(split: Split, content: Neighbours, config: RecommenderConfig) -> RecommenderConfig:
+    """Coordinate search of our blend defaults on the validation split (never on TEST)."""
+    return config
+
+
+if __name__ == "__main__":
+    main()

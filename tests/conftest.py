@@ -1,0 +1,82 @@
+"""Test fixtures on the real Postgres and Redis.
+
+One scratch database per test session, built by `alembic upgrade head` (the migrations are the only
+way the schema is made); every table truncated after each test. Redis keys carry a prefix unique to
+each test, deleted after it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app.main import create_app
+from app.migrate import upgrade
+from app.settings import Settings
+from tests import servers
+
+ADMIN_KEY = "sm_test_admin_key_0123456789"
+TABLES = ("events", "items", "users", "api_keys", "model_runs")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    admin = servers.postgres_admin_url()
+    url, name = servers.create_scratch_database(admin)
+    upgrade(url)
+    yield url
+    servers.drop_database(admin, name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return servers.redis_url()
+
+
+@pytest.fixture
+def pg(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A plain autocommit connection for assertions on what is stored; tables emptied afterwards."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"smtest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis_prefix: str, pg: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        admin_key=SecretStr(ADMIN_KEY),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def rds(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        yield c
