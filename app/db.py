@@ -39,14 +39,21 @@ def libpq_url(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+CONNECT_TIMEOUT_SECONDS = 3
+"""A dead or unreachable Postgres costs a request at most this long before it answers 503."""
+
+
 def make_async_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_timeout=5
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_timeout=5,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
 
 
 def make_engine(url: str) -> Engine:
-    return create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    return create_engine(
+        sqlalchemy_url(url), pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    )
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -23,6 +24,32 @@ _STATUS_CODES = {
     406: "NotAcceptable", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
     422: "ValidationError", 429: "RateLimited", 503: "ServiceUnavailable",
 }
+
+
+class ErrorOut(BaseModel):
+    """The one error body every non-2xx answer carries."""
+
+    error: str = Field(description="A stable code, e.g. `ValidationError`, `UserNotFound`, `RateLimited`.")
+    detail: Any = Field(default=None, description="A message, or a list of field errors for 422.")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed JSON or an invalid request"),
+    401: _error("Missing, unknown or revoked API key"),
+    403: _error("The key lacks the scope this route needs"),
+    413: _error("The body or batch is over its size limit"),
+    415: _error("The body is not `application/json`"),
+    422: _error("A field failed validation; `detail` lists each error with its location"),
+    429: _error("Rate limit of this key exceeded; see `Retry-After`"),
+    503: _error("Postgres or Redis unavailable; see `Retry-After`"),
+}
+"""`responses=` for every authenticated route: the error envelope, documented in the OpenAPI spec."""
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("No such user or item")}
 
 
 def envelope(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -121,3 +148,27 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class JsonBodyOnly:
+    """Answers 415 when a request carries a body that is not declared as JSON.
+
+    FastAPI would otherwise validate the raw bytes and answer a puzzling 422 ("input should be an
+    object") to, say, `curl -d` (which sends `application/x-www-form-urlencoded`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope.get("headers", []))
+            length = headers.get(b"content-length", b"")
+            has_body = (length.isdigit() and int(length) > 0) or b"transfer-encoding" in headers
+            media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            if has_body and not (media == b"application/json" or media.endswith(b"+json")):
+                response = envelope(415, "UnsupportedMediaType",
+                                    "Send the body as JSON with `Content-Type: application/json`.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -15,10 +15,12 @@ from app.auth.service import KeyVerifier
 from app.catalog.router import router as catalog_router
 from app.db import make_async_engine
 from app.events.router import router as events_router
-from app.http import BodySizeLimit, envelope, install_error_handlers
+from app.http import BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
+from app.ratelimit import RateLimiter
 from app.settings import Settings, get_settings
 from app.store.client import make_async_redis
 from app.store.keys import Keys
+from app.runs.router import router as runs_router
 from app.users.router import router as users_router
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = Keys(settings.redis_prefix)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
+        app.state.rate_limiter = RateLimiter(app.state.redis, app.state.keys, settings)
+        app.state.redis_fallbacks = {}  # path -> requests served without their Redis update
         try:
             yield
         finally:
@@ -63,10 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=ORJSONResponse,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(JsonBodyOnly)
     install_error_handlers(app)
     app.include_router(events_router)
     app.include_router(catalog_router)
     app.include_router(users_router)
+    app.include_router(runs_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -4,10 +4,12 @@ from fastapi import APIRouter, Depends, Request
 
 from app.auth.deps import require
 from app.errors import PayloadTooLarge
+from app.fallback import note_redis_fallback
 from app.events import service
 from app.events.schemas import EventBatchIn, IngestResult
+from app.http import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], responses=ERROR_RESPONSES)
 
 
 @router.post(
@@ -15,7 +17,6 @@ router = APIRouter(prefix="/v1", tags=["events"])
     response_model=IngestResult,
     dependencies=[Depends(require("ingest"))],
     summary="Ingest a batch of 1 to 10,000 events",
-    responses={413: {"description": "More than 10,000 events, or a body over the size limit"}},
 )
 async def post_events(batch: EventBatchIn, request: Request) -> IngestResult:
     """Store events; report accepted, duplicate (by `event_id`) and rejected ones with a reason each.
@@ -27,4 +28,7 @@ async def post_events(batch: EventBatchIn, request: Request) -> IngestResult:
         raise PayloadTooLarge(
             f"{len(batch.events)} events in one call; the limit is {state.settings.max_batch_events}."
         )
-    return await service.ingest(state.engine, state.redis, state.keys, state.settings, batch.events)
+    result = await service.ingest(state.engine, state.redis, state.keys, state.settings, batch.events)
+    if not result.realtime_updated:
+        note_redis_fallback(state, "/v1/events")
+    return result

@@ -61,6 +61,12 @@ def top_popular(popularity: NDArray[np.floating], n: int) -> NDArray[np.intp]:
     return idx[popularity[idx] > 0]
 
 
+def _row_max(raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per-row max as a divisor, float64[b, 1]; 1 for rows without any positive score."""
+    m = raw.max(axis=1, keepdims=True) if raw.shape[1] else np.zeros((raw.shape[0], 1))
+    return np.where(m > 0, m, 1.0)
+
+
 def _alpha(alpha: float, evidence: NDArray[np.floating], c: float) -> NDArray[np.float64]:
     ev = evidence.astype(np.float64)
     return alpha * (ev / (ev + c)) if c > 0 else np.full(ev.shape, alpha)
@@ -178,10 +184,12 @@ def blend_dense(
 
     cf_raw, ct_raw : float64[b, n_items] = history @ S_cf, history @ S_content.
     """
+    cf_raw = np.asarray(cf_raw, dtype=np.float64)
+    ct_raw = np.asarray(ct_raw, dtype=np.float64)
     candidate = (cf_raw > 0) | (ct_raw > 0)
     candidate[:, top_popular(popularity, config.n_popular)] = True
-    cf_max = np.maximum(cf_raw.max(axis=1, keepdims=True), 1e-300)
-    ct_max = np.maximum(ct_raw.max(axis=1, keepdims=True), 1e-300)
+    cf_max = _row_max(cf_raw)
+    ct_max = _row_max(ct_raw)
     pop_max = float(popularity.max()) if popularity.size else 0.0
     pop = popularity.astype(np.float64) / pop_max if pop_max > 0 else np.zeros(popularity.shape)
     a = _alpha(config.alpha, evidence, config.evidence_c)[None, :]

@@ -59,6 +59,10 @@ class Keys:
     def model_pointer(self) -> str:
         return f"{self.prefix}model:current"
 
+    def model_versions(self) -> str:
+        """Sorted set version -> publish time, of versions not yet scheduled to expire."""
+        return f"{self.prefix}model:versions"
+
     def model(self, version: str, part: str) -> str:
         return f"{self.prefix}{{m:{version}}}:{part}"
 
@@ -72,6 +76,10 @@ class Keys:
     def live_content(self) -> str:
         """Hash item_id -> packed content neighbours computed on upsert, until the next rebuild."""
         return f"{self.prefix}content:live"
+
+    def hydrated(self) -> str:
+        """Sentinel set after real-time state was rebuilt from Postgres; gone after a flush."""
+        return f"{self.prefix}hydrated"
 
     def rate_limit(self, key_id: str) -> str:
         return f"{self.prefix}rl:{key_id}"

@@ -1,0 +1,105 @@
+"""Per-API-key rate limiting: a token bucket kept in Redis, checked atomically in one round trip.
+
+Each key id has a bucket holding at most `burst = rate × settings.rate_limit_burst_seconds` tokens,
+refilled continuously at `rate` tokens per second, where `rate` comes from
+`settings.rate_limit_per_second` for the key's broadest scope (admin > ingest > read). A request costs
+one token; an empty bucket answers 429 with `Retry-After` (whole seconds, rounded up) until a token
+is back. The bucket lives in Redis, so every API replica shares it, and the clock is Redis' own
+(`TIME`), so replicas with skewed clocks still agree.
+
+Redis is a cache here, not a gate: when it cannot be reached the limiter fails open (logs, lets the
+request through) and stops asking for a few seconds so a dead Redis adds no latency per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.auth.service import Principal
+from app.errors import RateLimited
+from app.settings import Settings
+from app.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+SCOPE_BREADTH: tuple[str, ...] = ("admin", "ingest", "read")
+"""Broadest first: a key's rate is the rate of the first of these scopes it holds."""
+
+FAIL_OPEN_SECONDS = 5.0
+"""After a Redis error, requests pass unchecked for this long before Redis is tried again."""
+
+# KEYS[1] bucket hash; ARGV rate (tokens/s), burst (tokens), cost (tokens).
+# Returns {allowed (0/1), seconds until `cost` tokens are available (string: Lua numbers would be
+# truncated to integers on the way out)}.
+_TOKEN_BUCKET = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  wait = (cost - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, string.format('%.6f', wait)}
+"""
+
+
+def rate_for(principal: Principal, settings: Settings) -> float:
+    """Tokens per second for this key: the configured rate of its broadest scope."""
+    for scope in SCOPE_BREADTH:
+        if scope in principal.scopes and scope in settings.rate_limit_per_second:
+            return settings.rate_limit_per_second[scope]
+    return min(settings.rate_limit_per_second.values(), default=1.0)
+
+
+class RateLimiter:
+    """`await limiter.check(principal)` raises RateLimited (429) when the key's bucket is empty."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: Settings) -> None:
+        self._keys = keys
+        self._settings = settings
+        self._script = redis.register_script(_TOKEN_BUCKET)
+        self._skip_until = 0.0
+
+    async def check(self, principal: Principal, cost: float = 1.0) -> None:
+        if time.monotonic() < self._skip_until:
+            return
+        rate = rate_for(principal, self._settings)
+        if rate <= 0:
+            raise RateLimited("This key may not make requests (rate 0).", headers={"Retry-After": "3600"})
+        burst = max(cost, rate * self._settings.rate_limit_burst_seconds)
+        try:
+            allowed, wait = await self._script(
+                keys=[self._keys.rate_limit(principal.key_id)], args=[rate, burst, cost]
+            )
+        except (RedisError, OSError) as exc:
+            self._skip_until = time.monotonic() + FAIL_OPEN_SECONDS
+            log.warning("ratelimit.fail_open", extra={"error": type(exc).__name__})
+            return
+        if int(allowed) != 1:
+            retry_after = max(1, math.ceil(float(wait)))
+            raise RateLimited(
+                f"Rate limit of {rate:g} requests/s (burst {burst:g}) exceeded for this key; "
+                f"retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )

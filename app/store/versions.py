@@ -1,0 +1,96 @@
+"""Model versions in Redis: write every part of version v+1, then flip one pointer.
+
+Readers GET the pointer first and read only keys of that version, so they never see a mix. Replaced
+versions keep serving in-flight readers for a grace period, then expire.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from app.store.keys import Keys
+
+_CHUNK = 5_000
+GRACE_SECONDS = 600
+
+
+def new_version() -> str:
+    return time.strftime("v%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class VersionWriter:
+    """Writes the parts of one version; nothing is visible to readers until `publish()`."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, version: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.version = version
+        self.written: list[str] = []
+
+    def _key(self, part: str) -> str:
+        key = self.keys.model(self.version, part)
+        self.written.append(key)
+        return key
+
+    def blob(self, part: str, data: bytes) -> None:
+        self.client.set(self._key(part), data)
+
+    def hash(self, part: str, fields: Iterable[tuple[str, bytes | str]]) -> None:
+        """A hash written in pipelined chunks (fields may be a generator over millions of entries)."""
+        key = self._key(part)
+        pipe = self.client.pipeline(transaction=False)
+        batch: dict[str, bytes | str] = {}
+        for field, value in fields:
+            batch[field] = value
+            if len(batch) >= _CHUNK:
+                pipe.hset(key, mapping=batch)  # type: ignore[arg-type]
+                pipe.execute()
+                batch = {}
+        if batch:
+            pipe.hset(key, mapping=batch)  # type: ignore[arg-type]
+            pipe.execute()
+
+    def zset(self, part: str, members: Iterable[tuple[str, float]]) -> None:
+        key = self._key(part)
+        batch: dict[str, float] = {}
+        for member, score in members:
+            batch[member] = score
+            if len(batch) >= _CHUNK:
+                self.client.zadd(key, batch)
+                batch = {}
+        if batch:
+            self.client.zadd(key, batch)
+
+    def meta(self, fields: Mapping[str, str | int | float]) -> None:
+        self.client.hset(self._key("meta"), mapping=dict(fields))
+
+    def publish(self, keep: int) -> list[str]:
+        """Flip the pointer to this version; schedule all but the newest `keep` versions to expire."""
+        registry = self.keys.model_versions()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sadd(self.keys.model(self.version, "keys"), *self.written)
+        pipe.zadd(registry, {self.version: time.time()})
+        pipe.set(self.keys.model_pointer(), self.version)
+        pipe.execute()
+        stale = self.client.zrange(registry, 0, -(keep + 1))
+        expired = []
+        for raw in stale:
+            old = raw.decode()
+            members = self.client.smembers(self.keys.model(old, "keys"))
+            pipe = self.client.pipeline(transaction=False)
+            for key in members:
+                pipe.expire(key, GRACE_SECONDS)
+            pipe.expire(self.keys.model(old, "keys"), GRACE_SECONDS)
+            pipe.zrem(registry, old)
+            pipe.execute()
+            expired.append(old)
+        return expired
+
+    def discard(self) -> None:
+        """Drop a version that failed before publishing."""
+        if self.written:
+            self.client.delete(*self.written)

@@ -1,0 +1,71 @@
+"""The worker loop: rebuild on a schedule, on demand (queued by the API), and after Redis was lost."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from app.settings import Settings
+from app.store.client import make_redis
+from app.store.keys import Keys
+from app.worker import hydrate
+from app.worker.pipeline import RebuildBusy, rebuild
+
+log = logging.getLogger(__name__)
+
+
+def run_forever(settings: Settings, stop: threading.Event) -> None:
+    assert settings.redis_url
+    keys = Keys(settings.redis_prefix)
+    client = make_redis(settings.redis_url)
+    interval = settings.rebuild_interval_minutes * 60
+    next_at = time.monotonic()  # rebuild at start: re-hydrates Redis and publishes a fresh model
+    while not stop.is_set():
+        job: int | None = None
+        due = time.monotonic() >= next_at
+        try:
+            if not due:
+                popped = client.brpop([keys.rebuild_queue()], timeout=2)
+                if popped is not None:
+                    job, due = int(popped[1]), True
+                elif not hydrate.is_hydrated(client, keys):
+                    due = True  # Redis was flushed or restarted: rebuild its state now
+        except (redis.RedisError, OSError) as exc:
+            log.warning("worker.redis_unavailable", extra={"error": type(exc).__name__})
+            stop.wait(2)
+            continue
+        if not due:
+            continue
+        try:
+            rebuild(settings, trigger="api" if job else "schedule", run_id=job)
+        except RebuildBusy:
+            log.info("worker.busy")
+        except Exception:
+            log.exception("worker.rebuild_failed")  # recorded in model_runs; the old version serves
+        next_at = time.monotonic() + interval
+    client.close()
+
+
+class BackgroundWorker:
+    """The worker inside `shopmind serve` (embedded default): a daemon thread running run_forever."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=run_forever, args=(settings, self._stop), name="shopmind-worker", daemon=True
+        )
+
+    def start(self) -> BackgroundWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def start_background_worker(settings: Settings) -> BackgroundWorker:
+    return BackgroundWorker(settings).start()

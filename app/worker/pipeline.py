@@ -1,0 +1,172 @@
+"""One rebuild: load Postgres -> build and validate models -> publish a new version -> record the run.
+
+Fails loudly: a failing stage discards the half-written version (the previous one keeps serving),
+records the error in model_runs and re-raises. One rebuild at a time, guarded by a Redis lock that
+expires on its own if the worker dies mid-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+
+from app.db import libpq_url
+from app.settings import Settings
+from app.store.client import make_redis
+from app.store.keys import Keys
+from app.store.versions import VersionWriter, new_version
+from app.worker import hydrate
+from app.worker.load import load_snapshot
+from app.worker.stage_propensity import build_propensity, publish_propensity
+from app.worker.stage_recommend import build_recommender, publish_recommender
+
+log = logging.getLogger(__name__)
+
+
+class RebuildBusy(RuntimeError):
+    """Another rebuild holds the lock."""
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    version: str
+    stages: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class _Stages:
+    def __init__(self, progress: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.progress = progress
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        took = time.perf_counter() - start
+        self.seconds[name] = round(took, 3)
+        log.info("rebuild.stage", extra={"stage": name, "seconds": round(took, 3), "rss_mb": _peak_rss_mb()})
+        if self.progress:
+            print(f"  {name:<12} {took:8.2f} s   peak RSS {_peak_rss_mb():8.0f} MB", flush=True)
+
+
+def _start_run(conn: psycopg.Connection[Any], run_id: int | None, trigger: str) -> int:
+    # Runs left "running" by a worker that died can only be stale: we hold the lock now.
+    conn.execute(
+        "UPDATE model_runs SET status = 'failed', finished_at = now(),"
+        " error = 'abandoned: the worker stopped mid-run' WHERE status = 'running'"
+    )
+    if run_id is not None:
+        row = conn.execute(
+            "UPDATE model_runs SET status = 'running', started_at = now() WHERE id = %s RETURNING id",
+            (run_id,),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+    row = conn.execute(
+        "INSERT INTO model_runs (status, trigger) VALUES ('running', %s) RETURNING id", (trigger,)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def rebuild(
+    settings: Settings,
+    trigger: str = "schedule",
+    run_id: int | None = None,
+    progress: bool = False,
+    now: float | None = None,
+) -> RunResult:
+    assert settings.database_url and settings.redis_url
+    client = make_redis(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    lock = client.lock(keys.rebuild_lock(), timeout=settings.rebuild_lock_seconds)
+    if not lock.acquire(blocking=False):
+        raise RebuildBusy("another rebuild is running")
+    try:
+        with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+            run_id = _start_run(conn, run_id, trigger)
+            try:
+                return _rebuild(conn, client, keys, settings, run_id, progress, now)
+            except BaseException as exc:
+                conn.execute(
+                    "UPDATE model_runs SET status = 'failed', finished_at = now(),"
+                    " duration_seconds = extract(epoch FROM now() - started_at), error = %s WHERE id = %s",
+                    (f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:4000], run_id),
+                )
+                log.error("rebuild.failed", extra={"run_id": run_id, "error": repr(exc)})
+                raise
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            log.warning("rebuild.lock_lost", extra={"run_id": run_id})
+        client.close()
+
+
+def _rebuild(
+    conn: psycopg.Connection[Any],
+    client: redis.Redis,
+    keys: Keys,
+    settings: Settings,
+    run_id: int,
+    progress: bool,
+    now: float | None,
+) -> RunResult:
+    stages = _Stages(progress)
+    started = time.perf_counter()
+    with stages.stage("load"):
+        snapshot = load_snapshot(conn, now)
+    with stages.stage("recommend"):
+        recommender = build_recommender(snapshot, settings)
+    with stages.stage("propensity"):
+        propensity = build_propensity(snapshot, settings)
+    version = new_version()
+    writer = VersionWriter(client, keys, version)
+    try:
+        with stages.stage("publish"):
+            publish_recommender(writer, snapshot, recommender)
+            user_parts = publish_propensity(writer, snapshot, propensity)
+            writer.meta(
+                {
+                    "version": version,
+                    "built_at": snapshot.now,
+                    "n_users": snapshot.log.n_users,
+                    "n_items": snapshot.log.n_items,
+                    "n_events": len(snapshot.log),
+                    "user_parts": ",".join(["user_nn", *user_parts]),
+                    **recommender.meta(),
+                    **propensity.meta(),
+                }
+            )
+            writer.publish(settings.keep_versions)
+    except BaseException:
+        writer.discard()
+        raise
+    with stages.stage("hydrate"):
+        hydrate.refresh_realtime(client, keys, settings, snapshot)
+    metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics}
+    duration = time.perf_counter() - started
+    stages.seconds["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    conn.execute(
+        "UPDATE model_runs SET status = 'succeeded', version = %s, finished_at = now(),"
+        " duration_seconds = %s, stages = %s, metrics = %s WHERE id = %s",
+        (version, duration, psycopg.types.json.Jsonb(stages.seconds), psycopg.types.json.Jsonb(metrics),
+         run_id),
+    )
+    log.info("rebuild.done", extra={"run_id": run_id, "version": version, "seconds": round(duration, 2)})
+    return RunResult(run_id=run_id, version=version, stages=stages.seconds, metrics=metrics)

@@ -1,0 +1,107 @@
+"""The recommendation stage of a rebuild: content + CF + user-user neighbours, validated, published."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.recommend.algo_content import ContentModel, content_neighbours, fit_content, item_document
+from app.recommend.algo_neighbours import Neighbours
+from app.recommend.algo_users import pearson_user_neighbours
+from app.recommend.algo_validate import FittedModel, RecommenderConfig, fit, validate
+from app.settings import Settings
+from app.store.codec import pack_neighbours
+from app.store.versions import VersionWriter
+from app.worker.load import Snapshot
+
+log = logging.getLogger(__name__)
+
+MIN_VALIDATION_EVENTS = 50
+USER_NN_MAX_USERS = 100_000  # Pearson is quadratic in users: lookalikes for the most active ones
+
+
+@dataclass(frozen=True)
+class RecommenderBuild:
+    config: RecommenderConfig
+    fitted: FittedModel
+    content: ContentModel
+    content_nn: Neighbours
+    user_nn: Neighbours
+    user_rows: NDArray[np.int64]  # user index of each user_nn row
+    metrics: dict[str, Any]
+
+    def meta(self) -> dict[str, str]:
+        return {
+            "recommender_config": json.dumps(dataclasses.asdict(self.config)),
+            "alpha": str(self.config.hybrid.alpha),
+            "cf_variant": self.config.cf.variant,
+        }
+
+
+def build_recommender(snapshot: Snapshot, settings: Settings) -> RecommenderBuild:
+    log_ = snapshot.log
+    k = settings.neighbours_k
+    content = fit_content([item_document(item) for item in snapshot.catalog.items])
+    content_nn = content_neighbours(content, k=k)
+    base = RecommenderConfig()
+    base = dataclasses.replace(base, cf=dataclasses.replace(base.cf, k=k))
+    metrics: dict[str, Any] = {}
+    config = base
+    if len(log_) >= MIN_VALIDATION_EVENTS:
+        try:
+            result = validate(log_, content_nn, base)
+            config, metrics = result.config, dict(result.metrics)
+            metrics["timings"] = {name: round(s, 3) for name, s in result.timings.items()}
+        except ValueError as exc:  # too little data to hold anything out: keep the defaults
+            metrics["validation_skipped"] = str(exc)
+    else:
+        metrics["validation_skipped"] = f"fewer than {MIN_VALIDATION_EVENTS} events"
+    fitted = fit(log_, config, snapshot.now)
+
+    # Lookalikes: Pearson over the interaction strengths of the most active users.
+    x = fitted.interactions
+    activity = np.diff(x.indptr)
+    rows = np.flatnonzero(activity >= 2)
+    if len(rows) > USER_NN_MAX_USERS:
+        rows = np.sort(rows[np.argsort(-activity[rows], kind="stable")[:USER_NN_MAX_USERS]])
+    user_nn = pearson_user_neighbours(x[rows], k=min(k, 50)) if len(rows) > 1 else Neighbours.empty(0, 1)
+    return RecommenderBuild(config, fitted, content, content_nn, user_nn, rows.astype(np.int64), metrics)
+
+
+def _rows(ids: NDArray[np.object_], nn: Neighbours, row_ids: NDArray[np.int64] | None = None) -> Any:
+    has = (nn.indices >= 0).any(axis=1)
+    for r in np.flatnonzero(has):
+        entity = ids[r if row_ids is None else row_ids[r]]
+        width = int((nn.indices[r] >= 0).sum())
+        yield str(entity), pack_neighbours(nn.indices[r, :width], nn.scores[r, :width])
+
+
+def publish_recommender(writer: VersionWriter, snapshot: Snapshot, build: RecommenderBuild) -> None:
+    log_ = snapshot.log
+    item_ids = log_.item_ids
+    writer.blob("items", "\n".join(map(str, item_ids)).encode())
+    writer.blob("evidence", build.fitted.evidence.astype("<f4").tobytes())
+    writer.blob("popularity", build.fitted.popularity.astype("<f4").tobytes())
+    writer.blob("eligible", snapshot.catalog.eligible.astype(np.uint8).tobytes())
+    writer.hash("cf", _rows(item_ids, build.fitted.cf))
+    writer.hash("content", _rows(item_ids, build.content_nn))
+    # user-user neighbours point at dense user indices; the id table travels with them
+    writer.blob("users", "\n".join(map(str, log_.user_ids)).encode())
+    user_nn = Neighbours(
+        indices=np.where(build.user_nn.indices >= 0, build.user_rows[np.maximum(build.user_nn.indices, 0)], -1)
+        .astype(np.int32),
+        scores=build.user_nn.scores,
+    )
+    writer.hash("user_nn", _rows(log_.user_ids, user_nn, build.user_rows))
+    # the fitted content state, so the API can place a new item among the catalog at once
+    m = build.content.matrix
+    writer.blob("content_idf", build.content.idf.astype("<f4").tobytes())
+    writer.blob("content_indptr", m.indptr.astype("<i8").tobytes())
+    writer.blob("content_indices", m.indices.astype("<i4").tobytes())
+    writer.blob("content_data", m.data.astype("<f4").tobytes())
