@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from app.cli_data import export_events, import_events
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("shopmind")
@@ -99,10 +100,67 @@ def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bo
         click.echo(f"Shopmind on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
         if admin and embedded:
             click.echo(f"admin key: {admin}")
-        uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                    access_log=False)
+        from app.observability.multiprocess import prometheus_multiprocess
+
+        with prometheus_multiprocess(workers):  # N > 1 workers: /metrics sums them all
+            uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                        access_log=False)
         if worker_thread is not None:
             worker_thread.stop()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one rebuild now and exit (for cron and scripts).")
+def worker(once: bool) -> None:
+    """Rebuild models on a schedule (SHOPMIND_REBUILD_INTERVAL_MINUTES), on demand, and after Redis loss.
+
+    With --once: one rebuild, per-stage timings printed; exit status 1 if it failed.
+    """
+    import threading
+
+    from app.migrate import upgrade
+
+    with _servers() as settings:
+        assert settings.database_url
+        upgrade(settings.database_url)
+        if once:
+            from app.worker.pipeline import rebuild
+
+            click.echo("rebuilding:")
+            try:
+                result = rebuild(settings, trigger="cli", progress=True)
+            except Exception as exc:
+                raise click.ClickException(f"rebuild failed (the previous version keeps serving): {exc}") from exc
+            click.echo(f"published {result.version} (run {result.run_id})")
+            hybrid = result.metrics.get("recommend", {}).get("hybrid.ndcg@10")
+            if hybrid is not None:
+                click.echo(f"  validation NDCG@10 hybrid {hybrid:.4f}")
+            return
+        from app.worker.loop import run_forever
+
+        click.echo(f"worker: rebuilding every {settings.rebuild_interval_minutes:g} min and on demand")
+        stop = threading.Event()
+        try:
+            run_forever(settings, stop)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@main.command()
+@click.option("--users", default=2000, show_default=True, help="Synthetic shoppers.")
+@click.option("--items", default=300, show_default=True, help="Synthetic catalog size.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same shop).")
+@click.option("--force", is_flag=True, help="Load even when the database already has events.")
+def demo(users: int, items: int, seed: int, force: bool) -> None:
+    """Load a synthetic shop (catalog, shoppers, 120 days of behaviour) through the real ingest path."""
+    from app.demo.loader import load_demo_if_empty
+    from app.migrate import upgrade
+
+    with _servers() as settings:
+        assert settings.database_url
+        upgrade(settings.database_url)
+        loaded = load_demo_if_empty(settings, force=force, n_users=users, n_items=items, seed=seed)
+        click.echo(f"loaded {loaded}" if loaded else "the database already has events (use --force)")
 
 
 def _ensure_local_admin_key(settings: Settings) -> str:
@@ -186,6 +244,10 @@ def keys_revoke(key_id: int) -> None:
         if not done:
             raise click.ClickException(f"no key with id {key_id}")
         click.echo(f"key {key_id} revoked")
+
+
+main.add_command(import_events)  # shopmind import FILE
+main.add_command(export_events)  # shopmind export [--out FILE]
 
 
 if __name__ == "__main__":

@@ -16,12 +16,18 @@ from app.catalog.router import router as catalog_router
 from app.db import make_async_engine
 from app.events.router import router as events_router
 from app.http import BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
+from app.observability.router import install_metrics
+from app.propensity.router import router as propensity_router
 from app.ratelimit import RateLimiter
+from app.recommend.model_cache import ModelCache
+from app.recommend.router import router as recommend_router
+from app.recommend.service import RecommendService
+from app.runs.router import router as runs_router
 from app.settings import Settings, get_settings
 from app.store.client import make_async_redis
 from app.store.keys import Keys
-from app.runs.router import router as runs_router
 from app.users.router import router as users_router
+from app.web import install_browser_support
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
         app.state.redis = make_async_redis(settings.redis_url)
         app.state.keys = Keys(settings.redis_prefix)
+        app.state.model_cache = ModelCache(app.state.redis, app.state.keys)
+        app.state.recommender = RecommendService(app.state.redis, app.state.keys, app.state.model_cache)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
         app.state.rate_limiter = RateLimiter(app.state.redis, app.state.keys, settings)
@@ -68,11 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JsonBodyOnly)
+    install_metrics(app, settings)  # counts every request by route template; GET /metrics
+    install_browser_support(app, settings)  # /static/shopmind.js; CORS outermost
     install_error_handlers(app)
     app.include_router(events_router)
     app.include_router(catalog_router)
     app.include_router(users_router)
     app.include_router(runs_router)
+    app.include_router(recommend_router)
+    app.include_router(propensity_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

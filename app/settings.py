@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,10 @@ class Settings(BaseSettings):
     keep_versions: int = Field(default=2, ge=1)
     neighbours_k: int = Field(default=50, ge=5, le=500)
     propensity_horizon_days: float = Field(default=30.0, gt=0)
+    propensity_targets: list[str] = Field(
+        default=["purchase", "churn"],
+        description="Targets scored at each rebuild: purchase, churn, purchase:<category>.",
+    )
 
     # auth and limits
     key_cache_seconds: float = Field(default=30.0, ge=0)
@@ -50,7 +56,28 @@ class Settings(BaseSettings):
     )
     rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
 
+    # browser and operations
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Shop origins allowed to call the API from a browser (shopmind.js), comma-separated "
+        "(`https://shop.example,https://www.shop.example`) or a JSON list. Empty: no CORS.",
+    )
+    metrics_require_key: bool = Field(
+        default=False,
+        description="Require an admin-scope key on GET /metrics (default: open, as Prometheus expects).",
+    )
+
     log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return json.loads(v)
+            return [o.strip().rstrip("/") for o in v.split(",") if o.strip()]
+        return v
 
     @field_validator("redis_prefix")
     @classmethod

@@ -34,9 +34,9 @@ from app.recommend.algo_blend import HybridConfig, blend_dense, top_n  # noqa: E
 from app.recommend.algo_content import content_neighbours, fit_content  # noqa: E402
 from app.recommend.algo_metrics import ranking_metrics, time_holdout  # noqa: E402
 from app.recommend.algo_neighbours import Neighbours  # noqa: E402
-from app.recommend.algo_similarity import CF_VARIANTS, CFConfig  # noqa: E402
+from app.recommend.algo_sequence import sequence_neighbours  # noqa: E402
+from app.recommend.algo_similarity import CF_VARIANTS, cf_neighbours  # noqa: E402
 from app.recommend.algo_validate import (  # noqa: E402
-    FittedModel,
     RecommenderConfig,
     fit,
     holdout_targets,
@@ -100,25 +100,31 @@ class Split:
         return total
 
 
-def ours(split: Split, content: Neighbours, config: RecommenderConfig) -> tuple[dict[str, dict[str, float]], FittedModel]:
+def ours(split: Split, content: Neighbours, config: RecommenderConfig) -> dict[str, dict[str, float]]:
     """Fit on split.train with `config`; metrics for popularity, each CF variant, content, hybrid."""
-    model = fit(split.train, config)
+    tr, n_items = split.train, split.train.n_items
+    model = fit(tr, config)
     hist = model.history[split.users]
-    ct_raw = (hist @ content.to_csr(split.train.n_items)).toarray()
+    ct_raw = (hist @ content.to_csr(n_items)).toarray()
     zero = np.zeros_like(ct_raw)
     h, out = config.hybrid, {}
-    pop_only = replace(h, pop_weight=1.0, n_popular=split.train.n_items)
-    out["popularity (decayed)"] = split.score(blend_dense(zero, zero, model.evidence, model.popularity, pop_only, split.seen))
+
+    def run(cf: Neighbours | None, use_content: bool, hyb: HybridConfig) -> dict[str, float]:
+        cf_raw = zero if cf is None else (hist @ cf.to_csr(n_items)).toarray()
+        total = blend_dense(cf_raw, ct_raw if use_content else zero, model.evidence, model.popularity, hyb, split.seen)
+        return split.score(total)
+
+    cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
+    out["popularity (decayed)"] = run(None, False, replace(h, pop_weight=1.0, n_popular=n_items))
+    out["ours content (TF-IDF title+genres)"] = run(None, True, replace(h, alpha=0.0, pop_weight=0.0))
     for variant in CF_VARIANTS:
-        nb = model.cf if variant == config.cf.variant else fit(split.train, replace(config, cf=replace(config.cf, variant=variant))).cf
-        cf_raw = (hist @ nb.to_csr(split.train.n_items)).toarray()
-        only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
-        out[f"ours CF {variant}"] = split.score(blend_dense(cf_raw, zero, model.evidence, model.popularity, only, split.seen))
-    out["ours content"] = split.score(
-        blend_dense(zero, ct_raw, model.evidence, model.popularity, replace(h, alpha=0.0, pop_weight=0.0), split.seen))
-    cf_raw = (hist @ model.cf.to_csr(split.train.n_items)).toarray()
-    out["ours HYBRID"] = split.score(blend_dense(cf_raw, ct_raw, model.evidence, model.popularity, h, split.seen))
-    return out, model
+        out[f"ours CF {variant}"] = run(cf_neighbours(model.interactions, replace(config.cf, variant=variant)),
+                                         False, cf_only)
+    seq = sequence_neighbours(tr, config.cf.k, config.cf.sequence_window, config.cf.sequence_max_gap_days)
+    out["ours CF sequence only"] = run(seq, False, cf_only)
+    out[f"ours CF served ({config.cf.variant} + seq {config.cf.sequence_weight:g})"] = run(model.cf, False, cf_only)
+    out["ours HYBRID"] = run(model.cf, True, h)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ peers
@@ -189,7 +195,7 @@ def run(path: Path, tune: bool) -> None:
     result = validate(outer.train, content, config)
     timings["validate (3 variants x 11 alphas)"] = time.perf_counter() - t
     t = time.perf_counter()
-    rows, _ = ours(outer, content, result.config)
+    rows = ours(outer, content, result.config)
     timings["final fit (+ table extras)"] = time.perf_counter() - t
 
     for name, (label, grid, fn) in PEER_GRIDS.items():
@@ -199,7 +205,8 @@ def run(path: Path, tune: bool) -> None:
         timings[name + " (tune+fit)"] = time.perf_counter() - t
 
     print(f"\nMovieLens 100K, per-user time split (last 20% = test), {len(outer.users)} test users")
-    print(f"chosen on validation: cf={result.config.cf.variant} alpha={result.config.hybrid.alpha} "
+    print(f"chosen on validation: cf={result.config.cf.variant} seq={result.config.cf.sequence_weight} "
+          f"alpha={result.config.hybrid.alpha} "
           f"(validation hybrid ndcg@10={result.metrics['hybrid.ndcg@10']:.4f})\n")
     print(f"{'method':60s} {'NDCG@10':>8s} {'Recall@20':>10s} {'Prec@10':>8s}")
     for name, m in rows.items():

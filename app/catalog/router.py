@@ -3,17 +3,37 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import require
 from app.catalog import service
-from app.catalog.schemas import ItemBatchIn, ItemBatchOut, ItemDeleted, ItemIn, ItemOut, ItemWithId
+from app.catalog.schemas import (
+    MAX_ITEMS_PER_BATCH,
+    ItemBatchIn,
+    ItemBatchOut,
+    ItemDeleted,
+    ItemIn,
+    ItemOut,
+    ItemWithId,
+)
 from app.common.types import ID_PATTERN
 from app.db import get_session
+from app.errors import PayloadTooLarge
+from app.fallback import note_redis_fallback
+from app.http import ERROR_RESPONSES, NOT_FOUND
 
 # Writes commit before touching Redis, so serving never sees an item that Postgres does not have.
-router = APIRouter(prefix="/v1/items", tags=["catalog"])
+router = APIRouter(prefix="/v1/items", tags=["catalog"], responses=ERROR_RESPONSES)
 ItemIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+
+
+async def _publish(request: Request, items: list[ItemWithId], path: str) -> None:
+    """Postgres (committed) is the truth: a Redis outage skips the serving update, never the write."""
+    try:
+        await service.publish_items(request.app.state.redis, request.app.state.keys, items)
+    except (RedisError, OSError):
+        note_redis_fallback(request.app.state, path)
 
 
 @router.put("/{item_id}", response_model=ItemOut, dependencies=[Depends(require("ingest"))])
@@ -24,7 +44,7 @@ async def put_item(
     item = ItemWithId(item_id=item_id, **body.model_dump())
     await service.upsert_items(session, [item])
     await session.commit()
-    await service.publish_items(request.app.state.redis, request.app.state.keys, [item])
+    await _publish(request, [item], "items.publish")
     return await service.get_item(session, item_id)
 
 
@@ -33,18 +53,24 @@ async def post_items(
     body: ItemBatchIn, request: Request, session: AsyncSession = Depends(get_session)
 ) -> ItemBatchOut:
     """Create or replace up to 10,000 items in one call."""
+    if len(body.items) > MAX_ITEMS_PER_BATCH:
+        raise PayloadTooLarge(f"{len(body.items)} items in one call; the limit is {MAX_ITEMS_PER_BATCH}.")
     await service.upsert_items(session, body.items)
     await session.commit()
-    await service.publish_items(request.app.state.redis, request.app.state.keys, body.items)
+    await _publish(request, body.items, "items.publish")
     return ItemBatchOut(upserted=len({i.item_id for i in body.items}))
 
 
-@router.get("/{item_id}", response_model=ItemOut, dependencies=[Depends(require("read"))])
+@router.get(
+    "/{item_id}", response_model=ItemOut, dependencies=[Depends(require("read"))], responses=NOT_FOUND
+)
 async def get_item(item_id: ItemIdPath, session: AsyncSession = Depends(get_session)) -> ItemOut:
     return await service.get_item(session, item_id)
 
 
-@router.delete("/{item_id}", response_model=ItemDeleted, dependencies=[Depends(require("ingest"))])
+@router.delete(
+    "/{item_id}", response_model=ItemDeleted, dependencies=[Depends(require("ingest"))], responses=NOT_FOUND
+)
 async def delete_item(
     item_id: ItemIdPath, request: Request, session: AsyncSession = Depends(get_session)
 ) -> ItemDeleted:

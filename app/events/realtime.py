@@ -51,7 +51,7 @@ async def apply_events(
     recstats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for e in sorted(events, key=lambda e: e.ts):
         if e.item_id is not None:
-            history[e.user_id].append(encode_history(e.ts, e.type, e.item_id))
+            history[e.user_id].append(encode_history(e.ts, e.type, e.item_id, e.value))
             if e.type == "purchase":
                 bought[e.user_id].append(e.item_id)
             if e.item_id in categories and POPULARITY_WEIGHTS[e.type] > 0:

@@ -4,9 +4,9 @@ from fastapi import APIRouter, Depends, Request
 
 from app.auth.deps import require
 from app.errors import PayloadTooLarge
-from app.fallback import note_redis_fallback
 from app.events import service
 from app.events.schemas import EventBatchIn, IngestResult
+from app.fallback import note_redis_fallback
 from app.http import ERROR_RESPONSES
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=ERROR_RESPONSES)
@@ -30,5 +30,5 @@ async def post_events(batch: EventBatchIn, request: Request) -> IngestResult:
         )
     result = await service.ingest(state.engine, state.redis, state.keys, state.settings, batch.events)
     if not result.realtime_updated:
-        note_redis_fallback(state, "/v1/events")
+        note_redis_fallback(state, "events.realtime")
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.events import realtime
 from app.events.schemas import EventIn, IngestResult, RejectedEvent
+from app.observability import metrics
 from app.settings import Settings
 from app.store.keys import Keys
 
@@ -174,6 +176,9 @@ async def ingest(
             )
 
     updated = await realtime.apply_events(redis, keys, settings, stored, categories, created_items)
+    metrics.observe_ingest(Counter(e.type for e in stored), len(duplicate_ids), len(rejected))
+    if not updated:
+        metrics.realtime_skipped(len(stored))
     return IngestResult(
         accepted=len(stored),
         duplicates=len(duplicate_ids),

@@ -41,6 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from app.eventlog import EventLog
 from app.propensity.algo_metrics import best_f1_threshold, evaluate
@@ -67,6 +68,8 @@ class PropensityConfig:
     l2_regularization: float = 1.0
     max_attribute_levels: int = 10
     random_state: int = 0
+    max_threads: int | None = None
+    single_thread_below: int = 50_000
 
 
 @dataclass
@@ -176,7 +179,10 @@ def fit_model(
         grp = groups if groups is not None else np.arange(n)
         splits = list(splitter.split(X, y, grp))
         estimator = CalibratedClassifierCV(gbm, method=calibration, cv=splits, ensemble=True)
-        estimator.fit(X, y)
+        # OpenMP threads cost more than they give on small data, badly so on a busy box.
+        threads = 1 if n < config.single_thread_below else config.max_threads
+        with threadpool_limits(limits=threads):
+            estimator.fit(X, y)
     model = PropensityModel(kind=kind, estimator=estimator, calibration=calibration, threshold=0.5, **common)  # type: ignore[arg-type]
     model.threshold = best_f1_threshold(y, model.predict_proba(X))
     model.fit_seconds = time.perf_counter() - start

@@ -27,11 +27,12 @@ from numpy.typing import NDArray
 class HybridConfig:
     """Blend settings. alpha is chosen by validation; the rest are offline-tuned defaults."""
 
-    alpha: float = 0.7
+    alpha: float = 0.9
     evidence_c: float = 2.0
-    pop_weight: float = 0.3
-    pop_half_life_days: float = 10.0
-    history_half_life_days: float = 45.0
+    pop_weight: float = 0.0
+    pop_half_life_days: float = 30.0
+    history_half_life_days: float = 30.0
+    history_half_life_events: float = 8.0
     n_popular: int = 200
 
 

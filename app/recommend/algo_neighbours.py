@@ -24,7 +24,8 @@ class Neighbours:
     indices: int32[n, k]   neighbour index, -1 padded at the end of a row
     scores:  float32[n, k] similarity, sorted descending per row, 0 where the index is -1
 
-    Invariants: a row never lists itself; only strictly positive similarities are kept.
+    Invariants: a row never lists itself; no zero scores are stored. Scores are positive except for
+    signed variants (EASE), which keep the k largest weights by magnitude, negatives included.
     """
 
     indices: NDArray[np.int32]
@@ -51,40 +52,69 @@ class Neighbours:
     def empty(n: int, k: int) -> Neighbours:
         return Neighbours(np.full((n, k), -1, dtype=np.int32), np.zeros((n, k), dtype=np.float32))
 
+    def scale(self) -> float:
+        """Typical strength of a row: the mean over non-empty rows of the largest |score| (1 if none)."""
+        top = np.abs(self.scores).max(axis=1) if self.k else np.zeros(self.n)
+        top = top[top > 0]
+        return float(top.mean()) if top.size else 1.0
+
+
+def merge_neighbours(
+    a: Neighbours, b: Neighbours, weight_b: float, k: int, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> Neighbours:
+    """Top-k of (1 - weight_b) * A / scale(A) + weight_b * B / scale(B), row by row.
+
+    Both inputs cover the same n entities; each is divided by its `scale()` so that the weight means
+    the same thing whatever the raw similarity units. Signed entries are kept by magnitude.
+    """
+    if weight_b <= 0:
+        return a
+    if weight_b >= 1:
+        return b
+    n = a.n
+    m = sp.csr_matrix(((1.0 - weight_b) / a.scale()) * a.to_csr(n) + (weight_b / b.scale()) * b.to_csr(n))
+    return blockwise_topk(n, n, k, lambda s, e: m[s:e].toarray(), block_bytes=block_bytes, signed=True)
+
 
 def topk_dense(
-    block: NDArray[np.floating], k: int, row_ids: NDArray[np.integer] | None = None
+    block: NDArray[np.floating], k: int, row_ids: NDArray[np.integer] | None = None, signed: bool = False
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
-    """Top-k columns per row of a dense block, sorted descending, non-positive and self dropped.
+    """Top-k columns per row of a dense block, sorted descending, self dropped.
 
     Parameters
     ----------
     block : float[b, n]
-        Similarities of b rows against all n columns. Modified in place (self entries set to -inf).
+        Similarities of b rows against all n columns. Modified in place (self entries cleared).
     k : int
         Neighbours kept per row.
     row_ids : int[b], optional
         Column index of each row's own entity, excluded from its list (None: nothing excluded).
+    signed : bool
+        False: keep the k largest strictly positive values. True: keep the k largest by magnitude,
+        negatives included (EASE weights: the negative ones carry real information), zeros dropped.
 
     Returns
     -------
-    indices : int32[b, k], -1 padded
-    scores : float32[b, k], 0 where padded
+    indices : int32[b, k], -1 padded at the end of each row
+    scores : float32[b, k], kept entries sorted descending, 0 where padded
     """
     b, n = block.shape
     if row_ids is not None:
-        block[np.arange(b), row_ids] = -np.inf
-    block[~np.isfinite(block)] = -np.inf
+        block[np.arange(b), row_ids] = 0.0 if signed else -np.inf
+    block[~np.isfinite(block)] = 0.0 if signed else -np.inf
+    key = -np.abs(block) if signed else -block
     kk = min(k, n)
     if kk < n:
-        part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+        part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
     else:
         part = np.broadcast_to(np.arange(n), (b, n)).copy()
     part_scores = np.take_along_axis(block, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
+    keep = part_scores != 0 if signed else part_scores > 0
+    # kept entries first, by score descending; dropped ones last
+    order = np.lexsort((-part_scores, ~keep), axis=1)
     idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
     sc = np.take_along_axis(part_scores, order, axis=1)
-    keep = sc > 0
+    keep = np.take_along_axis(keep, order, axis=1)
     indices = np.full((b, k), -1, dtype=np.int32)
     scores = np.zeros((b, k), dtype=np.float32)
     indices[:, :kk] = np.where(keep, idx, -1)
@@ -99,6 +129,7 @@ def blockwise_topk(
     block_fn: Callable[[int, int], NDArray[np.floating]],
     exclude_self: bool = True,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    signed: bool = False,
 ) -> Neighbours:
     """Run `block_fn(start, stop)` -> dense float[stop-start, n_cols] over row blocks and keep top-k.
 
@@ -110,7 +141,7 @@ def blockwise_topk(
         stop = min(n_rows, start + rows_per_block)
         block = np.asarray(block_fn(start, stop))
         ids = np.arange(start, stop) if exclude_self else None
-        idx, sc = topk_dense(block, k, ids)
+        idx, sc = topk_dense(block, k, ids, signed)
         out.indices[start:stop] = idx
         out.scores[start:stop] = sc
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -17,11 +19,7 @@ def popularity(log: EventLog, half_life_days: float, now: float | None = None,
     Sum over users of their damped, decayed strength for the item: the column sums of the interaction
     matrix built with `half_life_days` (usually shorter than the CF half-life: "popular lately").
     """
-    base = config or InteractionConfig()
-    cfg = InteractionConfig(
-        weights=base.weights, half_life_days=half_life_days, rating_centering=base.rating_centering,
-        rating_scale=base.rating_scale, rating_midpoint=base.rating_midpoint,
-    )
+    cfg = replace(config or InteractionConfig(), half_life_days=half_life_days, half_life_events=float("inf"))
     x = interactions(log, cfg, now)
     return np.asarray(x.sum(axis=0), dtype=np.float32).ravel()
 

@@ -22,15 +22,32 @@ CF_VARIANTS: tuple[CFVariant, ...] = ("cosine", "ease", "rp3beta")
 
 @dataclass(frozen=True)
 class CFConfig:
-    """Item-item CF settings; `variant` is chosen by validation among those that fit the catalog."""
+    """Item-item CF settings; `variant` and `sequence_weight` are chosen by validation.
+
+    The served CF neighbours are the top-k of (1 - sequence_weight) * variant + sequence_weight *
+    sequential co-occurrence (see algo_sequence), each scaled to a comparable range first.
+    """
 
     variant: CFVariant = "ease"
     k: int = 100
     shrink: float = 10.0
     ease_lambda: float = 200.0
     ease_max_items: int = 20_000
-    rp3_alpha: float = 1.0
-    rp3_beta: float = 0.4
+    rp3_alpha: float = 0.6
+    rp3_beta: float = 0.5
+    sequence_weight: float = 0.7
+    sequence_window: int = 30
+    sequence_max_gap_days: float = 1.0
+
+
+def gram_block(at: sp.csr_matrix, b: sp.csc_matrix, start: int, stop: int) -> NDArray[np.float64]:
+    """Rows start:stop of at @ b as a dense float64[stop - start, n] array.
+
+    Computed as (b.T @ dense(at[start:stop].T)).T, a sparse x dense product: much faster than sparse x
+    sparse when the output is nearly dense; memory is O(rows x max(n, inner)).
+    """
+    right = np.asarray(at[start:stop].T.toarray(), dtype=np.float64)  # float[inner, rows]
+    return np.asarray((b.T @ right).T, dtype=np.float64)
 
 
 def _item_norms(x: sp.csr_matrix) -> NDArray[np.float64]:
@@ -59,23 +76,29 @@ def cosine_neighbours(
     norms = _item_norms(x)
 
     def block(start: int, stop: int) -> NDArray[np.float64]:
-        dots = (xt[start:stop] @ xc).toarray()
+        dots = gram_block(xt, xc, start, stop)
         return dots / (norms[start:stop, None] * norms[None, :] + shrink + 1e-12)
 
-    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
+    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=_rows_budget(x, block_bytes))
+
+
+def _rows_budget(x: sp.spmatrix, block_bytes: int) -> int:
+    """Scale the byte budget so the dense [inner, rows] operand of `gram_block` fits it too."""
+    n_users, n_items = x.shape
+    return max(1, block_bytes * n_items // max(n_items, n_users))
 
 
 def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
     """EASE item-item weight matrix B, float[n_items, n_items] (Steck 2019), zero diagonal.
 
     B = I - P diagMat(1 / diag(P)), P = (X^T X + lam I)^-1, i.e. B[i, j] = -P[i, j] / P[j, j].
-    Dense: memory ~ 4 n_items^2 bytes (float32 above 4096 items, float64 below).
+    Dense: memory ~ 4 n_items^2 bytes (float32 above 1024 items, float64 below).
     """
     n = x.shape[1]
-    dtype = np.float64 if n <= 4096 else np.float32
+    dtype = np.float64 if n <= 1024 else np.float32  # float32 halves time and memory; ranking-safe
     gram = np.asarray((x.T @ x).toarray(), dtype=dtype)
     gram[np.diag_indices(n)] += lam
-    p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+    p = np.asarray(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
     diag = np.diag(p).copy()
     p /= -diag[None, :]
     p[np.diag_indices(n)] = 0.0
@@ -86,14 +109,16 @@ def ease_neighbours(
     x: sp.csr_matrix, k: int = 100, lam: float = 200.0, max_items: int = 20_000,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> Neighbours:
-    """Top-k of each row of the EASE weight matrix (positive weights only); see `ease_weights`.
+    """Top-k of each row of the EASE weight matrix by magnitude (negatives kept); see `ease_weights`.
 
     Raises ValueError above `max_items` (the dense inverse would not fit); validation then skips EASE.
     """
     if x.shape[1] > max_items:
         raise ValueError(f"EASE needs a dense {x.shape[1]}^2 matrix; limit is {max_items} items")
     b = ease_weights(x, lam)
-    return blockwise_topk(b.shape[0], b.shape[1], k, lambda s, e: b[s:e].copy(), block_bytes=block_bytes)
+    return blockwise_topk(
+        b.shape[0], b.shape[1], k, lambda s, e: b[s:e].copy(), block_bytes=block_bytes, signed=True
+    )
 
 
 def rp3beta_neighbours(
@@ -126,9 +151,9 @@ def rp3beta_neighbours(
     scale = 1.0 / np.maximum(degree, 1.0) ** beta
 
     def block(start: int, stop: int) -> NDArray[np.float64]:
-        return (p_iu[start:stop] @ p_ui).toarray() * scale[None, :]
+        return gram_block(p_iu, p_ui, start, stop) * scale[None, :]
 
-    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
+    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=_rows_budget(x, block_bytes))
 
 
 def cf_neighbours(x: sp.csr_matrix, config: CFConfig) -> Neighbours:

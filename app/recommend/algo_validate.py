@@ -18,11 +18,13 @@ from app.eventlog import EventLog
 from app.recommend.algo_blend import HybridConfig, blend_dense, top_n
 from app.recommend.algo_matrix import InteractionConfig, _type_weight_table, interactions
 from app.recommend.algo_metrics import ranking_metrics, time_holdout
-from app.recommend.algo_neighbours import Neighbours
+from app.recommend.algo_neighbours import Neighbours, merge_neighbours
 from app.recommend.algo_popularity import item_evidence, popularity
+from app.recommend.algo_sequence import collaborative_neighbours, sequence_neighbours
 from app.recommend.algo_similarity import CF_VARIANTS, CFConfig, CFVariant, cf_neighbours
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+DEFAULT_SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.7)
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,28 @@ def last_event_time(log: EventLog) -> NDArray[np.float64]:
     return out
 
 
+def history_config(config: RecommenderConfig) -> InteractionConfig:
+    """The InteractionConfig that weighs a user's history for scoring (serving uses it too)."""
+    return replace(
+        config.interaction,
+        half_life_days=config.hybrid.history_half_life_days,
+        half_life_events=config.hybrid.history_half_life_events,
+    )
+
+
+def user_histories(log: EventLog, config: RecommenderConfig) -> sp.csr_matrix:
+    """History strengths of every user as of their own last event, csr float32[n_users, n_items]."""
+    return interactions(log, history_config(config), np.maximum(last_event_time(log), -1e300))
+
+
 def fit(log: EventLog, config: RecommenderConfig, now: float | None = None) -> FittedModel:
     """Interaction matrix, CF neighbours, popularity and evidence from a log (the rebuild path)."""
     now = float(log.ts.max()) if now is None and len(log) else (now or 0.0)
     x = interactions(log, config.interaction, now)
-    hist_cfg = replace(config.interaction, half_life_days=config.hybrid.history_half_life_days)
-    user_now = np.maximum(last_event_time(log), -1e300)
     return FittedModel(
         interactions=x,
-        history=interactions(log, hist_cfg, user_now),
-        cf=cf_neighbours(x, config.cf),
+        history=user_histories(log, config),
+        cf=collaborative_neighbours(log, x, config.cf, config.interaction),
         popularity=popularity(log, config.hybrid.pop_half_life_days, now, config.interaction),
         evidence=item_evidence(x),
     )
@@ -99,19 +113,34 @@ def holdout_targets(
     return sp.csr_matrix(rel > 0), seen
 
 
-def _trials(
-    config: RecommenderConfig, variants: Sequence[CFVariant], alphas: Sequence[float], n_items: int
-) -> list[tuple[str, CFVariant | None, HybridConfig]]:
-    """(name, cf variant or None, blend) for every ranking validation computes."""
-    h = config.hybrid
-    out: list[tuple[str, CFVariant | None, HybridConfig]] = [
-        ("popularity", None, replace(h, pop_weight=1.0, n_popular=n_items)),
-        ("content", None, replace(h, alpha=0.0, pop_weight=0.0)),
-    ]
-    for variant in variants:
-        out.append((f"cf_{variant}", variant, replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)))
-        out.extend((f"hybrid_{variant}_{a:g}", variant, replace(h, alpha=float(a))) for a in alphas)
-    return out
+class _Scorer:
+    """Scores the validation users block by block for a list of named trials -> top-20 lists."""
+
+    def __init__(self, history: sp.csr_matrix, seen: sp.csr_matrix, content: sp.csr_matrix,
+                 evidence: NDArray[np.float32], pop: NDArray[np.float32], block_bytes: int) -> None:
+        self.history, self.seen, self.content = history, seen, content
+        self.evidence, self.pop = evidence, pop
+        self.rows = max(1, block_bytes // (8 * 4 * max(1, content.shape[1])))
+
+    def run(self, trials: Sequence[tuple[str, sp.csr_matrix | None, bool, HybridConfig]]) -> dict[str, NDArray[np.int32]]:
+        """trials: (name, CF matrix or None, use content, blend) -> {name: int32[n_users, 20]}."""
+        n_users = self.history.shape[0]
+        tops = {name: np.full((n_users, 20), -1, dtype=np.int32) for name, _, _, _ in trials}
+        for start in range(0, n_users, self.rows):
+            stop = min(n_users, start + self.rows)
+            h, ex = self.history[start:stop], self.seen[start:stop]
+            zero = np.zeros((stop - start, self.content.shape[1]))
+            ct_raw = np.asarray((h @ self.content).toarray(), dtype=np.float64)
+            cache: dict[int, NDArray[np.float64]] = {}
+            for name, s_cf, use_content, hyb in trials:
+                cf_raw = zero
+                if s_cf is not None:
+                    if id(s_cf) not in cache:
+                        cache[id(s_cf)] = np.asarray((h @ s_cf).toarray(), dtype=np.float64)
+                    cf_raw = cache[id(s_cf)]
+                total = blend_dense(cf_raw, ct_raw if use_content else zero, self.evidence, self.pop, hyb, ex)
+                tops[name][start:stop] = top_n(total, 20)
+        return tops
 
 
 def validate(
@@ -120,24 +149,28 @@ def validate(
     config: RecommenderConfig | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     variants: Sequence[CFVariant] = CF_VARIANTS,
+    sequence_weights: Sequence[float] = DEFAULT_SEQUENCE_WEIGHTS,
     test_fraction: float = 0.2,
     max_users: int = 20_000,
     block_bytes: int = 256 * 1024 * 1024,
     seed: int = 0,
 ) -> ValidationResult:
-    """Hold out each user's most recent `test_fraction`, fit on the rest, pick variant and alpha.
+    """Hold out each user's most recent `test_fraction`, fit on the rest, pick the CF and alpha.
+
+    Coordinate search by NDCG@10: first the CF (variant x sequence weight) at the configured alpha,
+    then alpha over `alphas` for that CF.
 
     Parameters
     ----------
     log : the full training log.  content : content Neighbours over items (catalog-only, fitted once).
-    config : the starting config; its CF variant and hybrid alpha are replaced by the best found.
+    config : the starting config; CF variant, sequence weight and alpha are replaced by the best found.
     max_users : evaluate a fixed random sample of at most this many held-out users.
     block_bytes : dense scoring runs over user blocks of about this size (memory bound).
 
     Returns
     -------
-    ValidationResult: best config by NDCG@10, metrics for popularity, content, each CF variant alone
-    ("cf_<variant>.*"), the chosen CF ("cf.*") and the hybrid ("hybrid.*"), plus "alpha" and "users".
+    ValidationResult: metrics for popularity, content, each CF variant alone ("cf_<variant>.*"), the
+    chosen CF alone ("cf.*") and the hybrid ("hybrid.*"), plus "alpha", "sequence_weight", "users".
     """
     config = config or RecommenderConfig()
     timings: dict[str, float] = {}
@@ -151,58 +184,67 @@ def validate(
     now = float(train.ts.max()) if len(train) else 0.0
     x = interactions(train, config.interaction, now)
     n_items = x.shape[1]
-    hist_cfg = replace(config.interaction, half_life_days=config.hybrid.history_half_life_days)
-    history = interactions(train, hist_cfg, np.maximum(last_event_time(train), -1e300))[users]
     relevant, seen = relevant[users], seen[users]
     pop = popularity(train, config.hybrid.pop_half_life_days, now, config.interaction)
-    evidence = item_evidence(x)
-    s_content = content.to_csr(n_items)
+    scorer = _Scorer(user_histories(train, config)[users], seen, content.to_csr(n_items), item_evidence(x),
+                     pop, block_bytes)
     timings["prepare"] = time.perf_counter() - t0
 
-    s_cf: dict[CFVariant, sp.csr_matrix] = {}
+    t1 = time.perf_counter()
+    s_cf: dict[tuple[CFVariant, float], sp.csr_matrix] = {}
+    cf = config.cf
+    seq = None
+    if any(w > 0 for w in sequence_weights):
+        seq = sequence_neighbours(train, cf.k, cf.sequence_window, cf.sequence_max_gap_days, config.interaction)
     for variant in variants:
-        t1 = time.perf_counter()
         try:
-            s_cf[variant] = cf_neighbours(x, replace(config.cf, variant=variant)).to_csr(n_items)
+            base = cf_neighbours(x, replace(cf, variant=variant))
         except ValueError:  # e.g. EASE above its catalog-size limit
             continue
-        timings[f"cf_{variant}"] = time.perf_counter() - t1
-
+        for weight in sequence_weights:
+            merged = base if seq is None else merge_neighbours(base, seq, weight, cf.k)
+            s_cf[variant, weight] = merged.to_csr(n_items)
     if not s_cf:
         raise ValueError(f"none of the CF variants {list(variants)} could be fitted")
+    timings["cf_fit"] = time.perf_counter() - t1
+
     t2 = time.perf_counter()
-    trials = [t for t in _trials(config, list(s_cf), alphas, n_items) if t[1] is None or t[1] in s_cf]
-    tops = {name: np.full((len(users), 20), -1, dtype=np.int32) for name, _, _ in trials}
-    rows = max(1, block_bytes // (8 * 4 * max(1, n_items)))
-    zero_block: NDArray[np.float64] | None = None
-    for start in range(0, len(users), rows):
-        stop = min(len(users), start + rows)
-        h, ex = history[start:stop], seen[start:stop]
-        ct_raw = np.asarray((h @ s_content).toarray(), dtype=np.float64)
-        zero_block = np.zeros_like(ct_raw)
-        cf_raw = {v: np.asarray((h @ s).toarray(), dtype=np.float64) for v, s in s_cf.items()}
-        for name, variant, hyb in trials:
-            cf_part = zero_block if variant is None else cf_raw[variant]
-            ct_part = zero_block if name.startswith("cf_") else ct_raw
-            tops[name][start:stop] = top_n(blend_dense(cf_part, ct_part, evidence, pop, hyb, ex), 20)
+    h = config.hybrid
+    cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
+    trials: list[tuple[str, sp.csr_matrix | None, bool, HybridConfig]] = [
+        ("popularity", None, False, replace(h, pop_weight=1.0, n_popular=n_items)),
+        ("content", None, True, replace(h, alpha=0.0, pop_weight=0.0)),
+    ]
+    trials += [(f"cf_{v}_{w:g}", m, False, cf_only) for (v, w), m in s_cf.items()]
+    trials += [(f"hyb_{v}_{w:g}", m, True, h) for (v, w), m in s_cf.items()]
+    tops = scorer.run(trials)
+    metrics: dict[str, float] = {"users": float(len(users)), "holdout_events": float(mask.sum())}
+    scores = {name: _metrics(top, relevant) for name, top in tops.items()}
+    variant, weight = max(s_cf, key=lambda vw: scores[f"hyb_{vw[0]}_{vw[1]:g}"]["ndcg@10"])
+    chosen_cf = s_cf[variant, weight]
+    alpha_tops = scorer.run([(f"a_{a:g}", chosen_cf, True, replace(h, alpha=float(a))) for a in alphas])
+    alpha_scores = {name: _metrics(top, relevant) for name, top in alpha_tops.items()}
+    alpha = max(alphas, key=lambda a: alpha_scores[f"a_{a:g}"]["ndcg@10"])
     timings["score"] = time.perf_counter() - t2
 
-    metrics: dict[str, float] = {"users": float(len(users)), "holdout_events": float(mask.sum())}
-    best: tuple[float, CFVariant, float] = (-1.0, config.cf.variant, config.hybrid.alpha)
-    for name, variant, hyb in trials:
-        result = ranking_metrics(tops[name], relevant, (10, 20))
-        result.pop("users")
-        if name.startswith("hybrid_") and variant is not None:
-            if result["ndcg@10"] > best[0]:
-                best = (result["ndcg@10"], variant, hyb.alpha)
-            continue
-        metrics.update({f"{name}.{key}": value for key, value in result.items()})
-    _, variant, alpha = best
-    chosen = replace(config, cf=replace(config.cf, variant=variant), hybrid=replace(config.hybrid, alpha=alpha))
-    final = ranking_metrics(tops[f"hybrid_{variant}_{alpha:g}"], relevant, (10, 20))
-    final.pop("users")
-    metrics.update({f"hybrid.{key}": value for key, value in final.items()})
-    metrics.update({f"cf.{key}": metrics[f"cf_{variant}.{key}"] for key in final})
-    metrics["alpha"] = alpha
+    for name in ("popularity", "content"):
+        metrics.update({f"{name}.{key}": value for key, value in scores[name].items()})
+    for v in {v for v, _ in s_cf}:
+        best_w = max((w for vv, w in s_cf if vv == v), key=lambda w, v=v: scores[f"cf_{v}_{w:g}"]["ndcg@10"])
+        metrics.update({f"cf_{v}.{key}": value for key, value in scores[f"cf_{v}_{best_w:g}"].items()})
+    metrics.update({f"cf.{key}": value for key, value in scores[f"cf_{variant}_{weight:g}"].items()})
+    metrics.update({f"hybrid.{key}": value for key, value in alpha_scores[f"a_{alpha:g}"].items()})
+    metrics["alpha"], metrics["sequence_weight"] = float(alpha), float(weight)
+    chosen = replace(
+        config,
+        cf=replace(config.cf, variant=variant, sequence_weight=weight),
+        hybrid=replace(config.hybrid, alpha=float(alpha)),
+    )
     timings["total"] = time.perf_counter() - t0
     return ValidationResult(config=chosen, metrics=metrics, timings=timings)
+
+
+def _metrics(top: NDArray[np.int32], relevant: sp.csr_matrix) -> dict[str, float]:
+    out = ranking_metrics(top, relevant, (10, 20))
+    out.pop("users")
+    return out

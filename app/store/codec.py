@@ -11,15 +11,17 @@ from numpy.typing import NDArray
 HISTORY_SEP = "|"
 
 
-def encode_history(ts: float, event_type: str, item_id: str) -> str:
-    """One history entry. The item id goes last because it may itself contain the separator."""
-    return f"{ts:.3f}{HISTORY_SEP}{event_type}{HISTORY_SEP}{item_id}"
+def encode_history(ts: float, event_type: str, item_id: str, value: float | None = None) -> str:
+    """One history entry "ts|type|value|item". The item id goes last: it may contain the separator."""
+    shown = "" if value is None or value != value else f"{value:g}"
+    return f"{ts:.3f}{HISTORY_SEP}{event_type}{HISTORY_SEP}{shown}{HISTORY_SEP}{item_id}"
 
 
-def decode_history(entry: bytes | str) -> tuple[float, str, str]:
+def decode_history(entry: bytes | str) -> tuple[float, str, float | None, str]:
+    """(ts, type, value or None, item_id) of one history entry."""
     text = entry.decode() if isinstance(entry, bytes) else entry
-    ts, event_type, item_id = text.split(HISTORY_SEP, 2)
-    return float(ts), event_type, item_id
+    ts, event_type, value, item_id = text.split(HISTORY_SEP, 3)
+    return float(ts), event_type, float(value) if value else None, item_id
 
 
 def item_meta_json(

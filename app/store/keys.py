@@ -77,6 +77,10 @@ class Keys:
         """Hash item_id -> packed content neighbours computed on upsert, until the next rebuild."""
         return f"{self.prefix}content:live"
 
+    def erasure_epoch(self) -> str:
+        """Counter bumped by every user erasure, so API processes reload cached user id tables."""
+        return f"{self.prefix}users:erasures"
+
     def hydrated(self) -> str:
         """Sentinel set after real-time state was rebuilt from Postgres; gone after a flush."""
         return f"{self.prefix}hydrated"

@@ -52,15 +52,32 @@ async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
 
 async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> None:
     """Remove every Redis trace of the user: real-time keys and per-user fields of the live model."""
-    version = await redis.get(keys.model_pointer())
     pipe = redis.pipeline(transaction=False)
     pipe.delete(*keys.user_keys(user_id))
-    if version is not None:
-        parts = await redis.hget(keys.model(version.decode(), "meta"), "user_parts")
-        for part in (parts or b"").decode().split(","):
+    for raw in await redis.zrange(keys.model_versions(), 0, -1):
+        version = raw.decode()
+        hashes, zsets = await redis.hmget(keys.model(version, "meta"), ["user_parts", "user_zsets"])
+        for part in (hashes or b"").decode().split(","):
             if part:
-                pipe.hdel(keys.model(version.decode(), part), user_id)
+                pipe.hdel(keys.model(version, part), user_id)
+        for part in (zsets or b"").decode().split(","):
+            if part:
+                pipe.zrem(keys.model(version, part), user_id)
+        await _blank_user_id(redis, keys, version, user_id)
+    pipe.incr(keys.erasure_epoch())
     await pipe.execute()
+
+
+async def _blank_user_id(redis: aioredis.Redis, keys: Keys, version: str, user_id: str) -> None:
+    """Replace the user's id in the version's user id table (lookalike lists point into it)."""
+    key = keys.model(version, "users")
+    table = await redis.get(key)
+    if table is None:
+        return
+    ids = table.decode().split("\n")
+    if user_id in ids:
+        ids[ids.index(user_id)] = ""
+        await redis.set(key, "\n".join(ids).encode(), keepttl=True)
 
 
 async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> int:

@@ -105,7 +105,9 @@ def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snap
                 flush(current)
             current, entries, bought = user, [], []
         item_id = str(log.item_ids[log.item[row]])
-        entries.append(encode_history(float(log.ts[row]), EVENT_TYPES[log.type[row]], item_id))
+        entries.append(
+            encode_history(float(log.ts[row]), EVENT_TYPES[log.type[row]], item_id, float(log.value[row]))
+        )
         if log.type[row] == purchase:
             bought.append(item_id)
         if len(pipe) > 5000:

@@ -65,7 +65,7 @@ def load_snapshot(conn: psycopg.Connection[Any], now: float | None = None) -> Sn
     stamps: list[NDArray[np.float64]] = []
     sessions: list[NDArray[np.int32]] = []
     session_pos: dict[str, int] = {}
-    with conn.cursor(name="shopmind_rebuild_events") as cur:
+    with conn.transaction(), conn.cursor(name="shopmind_rebuild_events") as cur:
         cur.itersize = _BATCH
         cur.execute(
             "SELECT user_id, item_id, type, value, price, extract(epoch FROM ts)::float8, session_id"

@@ -26,7 +26,7 @@ from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
 from app.worker import hydrate
 from app.worker.load import load_snapshot
-from app.worker.stage_propensity import build_propensity, publish_propensity
+from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
 from app.worker.stage_recommend import build_recommender, publish_recommender
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ def _rebuild(
                     "n_items": snapshot.log.n_items,
                     "n_events": len(snapshot.log),
                     "user_parts": ",".join(["user_nn", *user_parts]),
+                    "user_zsets": ",".join(audience_parts(propensity)),
                     **recommender.meta(),
                     **propensity.meta(),
                 }

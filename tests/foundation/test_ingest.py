@@ -83,7 +83,7 @@ def test_realtime_state_follows_each_event(client: TestClient, rds: redis.Redis,
     ]
     assert client.post("/v1/events", json={"events": events}).json()["realtime_updated"] is True
     history = [h.decode() for h in rds.lrange(keys.history("u1"), 0, -1)]
-    assert [h.split("|", 2)[1:] for h in history] == [["purchase", "i2"], ["view", "i1"]]
+    assert [(h.split("|")[1], h.split("|")[3]) for h in history] == [("purchase", "i2"), ("view", "i1")]
     assert rds.smembers(keys.purchased("u1")) == {b"i2"}
     assert rds.zscore(keys.popularity(), "i1") is not None
     assert rds.zscore(keys.popularity_category("shoes"), "i1") is not None

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from app.auth.deps import require
+from app.common.types import ID_PATTERN
+from app.propensity import service
+from app.propensity.schemas import AudienceOut, BatchIn, BatchOut, LookalikeIn, LookalikeOut, PropensityOut
+
+router = APIRouter(prefix="/v1", tags=["propensity"], dependencies=[Depends(require("read"))])
+IdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+TargetQuery = Annotated[str, Query(max_length=300, description="purchase, churn or purchase:<category>")]
+
+
+@router.get("/users/{user_id}/propensity", response_model=PropensityOut)
+async def user_propensity(user_id: IdPath, request: Request, target: TargetQuery = "purchase") -> PropensityOut:
+    """Calibrated probability that the shopper does `target` within the horizon, with top factors."""
+    state = request.app.state
+    return await service.user_score(state.redis, state.keys, user_id, service.parse_target(target))
+
+
+@router.post("/propensity", response_model=BatchOut)
+async def batch_propensity(body: BatchIn, request: Request) -> BatchOut:
+    """Scores for up to 10,000 shoppers; unknown ones get the base rate with `scored: false`."""
+    state = request.app.state
+    return await service.batch_scores(state.redis, state.keys, body.user_ids, service.parse_target(body.target))
+
+
+@router.get("/audiences", response_model=AudienceOut)
+async def audiences(
+    request: Request,
+    target: TargetQuery = "purchase",
+    min_probability: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> AudienceOut:
+    """Shoppers most likely to act, ranked, for campaign targeting; page with `next_cursor`."""
+    state = request.app.state
+    return await service.audience(state.redis, state.keys, service.parse_target(target), min_probability,
+                                  limit, cursor)
+
+
+@router.post("/audiences/lookalike", response_model=LookalikeOut)
+async def lookalike(body: LookalikeIn, request: Request) -> LookalikeOut:
+    """Shoppers who behave most like the seed users (from the user-user CF)."""
+    state = request.app.state
+    return await service.lookalike(state.redis, state.keys, state.model_cache, body.user_ids, body.n)

@@ -1,0 +1,141 @@
+"""Propensity scores, audiences and lookalikes, read from the current model version in Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from app.errors import BadRequest, ModelNotReady
+from app.propensity.features_labels import Target
+from app.propensity.schemas import (
+    AudienceMember,
+    AudienceOut,
+    BatchOut,
+    FactorOut,
+    LookalikeOut,
+    PropensityOut,
+    Score,
+)
+from app.recommend.model_cache import ModelCache
+from app.store.codec import unpack_neighbours
+from app.store.keys import Keys
+
+
+def parse_target(text: str) -> str:
+    try:
+        return str(Target.parse(text))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+async def _model(redis: aioredis.Redis, keys: Keys, target: str) -> tuple[str, float, float]:
+    """(version, horizon_days, base_rate) of the live model for `target`, or ModelNotReady."""
+    version_raw = await redis.get(keys.model_pointer())
+    if version_raw is None:
+        raise ModelNotReady("No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"})
+    version = version_raw.decode()
+    horizon, rates = await redis.hmget(keys.model(version, "meta"),
+                                       ["propensity_horizon_days", "propensity_base_rates"])
+    base_rates: dict[str, float] = json.loads(rates) if rates else {}
+    if target not in base_rates:
+        raise ModelNotReady(
+            f"No `{target}` model in version {version}: add it to SHOPMIND_PROPENSITY_TARGETS, or wait for "
+            "enough history (see GET /v1/models).", headers={"Retry-After": "60"},
+        )
+    return version, float(horizon or 0), float(base_rates[target])
+
+
+def _score(user_id: str, raw: bytes | None, base_rate: float) -> Score:
+    if raw is None:
+        return Score(user_id=user_id, probability=base_rate, percentile=None, tier="medium", scored=False)
+    data: dict[str, Any] = json.loads(raw)
+    return Score(user_id=user_id, probability=data["p"], percentile=data["pc"], tier=data["t"],
+                 top_factors=[FactorOut(**f) for f in data["f"]], scored=True)
+
+
+async def user_score(redis: aioredis.Redis, keys: Keys, user_id: str, target: str) -> PropensityOut:
+    version, horizon, base_rate = await _model(redis, keys, target)
+    raw = await redis.hget(keys.model(version, f"prop:{target}"), user_id)
+    score = _score(user_id, raw, base_rate)
+    return PropensityOut(**score.model_dump(), target=target, horizon_days=horizon, model_version=version)
+
+
+async def batch_scores(redis: aioredis.Redis, keys: Keys, user_ids: list[str], target: str) -> BatchOut:
+    version, horizon, base_rate = await _model(redis, keys, target)
+    raws = await redis.hmget(keys.model(version, f"prop:{target}"), user_ids)
+    return BatchOut(target=target, horizon_days=horizon, model_version=version,
+                    scores=[_score(u, r, base_rate) for u, r in zip(user_ids, raws, strict=True)])
+
+
+def _encode_cursor(version: str, rank: int, member: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([version, rank, member]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int, str]:
+    try:
+        version, rank, member = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(version), int(rank), str(member)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("Invalid cursor: pass back the `next_cursor` of the previous page.") from exc
+
+
+async def audience(
+    redis: aioredis.Redis, keys: Keys, target: str, min_probability: float, limit: int, cursor: str | None
+) -> AudienceOut:
+    """Users ranked by probability, paginated by a cursor pinned to one model version.
+
+    The cursor remembers the last member returned; the next page starts right after that member's
+    rank, so pages never overlap or skip even if a user is erased in between.
+    """
+    version, horizon, _ = await _model(redis, keys, target)
+    key = keys.model(version, f"aud:{target}")
+    start = 0
+    if cursor:
+        cursor_version, rank, member = _decode_cursor(cursor)
+        if cursor_version != version:
+            # a rebuild published a new ranking; continue the old one while it is kept
+            version = cursor_version
+            key = keys.model(version, f"aud:{target}")
+            if not await redis.exists(key):
+                raise BadRequest("This cursor's model version has expired; start again without a cursor.")
+        current = await redis.zrevrank(key, member)
+        start = current + 1 if current is not None else rank
+    rows = await redis.zrevrange(key, start, start + limit - 1, withscores=True)
+    users = [AudienceMember(user_id=m.decode(), probability=round(s, 6)) for m, s in rows if s >= min_probability]
+    more = len(users) == limit and len(rows) == limit
+    next_cursor = _encode_cursor(version, start + limit - 1, users[-1].user_id) if more and users else None
+    return AudienceOut(target=target, horizon_days=horizon, model_version=version, users=users,
+                       next_cursor=next_cursor)
+
+
+async def lookalike(redis: aioredis.Redis, keys: Keys, cache: ModelCache, seeds: list[str], n: int) -> LookalikeOut:
+    """Users most similar to the seed audience: the seeds' lookalike lists, scores summed."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(keys.model_pointer())
+    pipe.get(keys.erasure_epoch())
+    version_raw, epoch = await pipe.execute()
+    if version_raw is None:
+        raise ModelNotReady("No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"})
+    version = version_raw.decode()
+    rows = await redis.hmget(keys.model(version, "user_nn"), seeds)
+    found = [r for r in rows if r]
+    arrays = await cache.get(version)
+    ids = await cache.user_ids(arrays, int(epoch or 0))
+    if not found:
+        return LookalikeOut(model_version=version, seeds_found=0, users=[])
+    idx = np.concatenate([unpack_neighbours(r)[0] for r in found])
+    sc = np.concatenate([unpack_neighbours(r)[1] for r in found])
+    total = np.bincount(idx, weights=sc, minlength=len(ids))
+    seed_set = set(seeds)
+    order = np.argsort(-total, kind="stable")
+    users: list[dict[str, Any]] = []
+    for i in order:
+        if total[i] <= 0 or len(users) >= n:
+            break
+        if ids[i] and ids[i] not in seed_set:
+            users.append({"user_id": str(ids[i]), "score": round(float(total[i]), 6)})
+    return LookalikeOut(model_version=version, seeds_found=len(found), users=users)

@@ -1,0 +1,129 @@
+"""The static arrays of a published model version, loaded once per version into each API process.
+
+Neighbour rows stay in Redis (fetched per request for the user's history only); the id tables,
+evidence and popularity vectors are read once per version and kept here, keyed by version, so a
+request never mixes versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from app.recommend.algo_blend import HybridConfig
+from app.recommend.algo_content import ContentModel
+from app.recommend.algo_matrix import InteractionConfig
+from app.recommend.algo_similarity import CFConfig
+from app.recommend.algo_validate import RecommenderConfig
+from app.store.keys import Keys
+
+
+def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def config_from_json(raw: str | None) -> RecommenderConfig:
+    if not raw:
+        return RecommenderConfig()
+    data = json.loads(raw)
+    return RecommenderConfig(
+        interaction=_from_dict(InteractionConfig, data.get("interaction", {})),
+        cf=_from_dict(CFConfig, data.get("cf", {})),
+        hybrid=_from_dict(HybridConfig, data.get("hybrid", {})),
+    )
+
+
+
+@dataclass
+class VersionArrays:
+    version: str
+    item_ids: NDArray[np.object_]
+    item_pos: dict[str, int]
+    evidence: NDArray[np.float32]
+    popularity: NDArray[np.float32]
+    config: RecommenderConfig
+    built_at: float
+    user_ids: NDArray[np.object_] | None = None
+    user_epoch: int = -1
+    content: ContentModel | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelCache:
+    """Per-process cache of the current version's arrays (the last two versions are kept)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._versions: dict[str, VersionArrays] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, version: str) -> VersionArrays:
+        cached = self._versions.get(version)
+        if cached is not None:
+            return cached
+        async with self._lock:
+            if version in self._versions:
+                return self._versions[version]
+            arrays = await self._load(version)
+            if len(self._versions) >= 2:
+                self._versions.pop(next(iter(self._versions)))
+            self._versions[version] = arrays
+            return arrays
+
+    async def _load(self, version: str) -> VersionArrays:
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(k.model(version, "items"))
+        pipe.get(k.model(version, "evidence"))
+        pipe.get(k.model(version, "popularity"))
+        pipe.hgetall(k.model(version, "meta"))
+        items, evidence, popularity, meta = await pipe.execute()
+        item_ids = np.array(items.decode().split("\n") if items else [], dtype=object)
+        meta = {key.decode(): value.decode() for key, value in meta.items()}
+        return VersionArrays(
+            version=version,
+            item_ids=item_ids,
+            item_pos={item_id: pos for pos, item_id in enumerate(item_ids)},
+            evidence=np.frombuffer(evidence or b"", dtype="<f4"),
+            popularity=np.frombuffer(popularity or b"", dtype="<f4"),
+            config=config_from_json(meta.get("recommender_config")),
+            built_at=float(meta.get("built_at", 0.0)),
+        )
+
+    async def user_ids(self, arrays: VersionArrays, epoch: int) -> NDArray[np.object_]:
+        """The version's user id table; reloaded when a user was erased since (epoch changed)."""
+        if arrays.user_ids is None or arrays.user_epoch != epoch:
+            raw = await self.redis.get(self.keys.model(arrays.version, "users"))
+            arrays.user_ids = np.array(raw.decode().split("\n") if raw else [], dtype=object)
+            arrays.user_epoch = epoch
+        return arrays.user_ids
+
+    async def content(self, arrays: VersionArrays) -> ContentModel | None:
+        """The fitted content state (idf + item matrix), for placing a new item at once."""
+        if arrays.content is None:
+            k, v = self.keys, arrays.version
+            pipe = self.redis.pipeline(transaction=False)
+            for part in ("content_idf", "content_indptr", "content_indices", "content_data"):
+                pipe.get(k.model(v, part))
+            idf, indptr, indices, data = await pipe.execute()
+            if idf is None or indptr is None:
+                return None
+            matrix = sp.csr_matrix(
+                (
+                    np.frombuffer(data, dtype="<f4"),
+                    np.frombuffer(indices, dtype="<i4"),
+                    np.frombuffer(indptr, dtype="<i8"),
+                ),
+                shape=(len(arrays.item_ids), len(idf) // 4),
+            )
+            arrays.content = ContentModel(idf=np.frombuffer(idf, dtype="<f4"), matrix=matrix)
+        return arrays.content

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from app.auth.deps import require
+from app.common.types import ID_PATTERN
+from app.errors import BadRequest
+from app.recommend import similar
+from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers
+from app.recommend.service import Query as RecQuery
+from app.recommend.service import RecommendService
+
+router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require("read"))])
+IdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+N = Annotated[int, Query(ge=1, le=100, description="How many items.")]
+
+
+def _service(request: Request) -> RecommendService:
+    service: RecommendService = request.app.state.recommender
+    return service
+
+
+@router.get("/users/{user_id}/recommendations", response_model=Recommendations)
+async def recommendations(
+    user_id: IdPath,
+    request: Request,
+    n: N = 10,
+    category: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    exclude_seen: Annotated[bool, Query(description="true: drop every item the user interacted with; "
+                                        "false: drop only purchased items.")] = False,
+    available_only: bool = True,
+    alpha: Annotated[float | None, Query(ge=0, le=1, description="Override the CF weight.")] = None,
+    min_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+    max_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+    explain: Annotated[bool, Query(description="Reasons are always included; kept for compatibility.")] = True,
+) -> Recommendations:
+    """Hybrid recommendations over the shopper's live history (an event posted a moment ago counts).
+
+    Cold shoppers get popularity (flagged in `strategy`); never an empty list while eligible items exist.
+    """
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise BadRequest("min_price is above max_price.")
+    q = RecQuery(n=n, category=category, available_only=available_only, exclude_seen=exclude_seen,
+                 alpha=alpha, min_price=min_price, max_price=max_price)
+    return await _service(request).for_user(user_id, q)
+
+
+@router.post("/recommendations/session", response_model=Recommendations)
+async def session_recommendations(body: SessionIn, request: Request) -> Recommendations:
+    """Recommendations for an anonymous basket or browsing session (items newest first)."""
+    q = RecQuery(n=body.n, category=body.category, available_only=body.available_only)
+    return await _service(request).for_session(body.item_ids, q)
+
+
+@router.get("/items/{item_id}/similar", response_model=Recommendations)
+async def similar_items(
+    item_id: IdPath,
+    request: Request,
+    n: N = 10,
+    mode: Annotated[similar.Mode, Query(description="hybrid, cf (co-behaviour) or content (text, tags)")]
+    = "hybrid",
+    available_only: bool = True,
+) -> Recommendations:
+    """Items like this one. A new item has content neighbours at once and CF ones after the next rebuild."""
+    state = request.app.state
+    return await similar.similar_items(state.redis, state.keys, state.model_cache, item_id, n, mode,
+                                       available_only)
+
+
+@router.get("/users/{user_id}/similar", response_model=SimilarUsers)
+async def similar_users(user_id: IdPath, request: Request, n: N = 10) -> SimilarUsers:
+    """Nearest shoppers by behaviour (Pearson over co-interacted items, significance-weighted)."""
+    state = request.app.state
+    return await similar.similar_users(state.redis, state.keys, state.model_cache, user_id, n)

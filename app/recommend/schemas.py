@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.common.types import Id
+
+
+class Sources(BaseModel):
+    cf: float = Field(description="Collaborative-filtering score, normalised to [0, 1].")
+    content: float = Field(description="Content-similarity score, normalised to [0, 1].")
+    popularity: float = Field(description="Popularity score, normalised to [0, 1].")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    sources: Sources
+    reason: str
+    title: str | None = None
+
+
+class Recommendations(BaseModel):
+    recommendation_id: str = Field(description="Send it back with events on these items (attribution).")
+    model_version: str | None
+    strategy: str = Field(description="hybrid | popularity_cold_start | popularity_no_model | "
+                          "content_only | degraded_popularity ...")
+    items: list[RecommendedItem]
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_ids: list[Id] = Field(min_length=0, max_length=200, description="The basket/session, newest first.")
+    n: int = Field(default=10, ge=1, le=100)
+    category: Id | None = None
+    available_only: bool = True
+
+
+class SimilarUser(BaseModel):
+    user_id: str
+    score: float
+
+
+class SimilarUsers(BaseModel):
+    user_id: str
+    model_version: str | None
+    users: list[SimilarUser]

@@ -1,0 +1,230 @@
+"""Hybrid recommendations served from Redis, one pipelined round trip per stage.
+
+Stage 1 reads the model pointer and the shopper's live history; stage 2 the neighbour rows of the
+history items and the live popularity list; stage 3 the metadata of the best candidates (filters,
+titles for reasons). Scoring is `algo_blend.score_user`, the very function validation measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+from numpy.typing import NDArray
+
+from app.eventlog import TYPE_CODE
+from app.recommend import reasons
+from app.recommend.algo_blend import score_user
+from app.recommend.algo_matrix import history_weights
+from app.recommend.model_cache import ModelCache, VersionArrays
+from app.recommend.schemas import Recommendations, RecommendedItem, Sources
+from app.store.codec import decode_history, decode_item_meta, unpack_neighbours
+from app.store.keys import Keys
+
+HISTORY_LIMIT = 50
+POPULAR_FILL = 200
+
+
+@dataclass(frozen=True)
+class Query:
+    n: int = 10
+    category: str | None = None
+    available_only: bool = True
+    exclude_seen: bool = False
+    alpha: float | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def admits(self, meta: dict[str, Any] | None) -> bool:
+        if meta is None:  # deleted or unknown
+            return False
+        if self.available_only and not meta.get("a", True):
+            return False
+        if self.category is not None and self.category not in (meta.get("c") or []):
+            return False
+        price = meta.get("p")
+        if self.min_price is not None and (price is None or price < self.min_price):
+            return False
+        return not (self.max_price is not None and (price is None or price > self.max_price))
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    ts: float
+    type: str
+    value: float | None
+    item_id: str
+
+
+def _rows(raw: list[bytes | None]) -> tuple[list[NDArray[np.int32]], list[NDArray[np.float32]]]:
+    idx, sc = [], []
+    for r in raw:
+        i, s = unpack_neighbours(r) if r else (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        idx.append(i)
+        sc.append(s)
+    return idx, sc
+
+
+def _stack(idx: list[NDArray[np.int32]], sc: list[NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]:
+    width = max((len(i) for i in idx), default=0) or 1
+    out_i = np.full((len(idx), width), -1, dtype=np.int32)
+    out_s = np.zeros((len(idx), width), dtype=np.float32)
+    for r, (i, s) in enumerate(zip(idx, sc, strict=True)):
+        out_i[r, : len(i)] = i
+        out_s[r, : len(s)] = s
+    return out_i, out_s
+
+
+class RecommendService:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, cache: ModelCache) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.cache = cache
+
+    async def for_user(self, user_id: str, q: Query) -> Recommendations:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.model_pointer())
+        pipe.lrange(self.keys.history(user_id), 0, HISTORY_LIMIT - 1)
+        pipe.smembers(self.keys.purchased(user_id))
+        version, raw_history, bought = await pipe.execute()
+        history = [HistoryEntry(*decode_history(e)) for e in raw_history]
+        exclude = {b.decode() for b in bought}
+        if q.exclude_seen:
+            exclude |= {h.item_id for h in history}
+        return await self.recommend(version.decode() if version else None, history, exclude, q)
+
+    async def for_session(self, item_ids: list[str], q: Query) -> Recommendations:
+        version = await self.redis.get(self.keys.model_pointer())
+        now = time.time()
+        # a basket listed newest first: earlier entries count as more recent
+        history = [HistoryEntry(now - k, "view", None, item_id) for k, item_id in enumerate(item_ids)]
+        return await self.recommend(version.decode() if version else None, history, set(item_ids), q)
+
+    async def recommend(
+        self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query
+    ) -> Recommendations:
+        arrays = await self.cache.get(version) if version else None
+        pop_key = self.keys.popularity_category(q.category) if q.category else self.keys.popularity()
+        hist_ids: list[str] = []
+        weights = np.zeros(0, dtype=np.float32)
+        if arrays is not None and history:
+            hist_idx, weights = self._weigh(arrays, history)
+            hist_ids = [str(arrays.item_ids[i]) for i in hist_idx]
+        live_ids = [h.item_id for h in history if arrays is None or h.item_id not in arrays.item_pos]
+
+        pipe = self.redis.pipeline(transaction=False)
+        if arrays is not None and hist_ids:
+            pipe.hmget(self.keys.model(arrays.version, "cf"), hist_ids)
+            pipe.hmget(self.keys.model(arrays.version, "content"), hist_ids)
+        if live_ids:
+            pipe.hmget(self.keys.live_content(), live_ids[:HISTORY_LIMIT])
+        pipe.zrevrange(pop_key, 0, POPULAR_FILL - 1, withscores=True)
+        results = await pipe.execute()
+        popular: list[tuple[bytes, float]] = results[-1]
+
+        ranked: list[tuple[str, float, float, float, float, str | None]] = []  # id, total, cf, ct, pop, why
+        if arrays is not None and hist_ids:
+            cf_idx, cf_sc = _stack(*_rows(results[0]))
+            ct_rows = _rows(results[1])
+            ct_idx, ct_sc = _stack(*ct_rows)
+            hybrid = arrays.config.hybrid if q.alpha is None else replace(arrays.config.hybrid, alpha=q.alpha)
+            exclude_idx = np.array([arrays.item_pos[i] for i in exclude if i in arrays.item_pos], dtype=np.int32)
+            scores = score_user(
+                np.array([arrays.item_pos[i] for i in hist_ids], dtype=np.int32), weights,
+                cf_idx, cf_sc, ct_idx, ct_sc, arrays.evidence, arrays.popularity, hybrid,
+                exclude=exclude_idx, n=max(4 * q.n, q.n + 50),
+            )
+            for k in range(len(scores.items)):
+                why = int(scores.reason[k])
+                ranked.append((
+                    str(arrays.item_ids[scores.items[k]]), float(scores.total[k]), float(scores.cf[k]),
+                    float(scores.content[k]), float(scores.popularity[k]),
+                    str(arrays.item_ids[why]) if why >= 0 else None,
+                ))
+        if live_ids and arrays is not None:
+            ranked.extend(self._live_content(arrays, results[-2], live_ids, exclude))
+            ranked.sort(key=lambda r: -r[1])
+
+        top_pop = float(popular[0][1]) if popular else 1.0
+        fill = [(m.decode(), s / top_pop) for m, s in popular if m.decode() not in exclude]
+        wanted = list(dict.fromkeys([r[0] for r in ranked] + [f[0] for f in fill]
+                                    + [h.item_id for h in history]))
+        metas = await self.redis.hmget(self.keys.item_meta(), wanted) if wanted else []
+        meta = {item_id: decode_item_meta(m) for item_id, m in zip(wanted, metas, strict=True)}
+        last_type = {}
+        for h in reversed(history):
+            last_type[h.item_id] = h.type
+
+        items: list[RecommendedItem] = []
+        chosen: set[str] = set()
+        for item_id, total, cf, ct, pop, why in ranked:
+            if len(items) >= q.n:
+                break
+            if item_id in chosen or not q.admits(meta.get(item_id)):
+                continue
+            reason = (reasons.because(cf, ct, why, meta.get(why), last_type.get(why, "view")) if why
+                      else reasons.popular(meta.get(item_id), q.category))
+            items.append(RecommendedItem(item_id=item_id, score=round(total, 6),
+                                         sources=Sources(cf=round(cf, 6), content=round(ct, 6),
+                                                         popularity=round(pop, 6)),
+                                         reason=reason, title=(meta.get(item_id) or {}).get("t")))
+            chosen.add(item_id)
+        personal = len(items)
+        for item_id, pop in fill:
+            if len(items) >= q.n:
+                break
+            if item_id in chosen or not q.admits(meta.get(item_id)):
+                continue
+            items.append(RecommendedItem(item_id=item_id, score=round(0.01 * pop, 6),
+                                         sources=Sources(cf=0.0, content=0.0, popularity=round(pop, 6)),
+                                         reason=reasons.popular(meta.get(item_id), q.category),
+                                         title=(meta.get(item_id) or {}).get("t")))
+            chosen.add(item_id)
+
+        if version is None:
+            strategy = "popularity_no_model"
+        elif not history:
+            strategy = "popularity_cold_start"
+        elif personal == 0:
+            strategy = "popularity_fallback"
+        else:
+            strategy = "hybrid"
+        return Recommendations(
+            recommendation_id=f"{strategy}.{uuid.uuid4().hex[:16]}", model_version=version,
+            strategy=strategy, items=items,
+        )
+
+    def _weigh(self, arrays: VersionArrays, history: list[HistoryEntry]) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        known = [h for h in history if h.item_id in arrays.item_pos and h.type in TYPE_CODE]
+        if not known:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        item = np.array([arrays.item_pos[h.item_id] for h in known], dtype=np.int32)
+        types = np.array([TYPE_CODE[h.type] for h in known], dtype=np.int8)
+        values = np.array([np.nan if h.value is None else h.value for h in known], dtype=np.float32)
+        ts = np.array([h.ts for h in known], dtype=np.float64)
+        idx, w = history_weights(item, types, values, ts, float(ts.max()), arrays.config.interaction)
+        keep = w > 0
+        return idx[keep], w[keep]
+
+    @staticmethod
+    def _live_content(
+        arrays: VersionArrays, raw: list[bytes | None], live_ids: list[str], exclude: set[str]
+    ) -> list[tuple[str, float, float, float, float, str | None]]:
+        """Candidates from items newer than the model: their content neighbours computed on upsert."""
+        out: dict[str, tuple[str, float, float, float, float, str | None]] = {}
+        for source, row in zip(live_ids, raw, strict=False):
+            if not row:
+                continue
+            data = json.loads(row)
+            for item_id, score in zip(data["ids"], data["scores"], strict=True):
+                if item_id in exclude or item_id == source:
+                    continue
+                current = out.get(item_id)
+                if current is None or score > current[1]:
+                    out[item_id] = (item_id, float(score), 0.0, float(score), 0.0, source)
+        return list(out.values())
