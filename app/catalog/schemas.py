@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.common.types import BoundedJSON, Id, LongText, ShortText
 
-Label = Annotated[ShortText, Field(min_length=1)]
+Label = Id  # categories and tags: 1-256 characters, no control characters
 MAX_ITEMS_PER_BATCH = 10_000
 
 

@@ -30,6 +30,45 @@ POPULARITY_WEIGHTS: dict[str, float] = {
 }
 
 
+# Every real-time write of a batch in one server-side call: one round trip and one command to parse,
+# instead of thousands of pipelined commands. The argument is one string of tokens, each ended by the
+# unit separator (0x1f, which no id, history entry or JSON text can contain): flat sections, each
+# prefixed by its count.
+_APPLY_SCRIPT = r"""
+local a, i = {}, 1
+for token in string.gmatch(ARGV[1], "([^\31]*)\31") do a[#a + 1] = token end
+local function nxt() local v = a[i]; i = i + 1; return v end
+local cap = tonumber(nxt()) - 1
+for _ = 1, tonumber(nxt()) do
+  local key, n = nxt(), tonumber(nxt())
+  for _ = 1, n do redis.call('LPUSH', key, nxt()) end
+  redis.call('LTRIM', key, 0, cap)
+end
+for _ = 1, tonumber(nxt()) do
+  local key, n = nxt(), tonumber(nxt())
+  for _ = 1, n do redis.call('SADD', key, nxt()) end
+end
+for _ = 1, tonumber(nxt()) do
+  local key, member, inc = nxt(), nxt(), nxt()
+  redis.call('ZINCRBY', key, inc, member)
+end
+local cats_key, n = nxt(), tonumber(nxt())
+for _ = 1, n do redis.call('SADD', cats_key, nxt()) end
+local meta_key = nxt()
+for _ = 1, tonumber(nxt()) do
+  local field, value = nxt(), nxt()
+  redis.call('HSETNX', meta_key, field, value)
+end
+local strategies_key = nxt()
+for _ = 1, tonumber(nxt()) do
+  local strategy, key, field, inc = nxt(), nxt(), nxt(), nxt()
+  redis.call('SADD', strategies_key, strategy)
+  redis.call('HINCRBY', key, field, inc)
+end
+return i - 1
+"""
+
+
 def decayed_weight(event_type: str, ts: float, half_life_days: float) -> float:
     return POPULARITY_WEIGHTS[event_type] * 2.0 ** ((ts - DECAY_EPOCH) / (half_life_days * 86400.0))
 
@@ -62,27 +101,28 @@ async def apply_events(
         if e.recommendation_id and "." in e.recommendation_id:
             recstats[e.recommendation_id.split(".", 1)[0]][e.type] += 1
 
-    pipe = redis.pipeline(transaction=False)
+    args: list[str | float | int] = [settings.history_length]
+    args.append(len(history))
     for user_id, entries in history.items():
-        key = keys.history(user_id)
-        pipe.lpush(key, *entries)  # oldest first, so the newest ends at the head
-        pipe.ltrim(key, 0, settings.history_length - 1)
+        args += [keys.history(user_id), len(entries), *entries]
+    args.append(len(bought))
     for user_id, item_ids in bought.items():
-        pipe.sadd(keys.purchased(user_id), *item_ids)
-    for zkey, increments in popularity.items():
-        for item_id, w in increments.items():
-            pipe.zincrby(zkey, w, item_id)
-    cats = {c for item_cats in categories.values() for c in item_cats}
-    if cats:
-        pipe.sadd(keys.popularity_categories(), *cats)
+        args += [keys.purchased(user_id), len(item_ids), *item_ids]
+    increments = [(zkey, item_id, w) for zkey, inc in popularity.items() for item_id, w in inc.items()]
+    args.append(len(increments))
+    for zkey, item_id, w in increments:
+        args += [zkey, item_id, repr(w)]
+    cats = sorted({c for item_cats in categories.values() for c in item_cats})
+    args += [keys.popularity_categories(), len(cats), *cats]
+    args += [keys.item_meta(), len(created_items)]
     for item_id in created_items:
-        pipe.hsetnx(keys.item_meta(), item_id, item_meta_json([], None, True, None))
-    for strategy, counts in recstats.items():
-        pipe.sadd(keys.recommendation_strategies(), strategy)
-        for event_type, n in counts.items():
-            pipe.hincrby(keys.recommendation_stats(strategy), event_type, n)
+        args += [item_id, item_meta_json([], None, True, None)]
+    counts = [(strategy, t, n) for strategy, per_type in recstats.items() for t, n in per_type.items()]
+    args += [keys.recommendation_strategies(), len(counts)]
+    for strategy, event_type, n in counts:
+        args += [strategy, keys.recommendation_stats(strategy), event_type, n]
     try:
-        await pipe.execute()
+        await redis.eval(_APPLY_SCRIPT, 0, "".join(f"{a}\x1f" for a in args))
     except (RedisError, OSError) as exc:
         log.warning("realtime.skipped", extra={"events": len(events), "error": type(exc).__name__})
         return False

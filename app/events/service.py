@@ -26,21 +26,31 @@ from app.store.keys import Keys
 
 _batch_adapter = TypeAdapter(list[EventIn])
 
-_UPSERT_USERS = "INSERT INTO users (user_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING"
+# The batch is COPYed into a per-connection temporary table, then moved with three set-based
+# statements; sorted inserts give every writer the same lock order (no deadlocks between batches).
+_COLUMNS = "event_id, user_id, item_id, type, value, price, ts, session_id, recommendation_id, properties"
+_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    event_id text, user_id text, item_id text, type text, value float8, price float8, ts timestamptz,
+    session_id text, recommendation_id text, properties jsonb
+) ON COMMIT DELETE ROWS
+"""
+_UPSERT_USERS = """
+INSERT INTO users (user_id) SELECT DISTINCT user_id FROM ingest_stage ORDER BY user_id
+ON CONFLICT DO NOTHING
+"""
 _UPSERT_ITEMS = """
-WITH created AS (
-    INSERT INTO items (item_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING
+WITH wanted AS (SELECT DISTINCT item_id FROM ingest_stage WHERE item_id IS NOT NULL),
+created AS (
+    INSERT INTO items (item_id) SELECT item_id FROM wanted ORDER BY item_id ON CONFLICT DO NOTHING
     RETURNING item_id, categories
 )
 SELECT item_id, categories, true AS created FROM created
 UNION ALL
-SELECT item_id, categories, false FROM items WHERE item_id = ANY(%s::text[]) AND deleted_at IS NULL
+SELECT i.item_id, i.categories, false FROM items i JOIN wanted w USING (item_id) WHERE i.deleted_at IS NULL
 """
-_INSERT_EVENTS = """
-INSERT INTO events (event_id, user_id, item_id, type, value, price, ts, session_id, recommendation_id,
-                    properties)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[],
-                     %s::timestamptz[], %s::text[], %s::text[], %s::text[]::jsonb[])
+_INSERT_EVENTS = f"""
+INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM ingest_stage ORDER BY event_id
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -136,33 +146,27 @@ async def ingest(
     created_items: set[str] = set()
     categories: dict[str, list[str]] = {}
     if rows:
-        ordered = sorted(rows.items())  # one lock order for all writers: no deadlocks between batches
-        user_ids = sorted({e.user_id for _, e in ordered})
-        item_ids = sorted({e.item_id for _, e in ordered if e.item_id is not None})
+        ordered = list(rows.items())
         async with engine.begin() as conn:
-            await conn.exec_driver_sql(_UPSERT_USERS, (user_ids,))
-            if item_ids:
-                result = await conn.exec_driver_sql(_UPSERT_ITEMS, (item_ids, item_ids))
-                for item_id, cats, created in result.all():
+            raw_conn = await conn.get_raw_connection()
+            pg = raw_conn.driver_connection
+            async with pg.cursor() as cur:
+                await cur.execute(_STAGE)
+                async with cur.copy(f"COPY ingest_stage ({_COLUMNS}) FROM STDIN") as copy:
+                    for event_id, e in ordered:
+                        await copy.write_row((
+                            event_id, e.user_id, e.item_id, e.type, e.value, e.price, e.timestamp or now,
+                            e.session_id, e.recommendation_id,
+                            None if e.properties is None else json.dumps(e.properties),
+                        ))
+                await cur.execute(_UPSERT_USERS)
+                await cur.execute(_UPSERT_ITEMS)
+                for item_id, cats, created in await cur.fetchall():
                     categories[item_id] = list(cats or [])
                     if created:
                         created_items.add(item_id)
-            result = await conn.exec_driver_sql(
-                _INSERT_EVENTS,
-                (
-                    [k for k, _ in ordered],
-                    [e.user_id for _, e in ordered],
-                    [e.item_id for _, e in ordered],
-                    [e.type for _, e in ordered],
-                    [e.value for _, e in ordered],
-                    [e.price for _, e in ordered],
-                    [e.timestamp or now for _, e in ordered],
-                    [e.session_id for _, e in ordered],
-                    [e.recommendation_id for _, e in ordered],
-                    [None if e.properties is None else json.dumps(e.properties) for _, e in ordered],
-                ),
-            )
-            inserted = {r[0] for r in result.all()}
+                await cur.execute(_INSERT_EVENTS)
+                inserted = {r[0] for r in await cur.fetchall()}
         for event_id, e in ordered:
             if event_id not in inserted:
                 duplicate_ids.append(event_id)

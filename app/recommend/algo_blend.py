@@ -4,14 +4,14 @@ For user u with history strengths w_h and candidate item c:
 
     cf_raw[c]      = sum_h w_h * S_cf[h, c]          S_* = top-k neighbour matrices (rows = history item)
     content_raw[c] = sum_h w_h * S_content[h, c]
-    cf, content    = raw / max over the user's candidates (each source in [0, 1])
+    cf, content    = raw / max |raw| over the user's candidates (in [-1, 1]; negative only from EASE)
     pop[c]         = popularity[c] / max(popularity)
     alpha_c        = alpha * n_c / (n_c + evidence_c)   n_c = users with evidence for c; cold -> content
     total[c]       = alpha_c * cf[c] + (1 - alpha_c) * content[c] + pop_weight * pop[c]
 
-Candidates are the items reached through either neighbour list plus the `n_popular` most popular
-items (so a user with no history still gets popularity). `score_user` and `score_block` compute the
-same numbers; a test checks they agree.
+Candidates are the items with a non-zero CF or content score plus the `n_popular` most popular
+items (so a user with no history still gets popularity). `score_user` (serving) and `score_block` /
+`recommend_batch` (validation) compute the same numbers; a test checks they agree.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ def top_popular(popularity: NDArray[np.floating], n: int) -> NDArray[np.intp]:
 
 
 def _row_max(raw: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per-row max as a divisor, float64[b, 1]; 1 for rows without any positive score."""
-    m = raw.max(axis=1, keepdims=True) if raw.shape[1] else np.zeros((raw.shape[0], 1))
+    """Per-row max |score| as a divisor, float64[b, 1]; 1 for rows that are all zero."""
+    if not raw.shape[1]:
+        return np.ones((raw.shape[0], 1))
+    m = np.maximum(raw.max(axis=1, keepdims=True), -raw.min(axis=1, keepdims=True))
     return np.where(m > 0, m, 1.0)
 
 
@@ -108,7 +110,7 @@ def score_user(
     src_kind = np.repeat(np.array([0, 1]), [cf_idx.size, ct_idx.size])
     src_hist = np.concatenate([np.repeat(np.asarray(history_items), cf_idx.shape[1]),
                                np.repeat(np.asarray(history_items), ct_idx.shape[1])])
-    valid = (src_idx >= 0) & (src_val > 0)
+    valid = (src_idx >= 0) & (src_val != 0)
     src_idx, src_val, src_kind, src_hist = src_idx[valid], src_val[valid], src_kind[valid], src_hist[valid]
 
     pop_items = top_popular(popularity, config.n_popular)
@@ -117,23 +119,23 @@ def score_user(
     m = len(items)
     cf_raw = np.bincount(inv_src, weights=np.where(src_kind == 0, src_val, 0.0), minlength=m)
     ct_raw = np.bincount(inv_src, weights=np.where(src_kind == 1, src_val, 0.0), minlength=m)
-    cf = cf_raw / cf_raw.max() if m and cf_raw.max() > 0 else cf_raw
-    ct = ct_raw / ct_raw.max() if m and ct_raw.max() > 0 else ct_raw
+    cf_max = float(np.abs(cf_raw).max(initial=0.0)) or 1.0
+    ct_max = float(np.abs(ct_raw).max(initial=0.0)) or 1.0
+    cf, ct = cf_raw / cf_max, ct_raw / ct_max
     pop_max = float(popularity.max()) if popularity.size else 0.0
     pop = popularity[items].astype(np.float64) / pop_max if pop_max > 0 else np.zeros(m)
     a = _alpha(config.alpha, evidence[items], config.evidence_c)
     total = a * cf + (1.0 - a) * ct + config.pop_weight * pop
 
     # reason: the history item with the largest blended contribution to each candidate
-    scale = np.where(src_kind == 0, a[inv_src] / max(cf_raw.max(initial=0), 1e-300),
-                     (1.0 - a[inv_src]) / max(ct_raw.max(initial=0), 1e-300))
-    contrib = src_val * scale
+    contrib = src_val * np.where(src_kind == 0, a[inv_src] / cf_max, (1.0 - a[inv_src]) / ct_max)
     order = np.lexsort((-contrib, inv_src))
     first = order[np.r_[True, inv_src[order][1:] != inv_src[order][:-1]]] if order.size else order
+    first = first[contrib[first] > 0]
     reason = np.full(m, -1, dtype=np.int32)
     reason[inv_src[first]] = src_hist[first]
 
-    keep = np.ones(m, dtype=bool)
+    keep = (cf_raw != 0) | (ct_raw != 0) | np.isin(items, pop_items)
     if exclude is not None and len(exclude):
         keep &= ~np.isin(items, exclude)
     if allowed is not None:
@@ -187,15 +189,20 @@ def blend_dense(
     """
     cf_raw = np.asarray(cf_raw, dtype=np.float64)
     ct_raw = np.asarray(ct_raw, dtype=np.float64)
-    candidate = (cf_raw > 0) | (ct_raw > 0)
-    candidate[:, top_popular(popularity, config.n_popular)] = True
-    cf_max = _row_max(cf_raw)
-    ct_max = _row_max(ct_raw)
     pop_max = float(popularity.max()) if popularity.size else 0.0
     pop = popularity.astype(np.float64) / pop_max if pop_max > 0 else np.zeros(popularity.shape)
-    a = _alpha(config.alpha, evidence, config.evidence_c)[None, :]
-    total = a * (cf_raw / cf_max) + (1.0 - a) * (ct_raw / ct_max) + config.pop_weight * pop[None, :]
-    total[~candidate] = -np.inf
+    a = _alpha(config.alpha, evidence, config.evidence_c)
+    total = cf_raw / _row_max(cf_raw)  # in-place from here on: this runs for every validation trial
+    total *= a
+    part = ct_raw / _row_max(ct_raw)
+    part *= 1.0 - a
+    total += part
+    if config.pop_weight:
+        total += config.pop_weight * pop
+    candidate = cf_raw != 0
+    candidate |= ct_raw != 0
+    candidate[:, top_popular(popularity, config.n_popular)] = True
+    total = np.where(candidate, total, -np.inf)  # faster than masked assignment on scattered masks
     if exclude is not None:
         ex = sp.coo_matrix(exclude)
         total[ex.row, ex.col] = -np.inf
@@ -225,10 +232,16 @@ def recommend_batch(
 
 
 def top_n(total: NDArray[np.floating], n: int) -> NDArray[np.int32]:
-    """Top-n column indices per row of a dense score block, best first, -1 where the score is -inf."""
+    """Top-n column indices per row of a dense score block, best first, -1 where the score is -inf.
+
+    Ties are broken by the lower item index (as `score_user`'s stable sort does).
+    """
     b, n_items = total.shape
     kk = min(n, n_items)
-    part = np.argpartition(-total, kk - 1, axis=1)[:, :kk] if kk < n_items else np.tile(np.arange(n_items), (b, 1))
+    if kk < n_items:
+        part = np.argpartition(total, n_items - kk, axis=1)[:, n_items - kk:]
+    else:
+        part = np.tile(np.arange(n_items), (b, 1))
     sc = np.take_along_axis(total, part, axis=1)
     order = np.lexsort((part, -sc), axis=1)
     idx = np.take_along_axis(part, order, axis=1)

@@ -103,11 +103,14 @@ def fit_content(docs: Sequence[str], n_features: int = DEFAULT_N_FEATURES) -> Co
     return ContentModel(idf=idf, matrix=vectorize(docs, idf))
 
 
-def content_neighbours(model: ContentModel, k: int = 100, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Neighbours:
+def content_neighbours(
+    model: ContentModel, k: int = 100, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> Neighbours:
     """Cosine top-k over the catalog, block-wise; Neighbours over items, int32[n_items, k]."""
     m = model.matrix
     mt = sp.csc_matrix(m.T)
-    return blockwise_topk(m.shape[0], m.shape[0], k, lambda s, e: (m[s:e] @ mt).toarray(), block_bytes=block_bytes)
+    n = m.shape[0]
+    return blockwise_topk(n, n, k, lambda s, e: (m[s:e] @ mt).toarray(), block_bytes=block_bytes)
 
 
 def similar_to_document(

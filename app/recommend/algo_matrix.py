@@ -98,7 +98,9 @@ def event_weights(
         else:
             centre = np.full(r.shape, config.rating_midpoint)
         w[is_rating] = table[TYPE_CODE["rating"]] + config.rating_scale * (r - centre)
-    ref = now if np.isscalar(now) else np.asarray(now, dtype=np.float64)[user]
+    ref: float | NDArray[np.float64] = (
+        float(now) if np.ndim(now) == 0 else np.asarray(now, dtype=np.float64)[user]
+    )
     w = w * decay(ts, ref, config.half_life_days)
     if np.isfinite(config.half_life_events) and config.half_life_events > 0 and len(w):
         w = w * np.exp2(-recency_rank(user, ts, n_users) / config.half_life_events)
@@ -167,7 +169,9 @@ def interactions(
     if now is None:
         now = float(log.ts.max()) if len(log) else 0.0
     user, item = log.user[has_item], log.item[has_item]
-    w = event_weights(user, log.type[has_item], log.value[has_item], log.ts[has_item], log.n_users, now, config)
+    w = event_weights(
+        user, log.type[has_item], log.value[has_item], log.ts[has_item], log.n_users, now, config
+    )
     return _aggregate(user, item, w, (log.n_users, log.n_items))
 
 

@@ -26,7 +26,7 @@ def popularity(log: EventLog, half_life_days: float, now: float | None = None,
 
 def item_evidence(x: sp.csr_matrix) -> NDArray[np.float32]:
     """Number of users with positive evidence per item, float32[n_items] (drives the adaptive alpha)."""
-    return np.diff(sp.csc_matrix(x).indptr).astype(np.float32)
+    return np.asarray(np.diff(sp.csc_matrix(x).indptr), dtype=np.float32)
 
 
 def category_top_items(

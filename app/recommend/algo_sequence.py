@@ -33,11 +33,15 @@ def transition_counts(
     """Forward co-occurrence counts T, csr float64[n_items, n_items].
 
     T[i, j] = number of (user, position) pairs where j comes 1..`window` events after i in the user's
-    stream, at most `max_gap_days` later. Repeats of the same item are not transitions. One sparse
+    stream, at most `max_gap_days` later. Immediate repeats are collapsed first (a b b c counts as
+    a b c) and an item never transitions to itself. One sparse
     accumulation per offset, so memory is O(nnz(T) + n_events) whatever the window.
     """
     order = user_sequences(log, config)
-    u, it, t = log.user[order], log.item[order], log.ts[order]
+    u, it = log.user[order], log.item[order]
+    fresh = np.r_[True, (u[1:] != u[:-1]) | (it[1:] != it[:-1])]  # collapse immediate repeats (a b b c)
+    order, u, it = order[fresh], u[fresh], it[fresh]
+    t = log.ts[order]
     max_gap = max_gap_days * SECONDS_PER_DAY
     n = log.n_items
     counts = sp.csr_matrix((n, n), dtype=np.float64)
@@ -108,5 +112,7 @@ def collaborative_neighbours(
     base = cf_neighbours(x, config)
     if config.sequence_weight <= 0:
         return base
-    seq = sequence_neighbours(log, config.k, config.sequence_window, config.sequence_max_gap_days, interaction)
+    seq = sequence_neighbours(
+        log, config.k, config.sequence_window, config.sequence_max_gap_days, interaction
+    )
     return merge_neighbours(base, seq, config.sequence_weight, config.k)

@@ -85,7 +85,7 @@ def cosine_neighbours(
 def _rows_budget(x: sp.spmatrix, block_bytes: int) -> int:
     """Scale the byte budget so the dense [inner, rows] operand of `gram_block` fits it too."""
     n_users, n_items = x.shape
-    return max(1, block_bytes * n_items // max(n_items, n_users))
+    return max(1, int(block_bytes * n_items // max(n_items, n_users)))
 
 
 def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
@@ -96,8 +96,8 @@ def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
     """
     n = x.shape[1]
     dtype = np.float64 if n <= 1024 else np.float32  # float32 halves time and memory; ranking-safe
-    gram = np.asarray((x.T @ x).toarray(), dtype=dtype)
-    gram[np.diag_indices(n)] += lam
+    gram: NDArray[np.floating] = np.asarray((x.T @ x).toarray(), dtype=dtype)
+    gram.flat[:: n + 1] += lam
     p = np.asarray(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
     diag = np.diag(p).copy()
     p /= -diag[None, :]
@@ -151,7 +151,7 @@ def rp3beta_neighbours(
     scale = 1.0 / np.maximum(degree, 1.0) ** beta
 
     def block(start: int, stop: int) -> NDArray[np.float64]:
-        return gram_block(p_iu, p_ui, start, stop) * scale[None, :]
+        return np.asarray(gram_block(p_iu, p_ui, start, stop) * scale[None, :], dtype=np.float64)
 
     return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=_rows_budget(x, block_bytes))
 

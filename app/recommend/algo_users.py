@@ -57,6 +57,6 @@ def pearson_user_neighbours(
         denom = np.sqrt(left * right)
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
-        return corr * (np.minimum(n_co, gamma) / gamma)
+        return np.asarray(corr * (np.minimum(n_co, gamma) / gamma), dtype=np.float64)
 
     return blockwise_topk(n_users, n_users, k, block, block_bytes=block_bytes)

@@ -113,6 +113,9 @@ def holdout_targets(
     return sp.csr_matrix(rel > 0), seen
 
 
+_Trial = tuple[str, sp.csr_matrix | None, bool, HybridConfig]  # name, CF matrix, use content, blend
+
+
 class _Scorer:
     """Scores the validation users block by block for a list of named trials -> top-20 lists."""
 
@@ -122,7 +125,7 @@ class _Scorer:
         self.evidence, self.pop = evidence, pop
         self.rows = max(1, block_bytes // (8 * 4 * max(1, content.shape[1])))
 
-    def run(self, trials: Sequence[tuple[str, sp.csr_matrix | None, bool, HybridConfig]]) -> dict[str, NDArray[np.int32]]:
+    def run(self, trials: Sequence[_Trial]) -> dict[str, NDArray[np.int32]]:
         """trials: (name, CF matrix or None, use content, blend) -> {name: int32[n_users, 20]}."""
         n_users = self.history.shape[0]
         tops = {name: np.full((n_users, 20), -1, dtype=np.int32) for name, _, _, _ in trials}
@@ -195,7 +198,9 @@ def validate(
     cf = config.cf
     seq = None
     if any(w > 0 for w in sequence_weights):
-        seq = sequence_neighbours(train, cf.k, cf.sequence_window, cf.sequence_max_gap_days, config.interaction)
+        seq = sequence_neighbours(
+            train, cf.k, cf.sequence_window, cf.sequence_max_gap_days, config.interaction
+        )
     for variant in variants:
         try:
             base = cf_neighbours(x, replace(cf, variant=variant))
@@ -211,7 +216,7 @@ def validate(
     t2 = time.perf_counter()
     h = config.hybrid
     cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
-    trials: list[tuple[str, sp.csr_matrix | None, bool, HybridConfig]] = [
+    trials: list[_Trial] = [
         ("popularity", None, False, replace(h, pop_weight=1.0, n_popular=n_items)),
         ("content", None, True, replace(h, alpha=0.0, pop_weight=0.0)),
     ]
@@ -229,9 +234,9 @@ def validate(
 
     for name in ("popularity", "content"):
         metrics.update({f"{name}.{key}": value for key, value in scores[name].items()})
-    for v in {v for v, _ in s_cf}:
-        best_w = max((w for vv, w in s_cf if vv == v), key=lambda w, v=v: scores[f"cf_{v}_{w:g}"]["ndcg@10"])
-        metrics.update({f"cf_{v}.{key}": value for key, value in scores[f"cf_{v}_{best_w:g}"].items()})
+    for v in sorted({v for v, _ in s_cf}):
+        ranked = sorted((scores[f"cf_{v}_{w:g}"]["ndcg@10"], w) for vv, w in s_cf if vv == v)
+        metrics.update({f"cf_{v}.{key}": value for key, value in scores[f"cf_{v}_{ranked[-1][1]:g}"].items()})
     metrics.update({f"cf.{key}": value for key, value in scores[f"cf_{variant}_{weight:g}"].items()})
     metrics.update({f"hybrid.{key}": value for key, value in alpha_scores[f"a_{alpha:g}"].items()})
     metrics["alpha"], metrics["sequence_weight"] = float(alpha), float(weight)

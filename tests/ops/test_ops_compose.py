@@ -99,7 +99,7 @@ def test_environment_points_at_the_compose_servers(compose: dict[str, Any]) -> N
         env = _service(compose, name)["environment"]
         assert re.fullmatch(r"postgresql://[^@]+@postgres:5432/\w+", env["SHOPMIND_DATABASE_URL"]), name
         assert env["SHOPMIND_REDIS_URL"] == "redis://redis:6379/0"
-        assert env["SHOPMIND_ADMIN_KEY"].startswith("${SHOPMIND_ADMIN_KEY:?"), "the admin key must be required"
+        assert env["SHOPMIND_ADMIN_KEY"].startswith("${SHOPMIND_ADMIN_KEY:?"), "admin key must be required"
 
 
 def test_every_shopmind_variable_is_a_setting(compose: dict[str, Any]) -> None:

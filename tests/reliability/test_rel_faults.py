@@ -29,7 +29,7 @@ from app.migrate import upgrade
 from app.settings import Settings
 from app.store.keys import Keys
 from tests.conftest import ADMIN_KEY
-from tests.reliability.server import ServerProcess, free_port
+from tests.reliability.server import ServerProcess
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_POSTGRES = "postgresql://postgres@127.0.0.1:1/shopmind"
@@ -278,8 +278,3 @@ def test_acknowledged_events_survive_sigkill(server: ServerProcess, pg: psycopg.
     missing = set(acked) - stored
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
 
-
-def _unused_port_is_closed() -> None:
-    port = free_port()
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        pass

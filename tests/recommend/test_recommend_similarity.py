@@ -1,0 +1,160 @@
+"""Item-item CF, sequence neighbours and user-user Pearson against answers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from app.eventlog import EventLog
+from app.recommend.algo_neighbours import Neighbours, merge_neighbours, topk_dense
+from app.recommend.algo_sequence import sequence_neighbours, transition_counts
+from app.recommend.algo_similarity import (
+    CFConfig,
+    cf_neighbours,
+    cosine_neighbours,
+    ease_neighbours,
+    ease_weights,
+    rp3beta_neighbours,
+)
+from app.recommend.algo_users import pearson_user_neighbours
+
+# 3 users x 4 items (a, b, c, d). Columns: a=(1,1,0) b=(1,0,1) c=(0,1,1) d=(0,0,1)
+X = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 1]], dtype=np.float32))
+
+
+def _row(nb: Neighbours, i: int) -> dict[int, float]:
+    keep = nb.indices[i] >= 0
+    return dict(zip(nb.indices[i][keep].tolist(), nb.scores[i][keep].tolist(), strict=True))
+
+
+def test_cosine_with_shrinkage_by_hand() -> None:
+    nb = cosine_neighbours(X, k=3, shrink=1.0)
+    # |a|=|b|=|c|=sqrt2, |d|=1; a.b = a.c = b.c = b.d = c.d = 1, a.d = 0
+    third, root = 1 / 3, 1 / (math.sqrt(2) + 1)
+    assert _row(nb, 0) == pytest.approx({1: third, 2: third})          # d: dot 0 -> dropped
+    assert _row(nb, 1) == pytest.approx({3: root, 0: third, 2: third})
+    assert _row(nb, 3) == pytest.approx({1: root, 2: root})
+    assert nb.indices[1, 0] == 3  # the strongest first
+    unshrunk = cosine_neighbours(X, k=3, shrink=0.0)
+    assert _row(unshrunk, 0) == pytest.approx({1: 0.5, 2: 0.5})
+
+
+def test_cosine_blocks_do_not_change_the_answer() -> None:
+    rng = np.random.default_rng(0)
+    x = sp.random(30, 25, density=0.3, random_state=1, format="csr", dtype=np.float32)
+    x.data = rng.random(x.nnz).astype(np.float32) + 0.1
+    whole = cosine_neighbours(x, k=5)
+    tiny = cosine_neighbours(x, k=5, block_bytes=1)  # one row per block
+    np.testing.assert_allclose(whole.scores, tiny.scores, rtol=1e-6)
+
+
+def test_ease_matches_closed_form() -> None:
+    x = sp.csr_matrix(np.array([[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, 1, 1], [1, 1, 1, 0], [0, 0, 1, 1]],
+                               dtype=np.float64))
+    lam = 0.5
+    g = x.toarray().T @ x.toarray() + lam * np.eye(4)
+    p = np.linalg.inv(g)
+    expected = np.eye(4) - p / np.diag(p)[None, :]  # B = I - P diagMat(1/diag(P))
+    b = ease_weights(x, lam)
+    np.testing.assert_allclose(b, expected, atol=1e-10)
+    assert np.allclose(np.diag(b), 0.0)
+    nb = ease_neighbours(x, k=3, lam=lam)
+    for i in range(4):  # all three other items kept, negatives included, sorted descending
+        assert _row(nb, i) == pytest.approx({j: expected[i, j] for j in range(4) if j != i})
+        assert np.all(np.diff(nb.scores[i]) <= 0)
+    assert (nb.scores < 0).any()
+
+
+def test_ease_refuses_huge_catalogs() -> None:
+    with pytest.raises(ValueError, match="EASE"):
+        ease_neighbours(X, k=2, max_items=3)
+
+
+def test_rp3beta_matches_dense_formula() -> None:
+    alpha, beta = 0.8, 0.4
+    d = X.toarray().astype(np.float64)
+    p_ui = (d / d.sum(axis=1, keepdims=True)) ** alpha
+    p_iu = (d / d.sum(axis=0, keepdims=True)).T ** alpha
+    w = (p_iu @ p_ui) / (d > 0).sum(axis=0)[None, :] ** beta
+    nb = rp3beta_neighbours(X, k=3, alpha=alpha, beta=beta)
+    for i in range(4):
+        assert _row(nb, i) == pytest.approx({j: w[i, j] for j in range(4) if j != i and w[i, j] > 0})
+
+
+def test_cf_neighbours_dispatch() -> None:
+    for variant in ("cosine", "ease", "rp3beta"):
+        nb = cf_neighbours(X, CFConfig(variant=variant, k=2))  # type: ignore[arg-type]
+        assert nb.indices.shape == (4, 2)
+    with pytest.raises(ValueError):
+        cf_neighbours(X, CFConfig(variant="svd", k=2))  # type: ignore[arg-type]
+
+
+def test_topk_dense_signed_and_padding() -> None:
+    block = np.array([[0.0, 0.5, -0.9, 0.1], [0.0, 0.0, 0.0, 0.0]])
+    idx, sc = topk_dense(block.copy(), 2, np.array([0, 1]), signed=True)
+    np.testing.assert_array_equal(idx, [[1, 2], [-1, -1]])
+    np.testing.assert_allclose(sc, [[0.5, -0.9], [0, 0]])
+    idx, sc = topk_dense(block.copy(), 3, np.array([0, 1]))
+    np.testing.assert_array_equal(idx, [[1, 3, -1], [-1, -1, -1]])
+
+
+def _seq_log() -> EventLog:
+    # u0: a b c (one minute apart), u1: a b, u2: a ... 10 days later ... c (gap too long)
+    rows = [("u0", "a", 0.0), ("u0", "b", 60.0), ("u0", "c", 120.0), ("u1", "a", 0.0), ("u1", "b", 5.0),
+            ("u1", "b", 6.0), ("u2", "a", 0.0), ("u2", "c", 10 * 86_400.0)]
+    users, items, ts = zip(*rows, strict=True)
+    return EventLog.from_records(list(users), list(items), ["view"] * len(rows), list(ts))
+
+
+def test_transition_counts_by_hand() -> None:
+    t = transition_counts(_seq_log(), window=2, max_gap_days=1.0).toarray()
+    # a->b twice (u0, u1; u1's b b collapses to one b), a->c once (u0, offset 2), b->c once
+    np.testing.assert_array_equal(t, [[0, 2, 1], [0, 0, 1], [0, 0, 0]])
+    assert transition_counts(_seq_log(), window=1, max_gap_days=1.0).toarray()[0, 2] == 0
+
+
+def test_sequence_neighbours_cosine_of_transitions() -> None:
+    nb = sequence_neighbours(_seq_log(), k=2, window=2, max_gap_days=1.0)
+    # out(a)=3, out(b)=1; in(b)=2, in(c)=2: sim(a,b)=2/sqrt(6), sim(a,c)=1/sqrt(6), sim(b,c)=1/sqrt(2)
+    assert _row(nb, 0) == pytest.approx({1: 2 / math.sqrt(6), 2: 1 / math.sqrt(6)})
+    assert _row(nb, 1) == pytest.approx({2: 1 / math.sqrt(2)})
+    assert _row(nb, 2) == {}
+
+
+def test_merge_neighbours_scales_then_blends() -> None:
+    a = Neighbours(np.array([[1, -1], [0, -1]], np.int32), np.array([[2.0, 0], [4.0, 0]], np.float32))
+    b = Neighbours(np.array([[1, -1], [-1, -1]], np.int32), np.array([[0.5, 0], [0, 0]], np.float32))
+    m = merge_neighbours(a, b, 0.5, k=2)
+    # scale(a) = mean(2, 4) = 3, scale(b) = 0.5: row 0 -> 0.5*2/3 + 0.5*1, row 1 -> 0.5*4/3
+    assert _row(m, 0) == pytest.approx({1: 1 / 3 + 0.5})
+    assert _row(m, 1) == pytest.approx({0: 2 / 3})
+    assert merge_neighbours(a, b, 0.0, 2) is a
+
+
+def test_pearson_by_hand() -> None:
+    # u0 = (5, 1, 4), u1 = (4, -, 5), u2 = (5, 2, 3); centres are each user's mean over all its ratings
+    r = sp.csr_matrix((np.array([5, 1, 4, 4, 5, 5, 2, 3], dtype=np.float32),
+                       (np.array([0, 0, 0, 1, 1, 2, 2, 2]), np.array([0, 1, 2, 0, 2, 0, 1, 2]))), shape=(3, 3))
+    # centred: u0 = (5/3, -7/3, 2/3), u2 = (5/3, -4/3, -1/3): num 51/9, sums of squares 78/9 and 42/9
+    expected = 51 / math.sqrt(78 * 42)
+    nb = pearson_user_neighbours(r, k=2, gamma=2)
+    assert _row(nb, 0) == pytest.approx({2: expected})
+    assert _row(nb, 2) == pytest.approx({0: expected})
+    # u1 correlates negatively with both over its co-rated items {0, 2}: -0.5/.. and -1/..
+    assert _row(nb, 1) == {}
+    # significance weighting: 3 co-rated items, gamma 6 -> x 0.5
+    assert _row(pearson_user_neighbours(r, k=2, gamma=6), 0) == pytest.approx({2: expected / 2})
+
+
+def test_pearson_uses_only_co_rated_items() -> None:
+    # u0 and u1 agree on items 0, 1; u1's extra item 2 must not enter the u0-u1 sums
+    r = sp.csr_matrix(np.array([[5, 1, 0], [4, 2, 5]], dtype=np.float32))
+    m0, m1 = 3.0, 11 / 3
+    c0, c1 = np.array([2.0, -2.0]), np.array([4 - m1, 2 - m1])
+    expected = (c0 @ c1) / math.sqrt((c0 @ c0) * (c1 @ c1)) * (2 / 50)
+    nb = pearson_user_neighbours(r, k=1)
+    assert nb.scores[0, 0] == pytest.approx(expected) and nb.indices[0, 0] == 1
+    assert c0 @ np.ones(2) == 0 and m0 == np.mean([5, 1])
