@@ -8,7 +8,8 @@ recast as "does the user rate again within the horizon" (every rating is a purch
 shifted so the last rating is just before "now"). Every row is evaluated on the same holdout:
 features at ``now - h``, labels in ``[now - h, now)``; every trained row (ours and the RFM
 logistic regression) is fit on the same stacked training cut-offs ``now - 2h, now - 3h, ...``.
-Peers: recency only (score = -days since the last event), frequency only (events ever), and a
+Peers: recency only (score = ∓days since the last event), frequency only (events ever), each
+oriented by its sign on the training rows, and a
 logistic regression on log-damped recency, frequency and monetary value.
 
 (c) time and peak memory (``ru_maxrss``) of features + scoring for a numpy-generated log of
@@ -35,8 +36,8 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.eventlog import TYPE_CODE, EventLog  # noqa: E402
-from app.propensity import (  # noqa: E402
+from app.eventlog import TYPE_CODE, EventLog
+from app.propensity import (
     DAY,
     FeatureSpec,
     PropensityConfig,
@@ -53,7 +54,9 @@ from app.propensity import (  # noqa: E402
 NOW = 1_750_000_000.0
 
 
-def synthetic_shop(n_users: int, seed: int = 7) -> tuple[EventLog, float, list[list[str]], list[dict[str, Any]]]:
+def synthetic_shop(
+    n_users: int, seed: int = 7
+) -> tuple[EventLog, float, list[list[str]], list[dict[str, Any]]]:
     from app.demo.generator import generate_shop, to_event_log
 
     shop = generate_shop(n_users=n_users, n_items=2000, days=180, seed=seed, now=NOW)
@@ -78,7 +81,9 @@ def movielens(path: Path) -> tuple[EventLog, float, list[list[str]] | None]:
     cats = None
     item_file, genre_file = path.with_name("u.item"), path.with_name("u.genre")
     if item_file.exists() and genre_file.exists():
-        genres = [line.split("|")[0] for line in genre_file.read_text(encoding="latin-1").splitlines() if line]
+        genres = [
+            line.split("|")[0] for line in genre_file.read_text(encoding="latin-1").splitlines() if line
+        ]
         by_id = {}
         for line in item_file.read_text(encoding="latin-1").splitlines():
             parts = line.split("|")
@@ -112,7 +117,9 @@ def _row(name: str, y: NDArray[np.bool_], score: NDArray[np.float64], proba: boo
     }
 
 
-def compare(dataset: str, log: EventLog, now: float, target_text: str, cats: Any, attrs: Any) -> list[dict[str, Any]]:
+def compare(
+    dataset: str, log: EventLog, now: float, target_text: str, cats: Any, attrs: Any
+) -> list[dict[str, Any]]:
     config = PropensityConfig()
     target, h = Target.parse(target_text), config.horizon_days
     t0 = time.perf_counter()
@@ -127,26 +134,42 @@ def compare(dataset: str, log: EventLog, now: float, target_text: str, cats: Any
     rfm = [col["days_since_last_event"], col["events_total"], col["revenue_total"]]
     lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     lr.fit(np.log1p(Xtr[:, rfm]), ytr)
+
+    def oriented(column: str) -> NDArray[np.float64]:
+        # One-feature peers point whichever way their training AUC says (recency predicts churn upwards).
+        train, ev = Xtr[:, col[column]].astype(np.float64), Xev[:, col[column]].astype(np.float64)
+        return ev if roc_auc_score(ytr, train) >= 0.5 else -ev
+
     rows = [
-        {"model": f"ours ({m['holdout_model']})", "auc": m["auc"], "ap": m["average_precision"], "brier": m["brier"]},
-        _row("recency only", yev, -Xev[:, col["days_since_last_event"]].astype(np.float64), False),
-        _row("frequency only", yev, Xev[:, col["events_total"]].astype(np.float64), False),
+        {
+            "model": f"ours ({m['holdout_model']})",
+            "auc": m["auc"],
+            "ap": m["average_precision"],
+            "brier": m["brier"],
+        },
+        _row("recency only", yev, oriented("days_since_last_event"), False),
+        _row("frequency only", yev, oriented("events_total"), False),
         _row("RFM logistic", yev, lr.predict_proba(np.log1p(Xev[:, rfm]))[:, 1], True),
         {"model": "base rate", "auc": 0.5, "ap": m["base_rate"], "brier": m["brier_base_rate"]},
     ]
     best_peer = max(r["auc"] for r in rows[1:4])
-    print(f"\n## {dataset} — target {target_text}, horizon {h:g} d: holdout n={m['n']} positives={m['positives']} "
-          f"base rate={m['base_rate']:.3f}; train rows={m['holdout_train_rows']} "
-          f"(positives {m['holdout_train_positives']}); train+eval+refit {seconds:.1f} s")  # fmt: skip
+    print(
+        f"\n## {dataset} — target {target_text}, horizon {h:g} d: holdout n={m['n']} "
+        f"positives={m['positives']} base rate={m['base_rate']:.3f}; train rows={m['holdout_train_rows']} "
+        f"(positives {m['holdout_train_positives']}); train+eval+refit {seconds:.1f} s"
+    )
     print(f"{'model':<22}{'AUC':>8}{'AP':>8}{'Brier':>9}")
     for r in rows:
         brier = f"{r['brier']:.4f}" if r["brier"] is not None else "-"
         print(f"{r['model']:<22}{r['auc']:>8.4f}{r['ap']:>8.4f}{brier:>9}")
     auc_ok = m["auc"] >= best_peer + 0.01
     brier_ok = m["brier"] < m["brier_base_rate"]
-    print(f"AUC margin over best peer {m['auc'] - best_peer:+.4f} ({'PASS' if auc_ok else 'FAIL'} >= +0.01); "
-          f"Brier {m['brier']:.4f} vs base rate {m['brier_base_rate']:.4f} ({'PASS' if brier_ok else 'FAIL'}); "
-          f"ECE {m['expected_calibration_error']:.4f}; F1 {m['f1']:.3f} at p>={m['threshold']:.3f}")  # fmt: skip
+    print(
+        f"AUC margin over best peer {m['auc'] - best_peer:+.4f} ({'PASS' if auc_ok else 'FAIL'} >= +0.01); "
+        f"Brier {m['brier']:.4f} vs base rate {m['brier_base_rate']:.4f} "
+        f"({'PASS' if brier_ok else 'FAIL'}); ECE {m['expected_calibration_error']:.4f}; "
+        f"F1 {m['f1']:.3f} at p>={m['threshold']:.3f}"
+    )
     return rows
 
 
@@ -179,8 +202,10 @@ def _rss_mb() -> float:
 def scale(n_users: int, factor_users: int) -> None:
     t = time.perf_counter()
     log = numpy_log(n_users)
-    print(f"\n## scale: {n_users:,} users, {len(log):,} events (log built in {time.perf_counter() - t:.1f} s, "
-          f"peak RSS {_rss_mb():.0f} MB)")  # fmt: skip
+    print(
+        f"\n## scale: {n_users:,} users, {len(log):,} events "
+        f"(log built in {time.perf_counter() - t:.1f} s, peak RSS {_rss_mb():.0f} MB)"
+    )
     spec, h = FeatureSpec(), 30.0
     cutoff = NOW - h * DAY
     t = time.perf_counter()
@@ -199,8 +224,11 @@ def scale(n_users: int, factor_users: int) -> None:
     score_s = time.perf_counter() - t
     print(f"features at one cut-off: {train_feat:.1f} s; fit on {len(rows):,} rows ({model.kind}, "
           f"{model.calibration}): {fit_s:.1f} s")  # fmt: skip
-    print(f"features + scoring of all {n_users:,} users at now: {score_s:.1f} s; peak RSS {_rss_mb():.0f} MB; "
-          f"tiers low/medium/high = {np.bincount(scores.tier, minlength=3).tolist()}")  # fmt: skip
+    tier_counts = np.bincount(scores.tier, minlength=3).tolist()
+    print(
+        f"features + scoring of all {n_users:,} users at now: {score_s:.1f} s; "
+        f"peak RSS {_rss_mb():.0f} MB; tiers low/medium/high = {tier_counts}"
+    )
     fm = build_features(log, NOW, spec)
     subset = np.arange(min(factor_users, n_users))
     t = time.perf_counter()
@@ -210,12 +238,16 @@ def scale(n_users: int, factor_users: int) -> None:
     for r in range(20):
         factor_arrays(model, fm.X, np.array([r]), k=3)
     one = (time.perf_counter() - t) / 20
-    print(f"top-3 factors precomputed for {len(subset):,} users: {fac_s:.1f} s; one user: {one * 1000:.1f} ms; "
-          f"peak RSS {_rss_mb():.0f} MB")  # fmt: skip
+    print(
+        f"top-3 factors precomputed for {len(subset):,} users: {fac_s:.1f} s; "
+        f"one user: {one * 1000:.1f} ms; peak RSS {_rss_mb():.0f} MB"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ml-path", type=Path, default=Path("/work/shared/data/ml-100k/u.data"))
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--million-users", type=int, default=1_000_000)

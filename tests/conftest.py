@@ -7,6 +7,7 @@ each test, deleted after it.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -39,23 +40,46 @@ def redis_url() -> str:
     return servers.redis_url()
 
 
+def _truncate(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+
+
+def _delete_prefix(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@contextlib.contextmanager
+def isolated_settings(database_url: str, redis_url: str) -> Iterator[Settings]:
+    """Settings with a Redis prefix of their own; tables and keys cleaned up afterwards."""
+    prefix = f"smtest:{uuid.uuid4().hex[:12]}:"
+    try:
+        yield Settings(
+            database_url=database_url, redis_url=redis_url, redis_prefix=prefix,
+            admin_key=SecretStr(ADMIN_KEY), _env_file=None,  # type: ignore[call-arg]
+        )
+    finally:
+        _truncate(database_url)
+        _delete_prefix(redis_url, prefix)
+
+
 @pytest.fixture
 def pg(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A plain autocommit connection for assertions on what is stored; tables emptied afterwards."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    _truncate(database_url)
 
 
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"smtest:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    _delete_prefix(redis_url, prefix)
 
 
 @pytest.fixture

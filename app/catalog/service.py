@@ -28,14 +28,15 @@ async def upsert_items(session: AsyncSession, items: Sequence[ItemWithId]) -> No
         {**item.model_dump(), "updated_at": now, "deleted_at": None} for item in latest.values()
     ]
     rows.sort(key=lambda r: r["item_id"])
+    # One statement compiled once, sent as multi-row batches (executemany / insertmanyvalues):
+    # building `.values(<1000 rows>)` literally cost ~1.5 s of SQL compilation per chunk.
+    stmt = insert(Item)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Item.item_id],
+        set_={col: getattr(stmt.excluded, col) for col in rows[0] if col != "item_id"},
+    )
     for start in range(0, len(rows), _CHUNK):
-        stmt = insert(Item).values(rows[start : start + _CHUNK])
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[Item.item_id],
-            set_={col: getattr(excluded, col) for col in rows[0] if col != "item_id"},
-        )
-        await session.execute(stmt)
+        await session.execute(stmt, rows[start : start + _CHUNK])
 
 
 async def publish_items(redis: aioredis.Redis, keys: Keys, items: Sequence[ItemWithId]) -> None:

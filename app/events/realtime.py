@@ -105,9 +105,11 @@ async def apply_events(
     args.append(len(history))
     for user_id, entries in history.items():
         args += [keys.history(user_id), len(entries), *entries]
-    args.append(len(bought))
-    for user_id, item_ids in bought.items():
-        args += [keys.purchased(user_id), len(item_ids), *item_ids]
+    sets = [(keys.purchased(u), items) for u, items in bought.items()]
+    sets += [(keys.seen(u), sorted({e.split("|", 3)[3] for e in entries})) for u, entries in history.items()]
+    args.append(len(sets))
+    for key, members in sets:
+        args += [key, len(members), *members]
     increments = [(zkey, item_id, w) for zkey, inc in popularity.items() for item_id, w in inc.items()]
     args.append(len(increments))
     for zkey, item_id, w in increments:

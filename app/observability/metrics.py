@@ -17,14 +17,12 @@ worker then writes its samples to files there and any worker's scrape sums them 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.eventlog import EVENT_TYPES
 from app.observability.multiprocess import MULTIPROCESS_ENV
@@ -61,6 +59,13 @@ for _type in EVENT_TYPES:  # every series exists from the start, so rate() works
 
 UNMATCHED_ROUTE = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request. `route` is the route template (or UNMATCHED_ROUTE), never a raw path."""
+    method = method if method in _METHODS else "other"
+    _REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    _LATENCY.labels(method=method, route=route).observe(seconds)
 
 
 def observe_ingest(accepted_types: Mapping[str, int], duplicates: int, rejected: int) -> None:
@@ -108,36 +113,3 @@ def render(*extra: Collector) -> bytes:
     else:
         base = REGISTRY
     return generate_latest(_Chain([base, *extra]))
-
-
-class HttpMetrics:
-    """ASGI middleware counting requests and timing them by route template.
-
-    The router records the matched route in `scope["route"]` (the same dict this middleware holds), so
-    the template is read after the app returns; requests that matched no route share one label.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            method = scope.get("method", "GET")
-            method = method if method in _METHODS else "other"
-            _REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            _LATENCY.labels(method=method, route=route).observe(time.perf_counter() - start)

@@ -1,14 +1,49 @@
+"""`GET /metrics` and the middleware that counts every request by route template."""
+
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.deps import require
-from app.observability.metrics import HttpMetrics, render
+from app.observability.metrics import UNMATCHED_ROUTE, observe_request, render
 from app.observability.snapshot import SnapshotCache
 from app.settings import Settings
 
 SNAPSHOT_TTL_SECONDS = 10.0
+
+
+class HttpMetrics:
+    """ASGI middleware counting requests and timing them by route template.
+
+    The router records the matched route in `scope["route"]` (the same dict this middleware holds), so
+    the template is read after the app returns; requests that matched no route share one label.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            observe_request(str(scope.get("method", "GET")), route, status, time.perf_counter() - start)
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -17,6 +17,7 @@ items (so a user with no history still gets popularity). `score_user` (serving) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,7 +29,7 @@ class HybridConfig:
     """Blend settings. alpha is chosen by validation; the rest are offline-tuned defaults."""
 
     alpha: float = 0.9
-    evidence_c: float = 2.0
+    evidence_c: float = 1.0
     pop_weight: float = 0.0
     pop_half_life_days: float = 30.0
     history_half_life_days: float = 30.0
@@ -60,6 +61,12 @@ def top_popular(popularity: NDArray[np.floating], n: int) -> NDArray[np.intp]:
         return np.zeros(0, dtype=np.intp)
     idx = np.argpartition(-popularity, n - 1)[:n] if n < popularity.shape[0] else np.arange(n)
     return idx[popularity[idx] > 0]
+
+
+def _rows(a: NDArray[Any], h: int) -> NDArray[Any]:
+    """Neighbour rows as a [h, k] array (k = 0 for an empty history)."""
+    arr = np.asarray(a)
+    return arr.reshape(h, -1) if h else arr.reshape(0, 0)
 
 
 def _row_max(raw: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -102,11 +109,10 @@ def score_user(
     """
     w = np.asarray(history_weights, dtype=np.float64)[:, None]
     h = len(history_items)
-    cf_idx = np.asarray(cf_indices).reshape(h, -1)
-    ct_idx = np.asarray(content_indices).reshape(h, -1)
-    src_idx = np.concatenate([cf_idx.ravel(), ct_idx.ravel()])
-    src_val = np.concatenate([(w * np.asarray(cf_scores).reshape(h, -1)).ravel(),
-                              (w * np.asarray(content_scores).reshape(h, -1)).ravel()])
+    cf_idx, cf_sc = _rows(cf_indices, h), _rows(cf_scores, h)
+    ct_idx, ct_sc = _rows(content_indices, h), _rows(content_scores, h)
+    src_idx = np.concatenate([cf_idx.ravel(), ct_idx.ravel()]).astype(np.intp)
+    src_val = np.concatenate([(w * cf_sc).ravel(), (w * ct_sc).ravel()])
     src_kind = np.repeat(np.array([0, 1]), [cf_idx.size, ct_idx.size])
     src_hist = np.concatenate([np.repeat(np.asarray(history_items), cf_idx.shape[1]),
                                np.repeat(np.asarray(history_items), ct_idx.shape[1])])

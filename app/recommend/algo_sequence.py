@@ -39,7 +39,8 @@ def transition_counts(
     """
     order = user_sequences(log, config)
     u, it = log.user[order], log.item[order]
-    fresh = np.r_[True, (u[1:] != u[:-1]) | (it[1:] != it[:-1])]  # collapse immediate repeats (a b b c)
+    fresh = np.ones(len(order), dtype=bool)
+    fresh[1:] = (u[1:] != u[:-1]) | (it[1:] != it[:-1])  # collapse immediate repeats (a b b c)
     order, u, it = order[fresh], u[fresh], it[fresh]
     t = log.ts[order]
     max_gap = max_gap_days * SECONDS_PER_DAY

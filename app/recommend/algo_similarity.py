@@ -29,13 +29,13 @@ class CFConfig:
     """
 
     variant: CFVariant = "ease"
-    k: int = 100
+    k: int = 200
     shrink: float = 10.0
-    ease_lambda: float = 200.0
+    ease_lambda: float = 400.0
     ease_max_items: int = 20_000
     rp3_alpha: float = 0.6
     rp3_beta: float = 0.5
-    sequence_weight: float = 0.7
+    sequence_weight: float = 0.85
     sequence_window: int = 30
     sequence_max_gap_days: float = 1.0
 

@@ -24,7 +24,8 @@ from app.recommend.algo_sequence import collaborative_neighbours, sequence_neigh
 from app.recommend.algo_similarity import CF_VARIANTS, CFConfig, CFVariant, cf_neighbours
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
-DEFAULT_SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.7)
+DEFAULT_SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.85)
+DEFAULT_EVIDENCE_CS: tuple[float, ...] = (0.0, 1.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def validate(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     variants: Sequence[CFVariant] = CF_VARIANTS,
     sequence_weights: Sequence[float] = DEFAULT_SEQUENCE_WEIGHTS,
+    evidence_cs: Sequence[float] = DEFAULT_EVIDENCE_CS,
     test_fraction: float = 0.2,
     max_users: int = 20_000,
     block_bytes: int = 256 * 1024 * 1024,
@@ -161,19 +163,21 @@ def validate(
     """Hold out each user's most recent `test_fraction`, fit on the rest, pick the CF and alpha.
 
     Coordinate search by NDCG@10: first the CF (variant x sequence weight) at the configured alpha,
-    then alpha over `alphas` for that CF.
+    then alpha over `alphas` for that CF, then the cold-item constant `evidence_c` over `evidence_cs`.
 
     Parameters
     ----------
     log : the full training log.  content : content Neighbours over items (catalog-only, fitted once).
-    config : the starting config; CF variant, sequence weight and alpha are replaced by the best found.
+    config : the starting config; CF variant, sequence weight, alpha and evidence_c are replaced by the
+        best found (everything else is kept).
     max_users : evaluate a fixed random sample of at most this many held-out users.
     block_bytes : dense scoring runs over user blocks of about this size (memory bound).
 
     Returns
     -------
-    ValidationResult: metrics for popularity, content, each CF variant alone ("cf_<variant>.*"), the
-    chosen CF alone ("cf.*") and the hybrid ("hybrid.*"), plus "alpha", "sequence_weight", "users".
+    ValidationResult: metrics for popularity, content, each CF variant alone at its best sequence
+    weight ("cf_<variant>.*"), the chosen CF alone ("cf.*") and the hybrid ("hybrid.*"), plus the
+    chosen "alpha", "sequence_weight", "evidence_c", and "users" / "holdout_events" counts.
     """
     config = config or RecommenderConfig()
     timings: dict[str, float] = {}
@@ -230,6 +234,16 @@ def validate(
     alpha_tops = scorer.run([(f"a_{a:g}", chosen_cf, True, replace(h, alpha=float(a))) for a in alphas])
     alpha_scores = {name: _metrics(top, relevant) for name, top in alpha_tops.items()}
     alpha = max(alphas, key=lambda a: alpha_scores[f"a_{a:g}"]["ndcg@10"])
+    best_hybrid = alpha_scores[f"a_{alpha:g}"]
+    h = replace(h, alpha=float(alpha))
+    other_cs = [float(c) for c in evidence_cs if c != h.evidence_c]
+    c_tops = scorer.run([(f"c_{c:g}", chosen_cf, True, replace(h, evidence_c=c)) for c in other_cs])
+    best_c = h.evidence_c
+    for c in other_cs:
+        found = _metrics(c_tops[f"c_{c:g}"], relevant)
+        if found["ndcg@10"] > best_hybrid["ndcg@10"]:
+            best_hybrid, best_c = found, c
+    h = replace(h, evidence_c=best_c)
     timings["score"] = time.perf_counter() - t2
 
     for name in ("popularity", "content"):
@@ -238,13 +252,10 @@ def validate(
         ranked = sorted((scores[f"cf_{v}_{w:g}"]["ndcg@10"], w) for vv, w in s_cf if vv == v)
         metrics.update({f"cf_{v}.{key}": value for key, value in scores[f"cf_{v}_{ranked[-1][1]:g}"].items()})
     metrics.update({f"cf.{key}": value for key, value in scores[f"cf_{variant}_{weight:g}"].items()})
-    metrics.update({f"hybrid.{key}": value for key, value in alpha_scores[f"a_{alpha:g}"].items()})
+    metrics.update({f"hybrid.{key}": value for key, value in best_hybrid.items()})
     metrics["alpha"], metrics["sequence_weight"] = float(alpha), float(weight)
-    chosen = replace(
-        config,
-        cf=replace(config.cf, variant=variant, sequence_weight=weight),
-        hybrid=replace(config.hybrid, alpha=float(alpha)),
-    )
+    metrics["evidence_c"] = h.evidence_c
+    chosen = replace(config, cf=replace(config.cf, variant=variant, sequence_weight=weight), hybrid=h)
     timings["total"] = time.perf_counter() - t0
     return ValidationResult(config=chosen, metrics=metrics, timings=timings)
 

@@ -90,12 +90,10 @@ class RecommendService:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.model_pointer())
         pipe.lrange(self.keys.history(user_id), 0, HISTORY_LIMIT - 1)
-        pipe.smembers(self.keys.purchased(user_id))
-        version, raw_history, bought = await pipe.execute()
+        pipe.smembers(self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id))
+        version, raw_history, excluded = await pipe.execute()
         history = [HistoryEntry(*decode_history(e)) for e in raw_history]
-        exclude = {b.decode() for b in bought}
-        if q.exclude_seen:
-            exclude |= {h.item_id for h in history}
+        exclude = {b.decode() for b in excluded}
         return await self.recommend(version.decode() if version else None, history, exclude, q)
 
     async def for_session(self, item_ids: list[str], q: Query) -> Recommendations:

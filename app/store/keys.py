@@ -22,9 +22,13 @@ class Keys:
         """Set of item ids the user bought (excluded from recommendations)."""
         return f"{self.prefix}{{u:{user_id}}}:bought"
 
+    def seen(self, user_id: str) -> str:
+        """Set of every item id the user interacted with (for exclude_seen)."""
+        return f"{self.prefix}{{u:{user_id}}}:seen"
+
     def user_keys(self, user_id: str) -> list[str]:
         """Every per-user key, for erasure and merge."""
-        return [self.history(user_id), self.purchased(user_id)]
+        return [self.history(user_id), self.purchased(user_id), self.seen(user_id)]
 
     def popularity(self) -> str:
         """Sorted set item_id -> forward-decayed interaction weight (see events.realtime)."""

@@ -110,5 +110,6 @@ async def merge_state(
     if merged:
         pipe.rpush(keys.history(user_id), *merged)
     pipe.sunionstore(keys.purchased(user_id), [keys.purchased(user_id), keys.purchased(from_user_id)])
+    pipe.sunionstore(keys.seen(user_id), [keys.seen(user_id), keys.seen(from_user_id)])
     pipe.delete(*keys.user_keys(from_user_id))
     await pipe.execute()

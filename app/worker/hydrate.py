@@ -89,29 +89,36 @@ def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snap
     pipe = client.pipeline(transaction=False)
     current: int | None = None
     entries: list[str] = []
-    bought: list[str] = []
 
     def flush(user: int) -> None:
         user_id = str(log.user_ids[user])
         pipe.delete(keys.history(user_id))
         pipe.rpush(keys.history(user_id), *entries)
-        if bought:
-            pipe.sadd(keys.purchased(user_id), *bought)
 
     for row in order:
         user = int(log.user[row])
         if user != current:
             if current is not None:
                 flush(current)
-            current, entries, bought = user, [], []
+            current, entries = user, []
         item_id = str(log.item_ids[log.item[row]])
         entries.append(
             encode_history(float(log.ts[row]), EVENT_TYPES[log.type[row]], item_id, float(log.value[row]))
         )
-        if log.type[row] == purchase:
-            bought.append(item_id)
         if len(pipe) > 5000:
             pipe.execute()
     if current is not None:
         flush(current)
     pipe.execute()
+    # purchases and seen items come from the whole log, not only the recent history
+    pairs = np.unique(log.user[rows].astype(np.int64) * log.n_items + log.item[rows])
+    bought_pairs = np.unique(log.user[rows][log.type[rows] == purchase].astype(np.int64) * log.n_items
+                             + log.item[rows][log.type[rows] == purchase])
+    for key_of, codes in ((keys.seen, pairs), (keys.purchased, bought_pairs)):
+        users, items = np.divmod(codes, log.n_items)
+        starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1] if len(users) else []
+        for a, b in zip(starts, [*starts[1:], len(users)], strict=True):
+            pipe.sadd(key_of(str(log.user_ids[users[a]])), *[str(x) for x in log.item_ids[items[a:b]]])
+            if len(pipe) > 5000:
+                pipe.execute()
+        pipe.execute()

@@ -108,12 +108,15 @@ const S = win.Shopmind;
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_snippet_batches_retries_and_its_batches_are_accepted(
-    client: TestClient, settings: Settings, pg: psycopg.Connection[tuple[object, ...]]
+    client: TestClient, settings: Settings, pg: psycopg.Connection[tuple[object, ...]], tmp_path: Path
 ) -> None:
     node = shutil.which("node")
     assert node
-    run = subprocess.run([node, "-e", _HARNESS, "--", str(SNIPPET), json.dumps([200, 503, 200, 200])],
-                         capture_output=True, text=True, timeout=60, check=True)
+    harness = tmp_path / "harness.js"
+    harness.write_text(_HARNESS)
+    run = subprocess.run([node, str(harness), str(SNIPPET), json.dumps([200, 503, 200, 200])],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     calls = out["calls"]
     assert [len(c["init"]["body"]["events"]) for c in calls] == [3, 1, 1, 1]
@@ -123,7 +126,8 @@ def test_snippet_batches_retries_and_its_batches_are_accepted(
     assert first["init"]["headers"]["X-API-Key"] == "KEY"
     events = first["init"]["body"]["events"]
     assert [e["type"] for e in events] == ["view", "add_to_cart", "purchase"]
-    assert {e["user_id"] for e in events} == {out["anon"]} and {e["session_id"] for e in events} == {out["session"]}
+    assert {e["user_id"] for e in events} == {out["anon"]}
+    assert {e["session_id"] for e in events} == {out["session"]}
     assert events[1]["value"] == 2 and events[2]["recommendation_id"] == "popularity.abc"
     assert "timestamp" not in events[0]  # the server's clock decides
     assert calls[1]["init"]["body"] == calls[2]["init"]["body"]  # retried after the 503, same event_id
@@ -137,7 +141,8 @@ def test_snippet_batches_retries_and_its_batches_are_accepted(
         ingest_key, _ = create_key(session, "browser", ["ingest"])
     engine.dispose()
     sent = [e for c in (calls[0], calls[1], calls[3]) for e in c["init"]["body"]["events"]]
-    response = client.post("/v1/events", json={"events": sent}, headers={"Authorization": "", "X-API-Key": ingest_key})
+    browser = {"Authorization": "", "X-API-Key": ingest_key}
+    response = client.post("/v1/events", json={"events": sent}, headers=browser)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 5
     row = pg.execute("SELECT count(DISTINCT session_id) FROM events").fetchone()

@@ -70,14 +70,14 @@ def test_properties_must_be_an_object(client: TestClient) -> None:
 def test_unicode_ids_are_accepted_and_round_trip(
     client: TestClient, pg: psycopg.Connection[tuple[object, ...]], user_id: str
 ) -> None:
-    body = _one(client, user_id=user_id, item_id=f"{user_id}-item")
+    body = _one(client, user_id=user_id, item_id=user_id[::-1])
     assert body["accepted"] == 1, body
     assert pg.execute("SELECT count(*) FROM users WHERE user_id = %s", (user_id,)).fetchone() == (1,)
     r = client.get("/v1/users/" + user_id.replace("|", "%7C"))  # path form of the same id
     assert r.status_code == 200 and r.json()["user_id"] == user_id
 
 
-@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\tb", "\x1b[31mred", "a\x7fb", "\x00", "   ", "\u0085"[:0] or "\x0b"])
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\tb", "\x1b[31mred", "a\x7fb", "\x00", "   ", "\x0b"])
 def test_ids_with_control_characters_are_rejected(client: TestClient, bad: str) -> None:
     for field in ("user_id", "item_id", "event_id", "session_id"):
         body = _one(client, **{field: bad})
@@ -100,7 +100,7 @@ def test_lone_surrogate_is_rejected(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("raw_value", "field"),
     [("1e999", "value"), ("-1e999", "price"), ("1e308", "price"), ("-1", "price"), ("123456789012345678901234567890", "value"),
-     ("true", "price"), ('"12abc"', "value")],
+     ('"12abc"', "value"), ("[1]", "price"), ('{"v": 1}', "value")],
 )
 def test_absurd_numbers_are_rejected_per_event(client: TestClient, raw_value: str, field: str) -> None:
     raw = f'{{"events":[{{"user_id":"u","item_id":"i","type":"view","{field}":{raw_value}}}]}}'.encode()
