@@ -15,7 +15,7 @@ from app.auth.service import KeyVerifier
 from app.catalog.router import router as catalog_router
 from app.db import make_async_engine
 from app.events.router import router as events_router
-from app.http import BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
+from app.http import ERROR_RESPONSES, BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
 from app.observability.router import install_metrics
 from app.propensity.router import router as propensity_router
 from app.ratelimit import RateLimiter
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,  # the error envelope, documented on every operation
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JsonBodyOnly)

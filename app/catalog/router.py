@@ -21,10 +21,10 @@ from app.common.types import ID_PATTERN
 from app.db import get_session
 from app.errors import PayloadTooLarge
 from app.fallback import note_redis_fallback
-from app.http import ERROR_RESPONSES, NOT_FOUND
+from app.http import NOT_FOUND
 
 # Writes commit before touching Redis, so serving never sees an item that Postgres does not have.
-router = APIRouter(prefix="/v1/items", tags=["catalog"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/items", tags=["catalog"])
 ItemIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 
 

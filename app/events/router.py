@@ -7,9 +7,8 @@ from app.errors import PayloadTooLarge
 from app.events import service
 from app.events.schemas import EventBatchIn, IngestResult
 from app.fallback import note_redis_fallback
-from app.http import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["events"])
 
 
 @router.post(

@@ -159,6 +159,62 @@ def score_user(
     )
 
 
+def propagate(history: sp.csr_matrix, s: sp.csr_matrix) -> NDArray[np.float64]:
+    """history @ S as a dense float64[b, n_items] (cost ~ nnz(history) x k: both stay sparse)."""
+    return np.asarray((history @ s).toarray(), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """A block of users' normalised CF and content scores (the `score_user` cf/content arrays).
+
+    cf, content: float32[b, n_items] raw / max |raw| per user; reached: bool[b, n_items] non-zero in
+    either; blocked: bool[b, n_items] excluded items. Validation builds this once per CF matrix and
+    user block, then `combine`s it for every blend setting (float32 halves the memory traffic of
+    that inner loop; scores agree with `score_user` to ~1e-7 relative).
+    """
+
+    cf: NDArray[np.float32]
+    content: NDArray[np.float32]
+    reached: NDArray[np.bool_]
+    blocked: NDArray[np.bool_] | None
+
+
+def sources(
+    cf_raw: NDArray[np.float64], ct_raw: NDArray[np.float64], exclude: sp.csr_matrix | None = None
+) -> Sources:
+    """Normalise raw block scores (float[b, n_items] = history @ S) into `Sources`."""
+    cf_raw = np.asarray(cf_raw, dtype=np.float64)
+    ct_raw = np.asarray(ct_raw, dtype=np.float64)
+    reached = cf_raw != 0
+    reached |= ct_raw != 0
+    blocked = None
+    if exclude is not None:
+        blocked = np.zeros(cf_raw.shape, dtype=bool)
+        ex = sp.coo_matrix(exclude)
+        blocked[ex.row, ex.col] = True
+    cf = (cf_raw / _row_max(cf_raw)).astype(np.float32)
+    ct = (ct_raw / _row_max(ct_raw)).astype(np.float32)
+    return Sources(cf, ct, reached, blocked)
+
+
+def combine(
+    src: Sources, evidence: NDArray[np.floating], popularity: NDArray[np.floating], config: HybridConfig
+) -> NDArray[np.float32]:
+    """Hybrid totals float32[b, n_items] from normalised sources; -inf = not a candidate / excluded."""
+    a = _alpha(config.alpha, evidence, config.evidence_c).astype(np.float32)
+    total = src.cf * a
+    total += src.content * (1.0 - a)
+    pop_max = float(popularity.max()) if popularity.size else 0.0
+    if config.pop_weight and pop_max > 0:
+        total += (config.pop_weight / pop_max * popularity.astype(np.float64)).astype(np.float32)
+    candidate = src.reached.copy()
+    candidate[:, top_popular(popularity, config.n_popular)] = True
+    if src.blocked is not None:
+        candidate &= ~src.blocked
+    return np.where(candidate, total, -np.inf)  # faster than masked assignment on scattered masks
+
+
 def score_block(
     history: sp.csr_matrix,
     cf: sp.csr_matrix,
@@ -167,8 +223,8 @@ def score_block(
     popularity: NDArray[np.floating],
     config: HybridConfig,
     exclude: sp.csr_matrix | None = None,
-) -> NDArray[np.float64]:
-    """Dense hybrid totals for a block of users, float64[b, n_items], -inf for non-candidates/excluded.
+) -> NDArray[np.float32]:
+    """Dense hybrid totals for a block of users, float32[b, n_items], -inf for non-candidates/excluded.
 
     Parameters
     ----------
@@ -176,8 +232,8 @@ def score_block(
     cf, content : csr [n_items, n_items] neighbour matrices, `Neighbours.to_csr()`.
     exclude : csr [b, n_items], non-zero = never recommend to that user.
     """
-    cf_raw = np.asarray((history @ cf).toarray(), dtype=np.float64)
-    ct_raw = np.asarray((history @ content).toarray(), dtype=np.float64)
+    cf_raw = propagate(history, cf)
+    ct_raw = propagate(history, content)
     return blend_dense(cf_raw, ct_raw, evidence, popularity, config, exclude)
 
 
@@ -188,31 +244,9 @@ def blend_dense(
     popularity: NDArray[np.floating],
     config: HybridConfig,
     exclude: sp.csr_matrix | None = None,
-) -> NDArray[np.float64]:
-    """`score_block` after the two sparse products (validation reuses them across an alpha grid).
-
-    cf_raw, ct_raw : float64[b, n_items] = history @ S_cf, history @ S_content.
-    """
-    cf_raw = np.asarray(cf_raw, dtype=np.float64)
-    ct_raw = np.asarray(ct_raw, dtype=np.float64)
-    pop_max = float(popularity.max()) if popularity.size else 0.0
-    pop = popularity.astype(np.float64) / pop_max if pop_max > 0 else np.zeros(popularity.shape)
-    a = _alpha(config.alpha, evidence, config.evidence_c)
-    total = cf_raw / _row_max(cf_raw)  # in-place from here on: this runs for every validation trial
-    total *= a
-    part = ct_raw / _row_max(ct_raw)
-    part *= 1.0 - a
-    total += part
-    if config.pop_weight:
-        total += config.pop_weight * pop
-    candidate = cf_raw != 0
-    candidate |= ct_raw != 0
-    candidate[:, top_popular(popularity, config.n_popular)] = True
-    total = np.where(candidate, total, -np.inf)  # faster than masked assignment on scattered masks
-    if exclude is not None:
-        ex = sp.coo_matrix(exclude)
-        total[ex.row, ex.col] = -np.inf
-    return total
+) -> NDArray[np.float32]:
+    """`score_block` after the two products: cf_raw, ct_raw float[b, n_items] = history @ S."""
+    return combine(sources(cf_raw, ct_raw, exclude), evidence, popularity, config)
 
 
 def recommend_batch(

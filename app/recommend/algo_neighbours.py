@@ -73,7 +73,38 @@ def merge_neighbours(
         return b
     n = a.n
     m = sp.csr_matrix(((1.0 - weight_b) / a.scale()) * a.to_csr(n) + (weight_b / b.scale()) * b.to_csr(n))
-    return blockwise_topk(n, n, k, lambda s, e: m[s:e].toarray(), block_bytes=block_bytes, signed=True)
+    return topk_sparse(m, k, signed=True)
+
+
+def topk_sparse(
+    m: sp.csr_matrix, k: int, signed: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> Neighbours:
+    """Top-k stored entries per row of a sparse square matrix, as `Neighbours` (self dropped).
+
+    Same selection rule as `topk_dense`, applied to each row's stored entries packed into a
+    [rows, max_nnz_per_row] block, so the cost follows nnz rather than n^2.
+    """
+    m = sp.csr_matrix(m)
+    m.sum_duplicates()
+    n = m.shape[0]
+    counts = np.diff(m.indptr)
+    width = max(1, int(counts.max(initial=0)))
+    out = Neighbours.empty(n, k)
+    step = max(1, block_bytes // (16 * width))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        lo, hi = m.indptr[start], m.indptr[stop]
+        rows = np.repeat(np.arange(stop - start), counts[start:stop])
+        pos = np.arange(hi - lo) - (m.indptr[start:stop] - lo)[rows]
+        cols = m.indices[lo:hi]
+        vals = np.zeros((stop - start, width))
+        vals[rows, pos] = np.where(cols == rows + start, 0.0, m.data[lo:hi])  # drop self
+        packed_cols = np.full((stop - start, width), -1, dtype=np.int32)
+        packed_cols[rows, pos] = cols
+        idx, sc = topk_dense(vals, k, None, signed)
+        out.indices[start:stop] = np.where(idx >= 0, np.take_along_axis(packed_cols, np.maximum(idx, 0), 1), -1)
+        out.scores[start:stop] = sc
+    return out
 
 
 def topk_dense(

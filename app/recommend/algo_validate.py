@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.eventlog import EventLog
-from app.recommend.algo_blend import HybridConfig, blend_dense, top_n
+from app.recommend.algo_blend import HybridConfig, Sources, combine, propagate, sources, top_n
 from app.recommend.algo_matrix import InteractionConfig, _type_weight_table, interactions
 from app.recommend.algo_metrics import ranking_metrics, time_holdout
 from app.recommend.algo_neighbours import Neighbours, merge_neighbours
@@ -122,28 +122,35 @@ class _Scorer:
 
     def __init__(self, history: sp.csr_matrix, seen: sp.csr_matrix, content: sp.csr_matrix,
                  evidence: NDArray[np.float32], pop: NDArray[np.float32], block_bytes: int) -> None:
-        self.history, self.seen, self.content = history, seen, content
+        self.history, self.seen = history, seen
+        self.content = content
         self.evidence, self.pop = evidence, pop
-        self.rows = max(1, block_bytes // (8 * 4 * max(1, content.shape[1])))
+        self.rows = max(1, block_bytes // (8 * 6 * max(1, content.shape[1])))
 
     def run(self, trials: Sequence[_Trial]) -> dict[str, NDArray[np.int32]]:
-        """trials: (name, CF matrix or None, use content, blend) -> {name: int32[n_users, 20]}."""
-        n_users = self.history.shape[0]
+        """trials: (name, CF matrix or None, use content, blend) -> {name: int32[n_users, 20]}.
+
+        Trials sharing a CF matrix are scored together, so one block holds one product at a time.
+        """
+        n_users, n_items = self.history.shape
         tops = {name: np.full((n_users, 20), -1, dtype=np.int32) for name, _, _, _ in trials}
+        groups: dict[int, list[_Trial]] = {}
+        for trial in trials:
+            groups.setdefault(id(trial[1]), []).append(trial)
         for start in range(0, n_users, self.rows):
             stop = min(n_users, start + self.rows)
             h, ex = self.history[start:stop], self.seen[start:stop]
-            zero = np.zeros((stop - start, self.content.shape[1]))
-            ct_raw = np.asarray((h @ self.content).toarray(), dtype=np.float64)
-            cache: dict[int, NDArray[np.float64]] = {}
-            for name, s_cf, use_content, hyb in trials:
-                cf_raw = zero
-                if s_cf is not None:
-                    if id(s_cf) not in cache:
-                        cache[id(s_cf)] = np.asarray((h @ s_cf).toarray(), dtype=np.float64)
-                    cf_raw = cache[id(s_cf)]
-                total = blend_dense(cf_raw, ct_raw if use_content else zero, self.evidence, self.pop, hyb, ex)
-                tops[name][start:stop] = top_n(total, 20)
+            zero = np.zeros((stop - start, n_items))
+            ct_raw = propagate(h, self.content)
+            for group in groups.values():
+                s_cf = group[0][1]
+                cf_raw = zero if s_cf is None else propagate(h, s_cf)
+                prepared: dict[bool, Sources] = {}
+                for name, _, use_content, hyb in group:
+                    if use_content not in prepared:
+                        prepared[use_content] = sources(cf_raw, ct_raw if use_content else zero, ex)
+                    total = combine(prepared[use_content], self.evidence, self.pop, hyb)
+                    tops[name][start:stop] = top_n(total, 20)
         return tops
 
 
@@ -175,8 +182,8 @@ def validate(
 
     Returns
     -------
-    ValidationResult: metrics for popularity, content, each CF variant alone at its best sequence
-    weight ("cf_<variant>.*"), the chosen CF alone ("cf.*") and the hybrid ("hybrid.*"), plus the
+    ValidationResult: metrics for popularity, content, each CF variant alone at the grid's lowest
+    sequence weight ("cf_<variant>.*"), the chosen CF alone ("cf.*"), the hybrid ("hybrid.*"), plus the
     chosen "alpha", "sequence_weight", "evidence_c", and "users" / "holdout_events" counts.
     """
     config = config or RecommenderConfig()
@@ -220,22 +227,27 @@ def validate(
     t2 = time.perf_counter()
     h = config.hybrid
     cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
+    pure = {v: m for (v, w), m in s_cf.items() if w == min(sequence_weights)}
     trials: list[_Trial] = [
         ("popularity", None, False, replace(h, pop_weight=1.0, n_popular=n_items)),
         ("content", None, True, replace(h, alpha=0.0, pop_weight=0.0)),
     ]
-    trials += [(f"cf_{v}_{w:g}", m, False, cf_only) for (v, w), m in s_cf.items()]
+    trials += [(f"cf_{v}", m, False, cf_only) for v, m in pure.items()]
     trials += [(f"hyb_{v}_{w:g}", m, True, h) for (v, w), m in s_cf.items()]
-    tops = scorer.run(trials)
+    scores = {name: _metrics(top, relevant) for name, top in scorer.run(trials).items()}
     metrics: dict[str, float] = {"users": float(len(users)), "holdout_events": float(mask.sum())}
-    scores = {name: _metrics(top, relevant) for name, top in tops.items()}
     variant, weight = max(s_cf, key=lambda vw: scores[f"hyb_{vw[0]}_{vw[1]:g}"]["ndcg@10"])
     chosen_cf = s_cf[variant, weight]
-    alpha_tops = scorer.run([(f"a_{a:g}", chosen_cf, True, replace(h, alpha=float(a))) for a in alphas])
-    alpha_scores = {name: _metrics(top, relevant) for name, top in alpha_tops.items()}
-    alpha = max(alphas, key=lambda a: alpha_scores[f"a_{a:g}"]["ndcg@10"])
-    best_hybrid = alpha_scores[f"a_{alpha:g}"]
-    h = replace(h, alpha=float(alpha))
+    best_hybrid = scores[f"hyb_{variant}_{weight:g}"]
+    # then alpha, then evidence_c (each grid value already scored is not rescored)
+    more = [(f"a_{a:g}", chosen_cf, True, replace(h, alpha=float(a))) for a in alphas if a != h.alpha]
+    more.append(("cf", chosen_cf, False, cf_only))
+    scores.update({name: _metrics(top, relevant) for name, top in scorer.run(more).items()})
+    alpha = h.alpha
+    for a in alphas:
+        if a != h.alpha and scores[f"a_{a:g}"]["ndcg@10"] > best_hybrid["ndcg@10"]:
+            best_hybrid, alpha = scores[f"a_{a:g}"], float(a)
+    h = replace(h, alpha=alpha)
     other_cs = [float(c) for c in evidence_cs if c != h.evidence_c]
     c_tops = scorer.run([(f"c_{c:g}", chosen_cf, True, replace(h, evidence_c=c)) for c in other_cs])
     best_c = h.evidence_c
@@ -246,12 +258,8 @@ def validate(
     h = replace(h, evidence_c=best_c)
     timings["score"] = time.perf_counter() - t2
 
-    for name in ("popularity", "content"):
+    for name in ("popularity", "content", "cf", *(f"cf_{v}" for v in pure)):
         metrics.update({f"{name}.{key}": value for key, value in scores[name].items()})
-    for v in sorted({v for v, _ in s_cf}):
-        ranked = sorted((scores[f"cf_{v}_{w:g}"]["ndcg@10"], w) for vv, w in s_cf if vv == v)
-        metrics.update({f"cf_{v}.{key}": value for key, value in scores[f"cf_{v}_{ranked[-1][1]:g}"].items()})
-    metrics.update({f"cf.{key}": value for key, value in scores[f"cf_{variant}_{weight:g}"].items()})
     metrics.update({f"hybrid.{key}": value for key, value in best_hybrid.items()})
     metrics["alpha"], metrics["sequence_weight"] = float(alpha), float(weight)
     metrics["evidence_c"] = h.evidence_c

@@ -9,11 +9,11 @@ from app.auth.deps import require
 from app.common.types import ID_PATTERN
 from app.db import get_session
 from app.errors import UserNotFound
-from app.http import ERROR_RESPONSES, NOT_FOUND
+from app.http import NOT_FOUND
 from app.users import export, service
 from app.users.schemas import MergeIn, MergeOut, UserErased, UserExport, UserIn, UserOut
 
-router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 
 
