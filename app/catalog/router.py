@@ -31,7 +31,8 @@ ItemIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTER
 async def _publish(request: Request, items: list[ItemWithId], path: str) -> None:
     """Postgres (committed) is the truth: a Redis outage skips the serving update, never the write."""
     try:
-        await service.publish_items(request.app.state.redis, request.app.state.keys, items)
+        state = request.app.state
+        await service.publish_items(state.redis, state.keys, items, state.model_cache)
     except (RedisError, OSError):
         note_redis_fallback(request.app.state, path)
 

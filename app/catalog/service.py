@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.models import Item
 from app.catalog.schemas import ItemOut, ItemWithId
 from app.errors import ItemNotFound
+from app.recommend import live
+from app.recommend.model_cache import ModelCache
 from app.store.codec import item_meta_json
 from app.store.keys import Keys
 
@@ -39,8 +41,11 @@ async def upsert_items(session: AsyncSession, items: Sequence[ItemWithId]) -> No
         await session.execute(stmt, rows[start : start + _CHUNK])
 
 
-async def publish_items(redis: aioredis.Redis, keys: Keys, items: Sequence[ItemWithId]) -> None:
-    """Make upserted items visible to serving at once (metadata used by filters and reasons)."""
+async def publish_items(
+    redis: aioredis.Redis, keys: Keys, items: Sequence[ItemWithId], cache: ModelCache | None = None
+) -> None:
+    """Make upserted items visible to serving at once: metadata (filters, reasons) and, with the
+    serving model's cache, content neighbours (CF neighbours arrive with the next rebuild)."""
     mapping = {
         i.item_id: item_meta_json(i.categories, i.price, i.available, i.title, i.brand) for i in items
     }
@@ -50,6 +55,8 @@ async def publish_items(redis: aioredis.Redis, keys: Keys, items: Sequence[ItemW
     if categories:
         pipe.sadd(keys.popularity_categories(), *categories)
     await pipe.execute()
+    if cache is not None:
+        await live.place_items(redis, keys, cache, [i.model_dump() for i in items])
 
 
 async def get_item(session: AsyncSession, item_id: str) -> ItemOut:

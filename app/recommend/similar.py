@@ -45,6 +45,12 @@ async def similar_items(
             cf_raw, ct_raw = await pipe.execute()
             cf_i, cf_s = unpack_neighbours(cf_raw) if cf_raw else (np.zeros(0, np.int32), np.zeros(0, np.float32))
             ct_i, ct_s = unpack_neighbours(ct_raw) if ct_raw else (np.zeros(0, np.int32), np.zeros(0, np.float32))
+            if live and mode != "cf":  # the item changed since the rebuild: its live content row is newer
+                data = json.loads(live)
+                known = [(arrays.item_pos[i], s) for i, s in zip(data["ids"], data["scores"], strict=True)
+                         if i in arrays.item_pos]
+                ct_i = np.array([k for k, _ in known], dtype=np.int32)
+                ct_s = np.array([s for _, s in known], dtype=np.float32)
             if mode == "cf":
                 ct_i, ct_s = ct_i[:0], ct_s[:0]
             elif mode == "content":

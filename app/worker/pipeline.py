@@ -155,6 +155,7 @@ def _rebuild(
                 }
             )
             writer.publish(settings.keep_versions)
+            client.delete(keys.live_content())  # the new version has every item's content neighbours
     except BaseException:
         writer.discard()
         raise
