@@ -269,9 +269,9 @@ def main() -> None:
     else:
         print(f"\n# MovieLens 100K not found at {args.ml_path}; skipped")
     if not args.skip_scale:
-        cmd = [sys.executable, __file__, "--scale-only", "--million-users", str(args.million_users),
+        cmd = [sys.executable, "-u", __file__, "--scale-only", "--million-users", str(args.million_users),
                "--factor-users", str(args.factor_users)]  # fmt: skip
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True)  # its own process: ru_maxrss is its own peak
 
 
 if __name__ == "__main__":

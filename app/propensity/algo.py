@@ -68,8 +68,9 @@ class PropensityConfig:
     l2_regularization: float = 1.0
     max_attribute_levels: int = 10
     random_state: int = 0
+    calibration_ensemble: bool = False
     max_threads: int | None = None
-    single_thread_below: int = 50_000
+    single_thread_below: int = 200_000
 
 
 @dataclass
@@ -98,12 +99,20 @@ class PropensityModel:
     n_positive: int = 0
     cutoffs: tuple[float, ...] = ()
     fit_seconds: float = 0.0
+    max_threads: int | None = None
+    single_thread_below: int = 200_000
+
+    def threads(self, n_rows: int) -> int | None:
+        """OpenMP threads for ``n_rows``: one on small inputs, where threads cost more than they give
+        (and far more on a busy box), else ``max_threads`` (None = the library default)."""
+        return 1 if n_rows < self.single_thread_below else self.max_threads
 
     def predict_proba(self, X: NDArray[np.float32]) -> NDArray[np.float64]:
         """float64[n]: calibrated probability of the target within the horizon, per row of X."""
         if self.kind == "constant":
             return np.full(len(X), self.base_rate, dtype=np.float64)
-        return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
+        with threadpool_limits(limits=self.threads(len(X))):
+            return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
 
 
 @dataclass
@@ -148,7 +157,8 @@ def fit_model(
     reference = np.where(np.isnan(reference), 0.0, reference).astype(np.float32)
     common = dict(target=target, horizon_days=config.horizon_days, spec=spec, feature_names=names,
                   feature_descriptions=descriptions, reference=reference, n_train=n, n_positive=pos,
-                  cutoffs=cutoffs, base_rate=pos / n if n else 0.0)  # fmt: skip
+                  cutoffs=cutoffs, base_rate=pos / n if n else 0.0, max_threads=config.max_threads,
+                  single_thread_below=config.single_thread_below)  # fmt: skip
     estimator: Any
     if minority == 0:
         return PropensityModel(kind="constant", estimator=None, threshold=0.5, **common)  # type: ignore[arg-type]
@@ -178,10 +188,11 @@ def fit_model(
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.random_state)
         grp = groups if groups is not None else np.arange(n)
         splits = list(splitter.split(X, y, grp))
-        estimator = CalibratedClassifierCV(gbm, method=calibration, cv=splits, ensemble=True)
+        estimator = CalibratedClassifierCV(
+            gbm, method=calibration, cv=splits, ensemble=config.calibration_ensemble
+        )
         # OpenMP threads cost more than they give on small data, badly so on a busy box.
-        threads = 1 if n < config.single_thread_below else config.max_threads
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=1 if n < config.single_thread_below else config.max_threads):
             estimator.fit(X, y)
     model = PropensityModel(kind=kind, estimator=estimator, calibration=calibration, threshold=0.5, **common)  # type: ignore[arg-type]
     model.threshold = best_f1_threshold(y, model.predict_proba(X))

@@ -127,6 +127,12 @@ def _per_user_edge(
     return out
 
 
+def _unique(keys: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Sorted unique keys (a sort; numpy's hash-based ``np.unique`` is slower on large int64 arrays)."""
+    s = np.sort(keys)
+    return s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s
+
+
 def _unique_last(keys: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.intp]]:
     """Sorted unique keys and, for each, the position of its LAST occurrence in ``keys``."""
     uniq, idx_rev = np.unique(keys[::-1], return_index=True)
@@ -182,7 +188,7 @@ def build_features(
     amount = np.where(is_p, price * qty, 0.0)
 
     # Active days: distinct (user, day) pairs.
-    day_keys = np.unique(u.astype(np.int64) * (int(day.max(initial=0)) + 1) + day)
+    day_keys = _unique(u.astype(np.int64) * (int(day.max(initial=0)) + 1) + day)
     d_user, d_day = np.divmod(day_keys, int(day.max(initial=0)) + 1)
 
     # Sessions: the session_id, or 30-minute inactivity gaps for events without one.
@@ -273,7 +279,7 @@ def build_features(
             "distinct categories interacted with",
             _distinct_categories(i_user, i_keys % max(log.n_items, 1), item_categories, n, log.n_items),
         )
-    pday = np.unique(u[is_p].astype(np.int64) * (int(day.max(initial=0)) + 1) + day[is_p])
+    pday = _unique(u[is_p].astype(np.int64) * (int(day.max(initial=0)) + 1) + day[is_p])
     n_pdays = np.bincount(pday // (int(day.max(initial=0)) + 1), minlength=n).astype(np.float64)
     first_p = _per_user_edge(u[is_p], age[is_p], n, 0.0, last=False)
     span = np.where(n_pdays >= 2, (first_p - last_age(is_p)) / np.maximum(n_pdays - 1, 1.0), cap)

@@ -15,7 +15,9 @@ TargetQuery = Annotated[str, Query(max_length=300, description="purchase, churn 
 
 
 @router.get("/users/{user_id}/propensity", response_model=PropensityOut)
-async def user_propensity(user_id: IdPath, request: Request, target: TargetQuery = "purchase") -> PropensityOut:
+async def user_propensity(
+    user_id: IdPath, request: Request, target: TargetQuery = "purchase"
+) -> PropensityOut:
     """Calibrated probability that the shopper does `target` within the horizon, with top factors."""
     state = request.app.state
     return await service.user_score(state.redis, state.keys, user_id, service.parse_target(target))
@@ -25,7 +27,9 @@ async def user_propensity(user_id: IdPath, request: Request, target: TargetQuery
 async def batch_propensity(body: BatchIn, request: Request) -> BatchOut:
     """Scores for up to 10,000 shoppers; unknown ones get the base rate with `scored: false`."""
     state = request.app.state
-    return await service.batch_scores(state.redis, state.keys, body.user_ids, service.parse_target(body.target))
+    return await service.batch_scores(
+        state.redis, state.keys, body.user_ids, service.parse_target(body.target)
+    )
 
 
 @router.get("/audiences", response_model=AudienceOut)
@@ -38,8 +42,9 @@ async def audiences(
 ) -> AudienceOut:
     """Shoppers most likely to act, ranked, for campaign targeting; page with `next_cursor`."""
     state = request.app.state
-    return await service.audience(state.redis, state.keys, service.parse_target(target), min_probability,
-                                  limit, cursor)
+    return await service.audience(
+        state.redis, state.keys, service.parse_target(target), min_probability, limit, cursor
+    )
 
 
 @router.post("/audiences/lookalike", response_model=LookalikeOut)

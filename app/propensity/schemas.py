@@ -34,7 +34,9 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_ids: list[Id] = Field(min_length=1, max_length=10_000)
-    target: str = Field(default="purchase", max_length=300, description="purchase, churn or purchase:<category>")
+    target: str = Field(
+        default="purchase", max_length=300, description="purchase, churn or purchase:<category>"
+    )
 
 
 class BatchOut(BaseModel):

@@ -36,15 +36,19 @@ async def _model(redis: aioredis.Redis, keys: Keys, target: str) -> tuple[str, f
     """(version, horizon_days, base_rate) of the live model for `target`, or ModelNotReady."""
     version_raw = await redis.get(keys.model_pointer())
     if version_raw is None:
-        raise ModelNotReady("No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"})
+        raise ModelNotReady(
+            "No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"}
+        )
     version = version_raw.decode()
-    horizon, rates = await redis.hmget(keys.model(version, "meta"),
-                                       ["propensity_horizon_days", "propensity_base_rates"])
+    horizon, rates = await redis.hmget(
+        keys.model(version, "meta"), ["propensity_horizon_days", "propensity_base_rates"]
+    )
     base_rates: dict[str, float] = json.loads(rates) if rates else {}
     if target not in base_rates:
         raise ModelNotReady(
             f"No `{target}` model in version {version}: add it to SHOPMIND_PROPENSITY_TARGETS, or wait for "
-            "enough history (see GET /v1/models).", headers={"Retry-After": "60"},
+            "enough history (see GET /v1/models).",
+            headers={"Retry-After": "60"},
         )
     return version, float(horizon or 0), float(base_rates[target])
 
@@ -53,8 +57,14 @@ def _score(user_id: str, raw: bytes | None, base_rate: float) -> Score:
     if raw is None:
         return Score(user_id=user_id, probability=base_rate, percentile=None, tier="medium", scored=False)
     data: dict[str, Any] = json.loads(raw)
-    return Score(user_id=user_id, probability=data["p"], percentile=data["pc"], tier=data["t"],
-                 top_factors=[FactorOut(**f) for f in data["f"]], scored=True)
+    return Score(
+        user_id=user_id,
+        probability=data["p"],
+        percentile=data["pc"],
+        tier=data["t"],
+        top_factors=[FactorOut(**f) for f in data["f"]],
+        scored=True,
+    )
 
 
 async def user_score(redis: aioredis.Redis, keys: Keys, user_id: str, target: str) -> PropensityOut:
@@ -67,8 +77,12 @@ async def user_score(redis: aioredis.Redis, keys: Keys, user_id: str, target: st
 async def batch_scores(redis: aioredis.Redis, keys: Keys, user_ids: list[str], target: str) -> BatchOut:
     version, horizon, base_rate = await _model(redis, keys, target)
     raws = await redis.hmget(keys.model(version, f"prop:{target}"), user_ids)
-    return BatchOut(target=target, horizon_days=horizon, model_version=version,
-                    scores=[_score(u, r, base_rate) for u, r in zip(user_ids, raws, strict=True)])
+    return BatchOut(
+        target=target,
+        horizon_days=horizon,
+        model_version=version,
+        scores=[_score(u, r, base_rate) for u, r in zip(user_ids, raws, strict=True)],
+    )
 
 
 def _encode_cursor(version: str, rank: int, member: str) -> str:
@@ -105,21 +119,28 @@ async def audience(
         current = await redis.zrevrank(key, member)
         start = current + 1 if current is not None else rank
     rows = await redis.zrevrange(key, start, start + limit - 1, withscores=True)
-    users = [AudienceMember(user_id=m.decode(), probability=round(s, 6)) for m, s in rows if s >= min_probability]
+    users = [
+        AudienceMember(user_id=m.decode(), probability=round(s, 6)) for m, s in rows if s >= min_probability
+    ]
     more = len(users) == limit and len(rows) == limit
     next_cursor = _encode_cursor(version, start + limit - 1, users[-1].user_id) if more and users else None
-    return AudienceOut(target=target, horizon_days=horizon, model_version=version, users=users,
-                       next_cursor=next_cursor)
+    return AudienceOut(
+        target=target, horizon_days=horizon, model_version=version, users=users, next_cursor=next_cursor
+    )
 
 
-async def lookalike(redis: aioredis.Redis, keys: Keys, cache: ModelCache, seeds: list[str], n: int) -> LookalikeOut:
+async def lookalike(
+    redis: aioredis.Redis, keys: Keys, cache: ModelCache, seeds: list[str], n: int
+) -> LookalikeOut:
     """Users most similar to the seed audience: the seeds' lookalike lists, scores summed."""
     pipe = redis.pipeline(transaction=False)
     pipe.get(keys.model_pointer())
     pipe.get(keys.erasure_epoch())
     version_raw, epoch = await pipe.execute()
     if version_raw is None:
-        raise ModelNotReady("No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"})
+        raise ModelNotReady(
+            "No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"}
+        )
     version = version_raw.decode()
     rows = await redis.hmget(keys.model(version, "user_nn"), seeds)
     found = [r for r in rows if r]

@@ -42,10 +42,10 @@ class Neighbours:
     def to_csr(self, n_cols: int | None = None) -> sp.csr_matrix:
         """The neighbour lists as a sparse matrix S, float32[n, n_cols], S[i, j] = score of j in row i."""
         n_cols = self.n if n_cols is None else n_cols
-        valid = self.indices >= 0
-        rows = np.repeat(np.arange(self.n, dtype=np.int32), valid.sum(axis=1))
+        valid = self.indices >= 0  # -1 padding sits at the end of each row: row-major order is CSR order
+        indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int64)
         return sp.csr_matrix(
-            (self.scores[valid], (rows, self.indices[valid])), shape=(self.n, n_cols), dtype=np.float32
+            (self.scores[valid].astype(np.float32), self.indices[valid], indptr), shape=(self.n, n_cols)
         )
 
     @staticmethod
@@ -102,7 +102,8 @@ def topk_sparse(
         packed_cols = np.full((stop - start, width), -1, dtype=np.int32)
         packed_cols[rows, pos] = cols
         idx, sc = topk_dense(vals, k, None, signed)
-        out.indices[start:stop] = np.where(idx >= 0, np.take_along_axis(packed_cols, np.maximum(idx, 0), 1), -1)
+        picked = np.take_along_axis(packed_cols, np.maximum(idx, 0), axis=1)
+        out.indices[start:stop] = np.where(idx >= 0, picked, -1)
         out.scores[start:stop] = sc
     return out
 

@@ -45,7 +45,7 @@ def transition_counts(
     t = log.ts[order]
     max_gap = max_gap_days * SECONDS_PER_DAY
     n = log.n_items
-    counts = sp.csr_matrix((n, n), dtype=np.float64)
+    counts: sp.csr_matrix | None = None
     rows: list[NDArray[np.int32]] = []
     cols: list[NDArray[np.int32]] = []
     pending = 0
@@ -57,11 +57,13 @@ def transition_counts(
         cols.append(it[d:][pair])
         pending += int(pair.sum())
         if pending >= _FLUSH_PAIRS:
-            counts = counts + _pairs_to_csr(rows, cols, n)
+            part = _pairs_to_csr(rows, cols, n)
+            counts = part if counts is None else counts + part
             rows, cols, pending = [], [], 0
     if rows:
-        counts = counts + _pairs_to_csr(rows, cols, n)
-    return counts
+        part = _pairs_to_csr(rows, cols, n)
+        counts = part if counts is None else counts + part
+    return sp.csr_matrix((n, n), dtype=np.float64) if counts is None else counts
 
 
 _FLUSH_PAIRS = 20_000_000  # bound the pair buffer (~160 MB) on big logs
@@ -69,7 +71,7 @@ _FLUSH_PAIRS = 20_000_000  # bound the pair buffer (~160 MB) on big logs
 
 def _pairs_to_csr(rows: list[NDArray[np.int32]], cols: list[NDArray[np.int32]], n: int) -> sp.csr_matrix:
     r, c = np.concatenate(rows), np.concatenate(cols)
-    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))  # duplicates are summed
 
 
 def sequence_neighbours(

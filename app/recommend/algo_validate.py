@@ -118,40 +118,53 @@ _Trial = tuple[str, sp.csr_matrix | None, bool, HybridConfig]  # name, CF matrix
 
 
 class _Scorer:
-    """Scores the validation users block by block for a list of named trials -> top-20 lists."""
+    """Scores the validation users block by block for named trials -> top-20 lists -> metrics.
 
-    def __init__(self, history: sp.csr_matrix, seen: sp.csr_matrix, content: sp.csr_matrix,
-                 evidence: NDArray[np.float32], pop: NDArray[np.float32], block_bytes: int) -> None:
-        self.history, self.seen = history, seen
-        self.content = content
+    Normalised sources are cached per (CF matrix, use content) when all users fit in one block, so
+    the alpha and evidence_c stages do not redo the sparse products of the CF stage.
+    """
+
+    def __init__(self, history: sp.csr_matrix, seen: sp.csr_matrix, relevant: sp.csr_matrix,
+                 content: sp.csr_matrix, evidence: NDArray[np.float32], pop: NDArray[np.float32],
+                 block_bytes: int) -> None:
+        self.history, self.seen, self.relevant, self.content = history, seen, relevant, content
         self.evidence, self.pop = evidence, pop
         self.rows = max(1, block_bytes // (8 * 6 * max(1, content.shape[1])))
+        self.single_block = history.shape[0] <= self.rows
+        self._cache: dict[tuple[int, bool], Sources] = {}
+        self._raw: dict[int, NDArray[np.float64]] = {}
 
-    def run(self, trials: Sequence[_Trial]) -> dict[str, NDArray[np.int32]]:
-        """trials: (name, CF matrix or None, use content, blend) -> {name: int32[n_users, 20]}.
+    def _sources(self, start: int, stop: int, s_cf: sp.csr_matrix | None, use_content: bool) -> Sources:
+        key = (id(s_cf), use_content)
+        if self.single_block and key in self._cache:
+            return self._cache[key]
+        h = self.history[start:stop]
+        zero = np.zeros((stop - start, self.history.shape[1]))
+        ct_raw = zero
+        if use_content:
+            ct_raw = self._raw.get(id(self.content)) if self.single_block else None  # type: ignore[assignment]
+            if ct_raw is None:
+                ct_raw = propagate(h, self.content)
+                if self.single_block:
+                    self._raw[id(self.content)] = ct_raw
+        cf_raw = zero if s_cf is None else propagate(h, s_cf)
+        src = sources(cf_raw, ct_raw, self.seen[start:stop])
+        if self.single_block:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] == id(None)}  # keep few
+            self._cache[key] = src
+        return src
 
-        Trials sharing a CF matrix are scored together, so one block holds one product at a time.
-        """
-        n_users, n_items = self.history.shape
+    def run(self, trials: Sequence[_Trial]) -> dict[str, dict[str, float]]:
+        """trials: (name, CF matrix or None, use content, blend) -> {name: ranking metrics}."""
+        n_users = self.history.shape[0]
         tops = {name: np.full((n_users, 20), -1, dtype=np.int32) for name, _, _, _ in trials}
-        groups: dict[int, list[_Trial]] = {}
-        for trial in trials:
-            groups.setdefault(id(trial[1]), []).append(trial)
+        order = sorted(trials, key=lambda t: (id(t[1]), t[2]))  # one product per matrix and block
         for start in range(0, n_users, self.rows):
             stop = min(n_users, start + self.rows)
-            h, ex = self.history[start:stop], self.seen[start:stop]
-            zero = np.zeros((stop - start, n_items))
-            ct_raw = propagate(h, self.content)
-            for group in groups.values():
-                s_cf = group[0][1]
-                cf_raw = zero if s_cf is None else propagate(h, s_cf)
-                prepared: dict[bool, Sources] = {}
-                for name, _, use_content, hyb in group:
-                    if use_content not in prepared:
-                        prepared[use_content] = sources(cf_raw, ct_raw if use_content else zero, ex)
-                    total = combine(prepared[use_content], self.evidence, self.pop, hyb)
-                    tops[name][start:stop] = top_n(total, 20)
-        return tops
+            for name, s_cf, use_content, hyb in order:
+                src = self._sources(start, stop, s_cf, use_content)
+                tops[name][start:stop] = top_n(combine(src, self.evidence, self.pop, hyb), 20)
+        return {name: _metrics(top, self.relevant) for name, top in tops.items()}
 
 
 def validate(
@@ -167,24 +180,25 @@ def validate(
     block_bytes: int = 256 * 1024 * 1024,
     seed: int = 0,
 ) -> ValidationResult:
-    """Hold out each user's most recent `test_fraction`, fit on the rest, pick the CF and alpha.
+    """Hold out each user's most recent `test_fraction`, fit on the rest, choose the served config.
 
-    Coordinate search by NDCG@10: first the CF (variant x sequence weight) at the configured alpha,
-    then alpha over `alphas` for that CF, then the cold-item constant `evidence_c` over `evidence_cs`.
+    Coordinate search by hybrid NDCG@10, one knob at a time from `config`: the CF variant (at the
+    configured sequence weight), the sequence weight, alpha, then the cold-item constant evidence_c.
 
     Parameters
     ----------
     log : the full training log.  content : content Neighbours over items (catalog-only, fitted once).
-    config : the starting config; CF variant, sequence weight, alpha and evidence_c are replaced by the
-        best found (everything else is kept).
+    config : the starting config; its CF variant, sequence weight, alpha and evidence_c are replaced
+        by the best found (everything else is kept).
     max_users : evaluate a fixed random sample of at most this many held-out users.
     block_bytes : dense scoring runs over user blocks of about this size (memory bound).
 
     Returns
     -------
-    ValidationResult: metrics for popularity, content, each CF variant alone at the grid's lowest
-    sequence weight ("cf_<variant>.*"), the chosen CF alone ("cf.*"), the hybrid ("hybrid.*"), plus the
-    chosen "alpha", "sequence_weight", "evidence_c", and "users" / "holdout_events" counts.
+    ValidationResult: metrics ("<name>.<metric>@k") for "popularity", "content", each CF variant
+    alone at the configured sequence weight ("cf_<variant>"), the chosen CF alone ("cf") and the
+    hybrid ("hybrid"), plus the chosen "alpha", "sequence_weight", "evidence_c" and the counts
+    "users" and "holdout_events".
     """
     config = config or RecommenderConfig()
     timings: dict[str, float] = {}
@@ -198,72 +212,71 @@ def validate(
     now = float(train.ts.max()) if len(train) else 0.0
     x = interactions(train, config.interaction, now)
     n_items = x.shape[1]
-    relevant, seen = relevant[users], seen[users]
     pop = popularity(train, config.hybrid.pop_half_life_days, now, config.interaction)
-    scorer = _Scorer(user_histories(train, config)[users], seen, content.to_csr(n_items), item_evidence(x),
-                     pop, block_bytes)
+    scorer = _Scorer(user_histories(train, config)[users], seen[users], relevant[users],
+                     content.to_csr(n_items), item_evidence(x), pop, block_bytes)
     timings["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    s_cf: dict[tuple[CFVariant, float], sp.csr_matrix] = {}
-    cf = config.cf
+    cf, h = config.cf, config.hybrid
     seq = None
-    if any(w > 0 for w in sequence_weights):
+    if cf.sequence_weight > 0 or any(w > 0 for w in sequence_weights):
         seq = sequence_neighbours(
             train, cf.k, cf.sequence_window, cf.sequence_max_gap_days, config.interaction
         )
+    bases: dict[CFVariant, Neighbours] = {}
     for variant in variants:
         try:
-            base = cf_neighbours(x, replace(cf, variant=variant))
+            bases[variant] = cf_neighbours(x, replace(cf, variant=variant))
         except ValueError:  # e.g. EASE above its catalog-size limit
             continue
-        for weight in sequence_weights:
-            merged = base if seq is None else merge_neighbours(base, seq, weight, cf.k)
-            s_cf[variant, weight] = merged.to_csr(n_items)
-    if not s_cf:
+    if not bases:
         raise ValueError(f"none of the CF variants {list(variants)} could be fitted")
+
+    def served(variant: CFVariant, weight: float) -> sp.csr_matrix:
+        merged = bases[variant] if seq is None else merge_neighbours(bases[variant], seq, weight, cf.k)
+        return merged.to_csr(n_items)
+
+    by_variant = {v: served(v, cf.sequence_weight) for v in bases}
     timings["cf_fit"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    h = config.hybrid
     cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
-    pure = {v: m for (v, w), m in s_cf.items() if w == min(sequence_weights)}
     trials: list[_Trial] = [
         ("popularity", None, False, replace(h, pop_weight=1.0, n_popular=n_items)),
         ("content", None, True, replace(h, alpha=0.0, pop_weight=0.0)),
     ]
-    trials += [(f"cf_{v}", m, False, cf_only) for v, m in pure.items()]
-    trials += [(f"hyb_{v}_{w:g}", m, True, h) for (v, w), m in s_cf.items()]
-    scores = {name: _metrics(top, relevant) for name, top in scorer.run(trials).items()}
-    metrics: dict[str, float] = {"users": float(len(users)), "holdout_events": float(mask.sum())}
-    variant, weight = max(s_cf, key=lambda vw: scores[f"hyb_{vw[0]}_{vw[1]:g}"]["ndcg@10"])
-    chosen_cf = s_cf[variant, weight]
-    best_hybrid = scores[f"hyb_{variant}_{weight:g}"]
-    # then alpha, then evidence_c (each grid value already scored is not rescored)
-    more = [(f"a_{a:g}", chosen_cf, True, replace(h, alpha=float(a))) for a in alphas if a != h.alpha]
-    more.append(("cf", chosen_cf, False, cf_only))
-    scores.update({name: _metrics(top, relevant) for name, top in scorer.run(more).items()})
-    alpha = h.alpha
-    for a in alphas:
-        if a != h.alpha and scores[f"a_{a:g}"]["ndcg@10"] > best_hybrid["ndcg@10"]:
-            best_hybrid, alpha = scores[f"a_{a:g}"], float(a)
-    h = replace(h, alpha=alpha)
-    other_cs = [float(c) for c in evidence_cs if c != h.evidence_c]
-    c_tops = scorer.run([(f"c_{c:g}", chosen_cf, True, replace(h, evidence_c=c)) for c in other_cs])
-    best_c = h.evidence_c
-    for c in other_cs:
-        found = _metrics(c_tops[f"c_{c:g}"], relevant)
-        if found["ndcg@10"] > best_hybrid["ndcg@10"]:
-            best_hybrid, best_c = found, c
-    h = replace(h, evidence_c=best_c)
+    trials += [(f"cf_{v}", m, False, cf_only) for v, m in by_variant.items()]
+    trials += [(f"hybrid_{v}", m, True, h) for v, m in by_variant.items()]
+    scores = scorer.run(trials)
+    variant = max(by_variant, key=lambda v: scores[f"hybrid_{v}"]["ndcg@10"])
+    best, weight, chosen_cf = scores[f"hybrid_{variant}"], cf.sequence_weight, by_variant[variant]
+    if seq is not None:
+        others = {w: served(variant, w) for w in sequence_weights if w != cf.sequence_weight}
+        found = scorer.run([(f"w_{w:g}", m, True, h) for w, m in others.items()])
+        for w, m in others.items():
+            if found[f"w_{w:g}"]["ndcg@10"] > best["ndcg@10"]:
+                best, weight, chosen_cf = found[f"w_{w:g}"], w, m
+    grid = [float(a) for a in alphas if a != h.alpha]
+    found = scorer.run([(f"a_{a:g}", chosen_cf, True, replace(h, alpha=a)) for a in grid]
+                       + [("cf", chosen_cf, False, cf_only)])
+    scores["cf"] = found.pop("cf")
+    for a in grid:
+        if found[f"a_{a:g}"]["ndcg@10"] > best["ndcg@10"]:
+            best, h = found[f"a_{a:g}"], replace(h, alpha=a)
+    grid = [float(c) for c in evidence_cs if c != h.evidence_c]
+    found = scorer.run([(f"c_{c:g}", chosen_cf, True, replace(h, evidence_c=c)) for c in grid])
+    for c in grid:
+        if found[f"c_{c:g}"]["ndcg@10"] > best["ndcg@10"]:
+            best, h = found[f"c_{c:g}"], replace(h, evidence_c=c)
     timings["score"] = time.perf_counter() - t2
 
-    for name in ("popularity", "content", "cf", *(f"cf_{v}" for v in pure)):
+    metrics: dict[str, float] = {"users": float(len(users)), "holdout_events": float(mask.sum())}
+    for name in ("popularity", "content", "cf", *(f"cf_{v}" for v in by_variant)):
         metrics.update({f"{name}.{key}": value for key, value in scores[name].items()})
-    metrics.update({f"hybrid.{key}": value for key, value in best_hybrid.items()})
-    metrics["alpha"], metrics["sequence_weight"] = float(alpha), float(weight)
-    metrics["evidence_c"] = h.evidence_c
-    chosen = replace(config, cf=replace(config.cf, variant=variant, sequence_weight=weight), hybrid=h)
+    metrics.update({f"hybrid.{key}": value for key, value in best.items()})
+    metrics.update(alpha=h.alpha, sequence_weight=float(weight), evidence_c=h.evidence_c)
+    chosen = replace(config, cf=replace(cf, variant=variant, sequence_weight=weight), hybrid=h)
     timings["total"] = time.perf_counter() - t0
     return ValidationResult(config=chosen, metrics=metrics, timings=timings)
 

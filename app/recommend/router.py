@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app.auth.deps import require
 from app.common.types import ID_PATTERN
 from app.errors import BadRequest
+from app.http import NOT_FOUND
 from app.recommend import similar
 from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers
 from app.recommend.service import Query as RecQuery
@@ -54,7 +55,7 @@ async def session_recommendations(body: SessionIn, request: Request) -> Recommen
     return await _service(request).for_session(body.item_ids, q)
 
 
-@router.get("/items/{item_id}/similar", response_model=Recommendations)
+@router.get("/items/{item_id}/similar", response_model=Recommendations, responses=NOT_FOUND)
 async def similar_items(
     item_id: IdPath,
     request: Request,

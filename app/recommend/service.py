@@ -27,7 +27,7 @@ from app.store.codec import decode_history, decode_item_meta, unpack_neighbours
 from app.store.keys import Keys
 
 HISTORY_LIMIT = 50
-POPULAR_FILL = 200
+POPULAR_FILL = 100
 
 
 @dataclass(frozen=True)
@@ -149,40 +149,57 @@ class RecommendService:
             ranked.sort(key=lambda r: -r[1])
 
         top_pop = float(popular[0][1]) if popular else 1.0
-        fill = [(m.decode(), s / top_pop) for m, s in popular if m.decode() not in exclude]
-        wanted = list(dict.fromkeys([r[0] for r in ranked] + [f[0] for f in fill]
-                                    + [h.item_id for h in history]))
-        metas = await self.redis.hmget(self.keys.item_meta(), wanted) if wanted else []
-        meta = {item_id: decode_item_meta(m) for item_id, m in zip(wanted, metas, strict=True)}
-        last_type = {}
+        fill = [(m.decode(), s / top_pop) for m, s in popular]
+        last_type: dict[str, str] = {}
         for h in reversed(history):
             last_type[h.item_id] = h.type
+        meta: dict[str, dict[str, Any] | None] = {}
 
+        async def fetch_meta(ids: list[str]) -> None:
+            missing = [i for i in dict.fromkeys(ids) if i not in meta]
+            if missing:
+                for item_id, raw in zip(missing, await self.redis.hmget(self.keys.item_meta(), missing),
+                                        strict=True):
+                    meta[item_id] = decode_item_meta(raw)
+
+        # Metadata of the likely winners (and the history items their reasons name) in one round trip;
+        # a second one only when filters rejected so many that the list must go deeper.
+        head = ranked[: 2 * q.n + 10]
+        await fetch_meta([r[0] for r in head] + [r[5] for r in head if r[5]]
+                         + ([f[0] for f in fill[: 2 * q.n + 10]] if len(head) < q.n else []))
         items: list[RecommendedItem] = []
         chosen: set[str] = set()
-        for item_id, total, cf, ct, pop, why in ranked:
-            if len(items) >= q.n:
-                break
-            if item_id in chosen or not q.admits(meta.get(item_id)):
-                continue
-            reason = (reasons.because(cf, ct, why, meta.get(why), last_type.get(why, "view")) if why
-                      else reasons.popular(meta.get(item_id), q.category))
-            items.append(RecommendedItem(item_id=item_id, score=round(total, 6),
-                                         sources=Sources(cf=round(cf, 6), content=round(ct, 6),
-                                                         popularity=round(pop, 6)),
-                                         reason=reason, title=(meta.get(item_id) or {}).get("t")))
+
+        def take(item_id: str, total: float, cf: float, ct: float, pop: float, reason: str) -> None:
+            items.append(RecommendedItem(
+                item_id=item_id, score=round(total, 6),
+                sources=Sources(cf=round(cf, 6), content=round(ct, 6), popularity=round(pop, 6)),
+                reason=reason, title=(meta.get(item_id) or {}).get("t"),
+            ))
             chosen.add(item_id)
+
+        def pick_ranked() -> None:
+            for item_id, total, cf, ct, pop, why in ranked:
+                if len(items) >= q.n:
+                    return
+                if item_id in chosen or item_id not in meta or not q.admits(meta[item_id]):
+                    continue
+                reason = (reasons.because(cf, ct, why, meta.get(why), last_type.get(why, "view")) if why
+                          else reasons.popular(meta.get(item_id), q.category))
+                take(item_id, total, cf, ct, pop, reason)
+
+        pick_ranked()
+        if len(items) < q.n:
+            await fetch_meta([r[0] for r in ranked] + [r[5] for r in ranked if r[5]]
+                             + [f[0] for f in fill])
+            pick_ranked()
         personal = len(items)
         for item_id, pop in fill:
             if len(items) >= q.n:
                 break
-            if item_id in chosen or not q.admits(meta.get(item_id)):
+            if item_id in chosen or item_id in exclude or not q.admits(meta.get(item_id)):
                 continue
-            items.append(RecommendedItem(item_id=item_id, score=round(0.01 * pop, 6),
-                                         sources=Sources(cf=0.0, content=0.0, popularity=round(pop, 6)),
-                                         reason=reasons.popular(meta.get(item_id), q.category),
-                                         title=(meta.get(item_id) or {}).get("t")))
-            chosen.add(item_id)
+            take(item_id, 0.01 * pop, 0.0, 0.0, pop, reasons.popular(meta.get(item_id), q.category))
 
         if version is None:
             strategy = "popularity_no_model"

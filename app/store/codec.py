@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 HISTORY_SEP = "|"
@@ -32,7 +33,7 @@ def item_meta_json(
 
 
 def decode_item_meta(raw: bytes | str | None) -> dict[str, Any] | None:
-    return None if raw is None else dict(json.loads(raw))
+    return None if raw is None else dict(orjson.loads(raw))
 
 
 def pack_neighbours(indices: NDArray[np.int32], scores: NDArray[np.float32]) -> bytes:

@@ -1,8 +1,10 @@
 """GDPR access: everything stored about one user, from Postgres and from Redis.
 
 The Redis side mirrors `service.erase_user_state`: what erasure removes is exactly what export shows —
-the per-user keys (`Keys.user_keys`) and the user's field in each per-user part of the serving model
-(listed in the model's meta hash under `user_parts`).
+the per-user keys (`Keys.user_keys`: history, purchases, seen items, and any added later) and, in every
+live model version, the user's field in each hash part listed under `user_parts` in the version's meta,
+their score in each sorted set listed under `user_zsets`, and whether the version's user id table lists
+them.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ def _score(config: HybridConfig, **kw: object) -> dict[int, tuple[float, float, 
     s = score_user(np.array([0, 1]), np.array([1.0, 2.0]), CF_IDX, CF_SC, CT_IDX, CT_SC, EVIDENCE, POP,
                    config, **kw)  # type: ignore[arg-type]
     assert np.all(np.diff(s.total) <= 0)
-    return {int(i): (float(t), float(c), float(n), float(p), int(r))
-            for i, t, c, n, p, r in zip(s.items, s.total, s.cf, s.content, s.popularity, s.reason, strict=True)}
+    columns = zip(s.items, s.total, s.cf, s.content, s.popularity, s.reason, strict=True)
+    return {int(i): (float(t), float(c), float(n), float(p), int(r)) for i, t, c, n, p, r in columns}
 
 
 def test_cf_only_scores_and_reasons_by_hand() -> None:
@@ -89,8 +89,9 @@ def _random_case(seed: int, n_users: int, n_items: int, k: int, signed: bool
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n_users=st.integers(1, 6), n_items=st.integers(2, 25),
-       k=st.integers(1, 6), signed=st.booleans(), alpha=st.floats(0, 1), evidence_c=st.sampled_from([0.0, 2.0]),
-       pop_weight=st.sampled_from([0.0, 0.3]), n_popular=st.integers(0, 8))
+       k=st.integers(1, 6), signed=st.booleans(), alpha=st.floats(0, 1),
+       evidence_c=st.sampled_from([0.0, 2.0]), pop_weight=st.sampled_from([0.0, 0.3]),
+       n_popular=st.integers(0, 8))
 def test_batch_scorer_equals_per_user_scorer(seed: int, n_users: int, n_items: int, k: int, signed: bool,
                                              alpha: float, evidence_c: float, pop_weight: float,
                                              n_popular: int) -> None:

@@ -21,7 +21,10 @@ DAY = 86_400.0
 NOW = 1_000 * DAY
 
 
-def _log(rows: list[tuple[str, str, str, float, float | None]], universe: list[str] | None = None) -> EventLog:
+Row = tuple[str, str, str, float, float | None]  # user, item, type, ts, value
+
+
+def _log(rows: list[Row], universe: list[str] | None = None) -> EventLog:
     users, items, types, ts, values = zip(*rows, strict=True)
     return EventLog.from_records(list(users), list(items), list(types), list(ts), list(values),
                                  item_universe=universe)

@@ -87,7 +87,8 @@ def test_sequence(seed: int, n: int, k: int, window: int) -> None:
     check(sequence_neighbours(log, k, window, max_gap_days=1.0), n_items, k)
 
 
-words = st.lists(st.sampled_from(["red", "blue", "shoe", "cat_shoes", "brand_acme", "tea", "cup"]), max_size=6)
+VOCAB = ["red", "blue", "shoe", "cat_shoes", "brand_acme", "tea", "cup"]
+words = st.lists(st.sampled_from(VOCAB), max_size=6)
 
 
 @settings(max_examples=30, deadline=None)

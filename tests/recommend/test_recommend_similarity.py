@@ -136,8 +136,8 @@ def test_merge_neighbours_scales_then_blends() -> None:
 
 def test_pearson_by_hand() -> None:
     # u0 = (5, 1, 4), u1 = (4, -, 5), u2 = (5, 2, 3); centres are each user's mean over all its ratings
-    r = sp.csr_matrix((np.array([5, 1, 4, 4, 5, 5, 2, 3], dtype=np.float32),
-                       (np.array([0, 0, 0, 1, 1, 2, 2, 2]), np.array([0, 1, 2, 0, 2, 0, 1, 2]))), shape=(3, 3))
+    rows, cols = np.array([0, 0, 0, 1, 1, 2, 2, 2]), np.array([0, 1, 2, 0, 2, 0, 1, 2])
+    r = sp.csr_matrix((np.array([5, 1, 4, 4, 5, 5, 2, 3], dtype=np.float32), (rows, cols)), shape=(3, 3))
     # centred: u0 = (5/3, -7/3, 2/3), u2 = (5/3, -4/3, -1/3): num 51/9, sums of squares 78/9 and 42/9
     expected = 51 / math.sqrt(78 * 42)
     nb = pearson_user_neighbours(r, k=2, gamma=2)

@@ -1,0 +1,142 @@
+"""Ingest benchmark: batch events/s through POST /v1/events against a raw COPY of the same rows.
+
+    python bench/ingest.py [--events 200000] [--batch 1000] [--concurrency 4] [--workers 2]
+
+Starts a real server (uvicorn, 2 workers) on a scratch database of the local (or configured) Postgres
+and Redis, loads the events over HTTP, then COPYs the same rows into the same (emptied) table in the
+same run. Also measures single-event posts: requests/s and p50/p99 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._server import ADMIN_KEY, percentile, running_server, scratch_database, server_env  # noqa: E402
+
+HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+TYPES = ("view", "view", "view", "click", "add_to_cart", "purchase")
+
+
+def make_events(n: int, users: int, items: int, seed: int) -> list[dict[str, object]]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    now = time.time()
+    u = rng.integers(0, users, n)
+    i = np.minimum(rng.zipf(1.3, n), items) - 1
+    t = rng.integers(0, len(TYPES), n)
+    ts = now - rng.uniform(0, 90 * 86400, n)
+    run = uuid.uuid4().hex[:6]
+    return [
+        {"event_id": f"b{run}-{k}", "user_id": f"user-{u[k]}", "item_id": f"item-{i[k]}", "type": TYPES[t[k]],
+         "timestamp": round(float(ts[k]), 3), "session_id": f"s-{u[k]}-{k // 20}"}
+        for k in range(n)
+    ]
+
+
+async def post_batches(base: str, bodies: list[bytes], concurrency: int) -> tuple[float, int]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    accepted = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while not queue.empty():
+            body = queue.get_nowait()
+            r = await client.post(base + "/v1/events", content=body, headers=HEADERS)
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return time.perf_counter() - start, accepted
+
+
+async def single_posts(base: str, events: list[dict[str, object]], seconds: float, concurrency: int
+                       ) -> tuple[int, list[float]]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(len(events)))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            k = next(counter, None)
+            if k is None:
+                return
+            body = orjson.dumps({"events": [{**events[k], "event_id": f"single-{events[k]['event_id']}"}]})
+            t0 = time.perf_counter()
+            r = await client.post(base + "/v1/events", content=body, headers=HEADERS)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return int(len(latencies) / (time.perf_counter() - start)), latencies
+
+
+def raw_copy(database_url: str, events: list[dict[str, object]]) -> float:
+    """COPY the same rows into the same table (indexes, constraints) after emptying it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE events")
+        conn.execute("VACUUM ANALYZE events")
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(
+            "COPY events (event_id, user_id, item_id, type, ts, session_id) FROM STDIN"
+        ) as copy:
+            for e in events:
+                copy.write_row((e["event_id"], e["user_id"], e["item_id"], e["type"],
+                                time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(float(e["timestamp"]))),  # type: ignore[arg-type]
+                                e["session_id"]))
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--single-seconds", type=float, default=10.0)
+    ap.add_argument("--postgres", default=os.environ.get("SHOPMIND_BENCH_POSTGRES",
+                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--redis", default=os.environ.get("SHOPMIND_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    args = ap.parse_args()
+
+    events = make_events(args.events, users=max(1000, args.events // 20), items=5000, seed=1)
+    bodies = [orjson.dumps({"events": events[k:k + args.batch]}) for k in range(0, len(events), args.batch)]
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    with scratch_database(args.postgres) as db:
+        with running_server(server_env(db, args.redis, prefix), workers=args.workers) as base:
+            asyncio.run(post_batches(base, bodies[:5], args.concurrency))  # warm up connections and caches
+            with psycopg.connect(db, autocommit=True) as conn:
+                conn.execute("TRUNCATE events")
+            seconds, accepted = asyncio.run(post_batches(base, bodies, args.concurrency))
+            http_rate = accepted / seconds
+            single_rate, latencies = asyncio.run(
+                single_posts(base, make_events(50_000, 1000, 5000, seed=2), args.single_seconds, 8))
+        copy_seconds = raw_copy(db, events)
+    copy_rate = len(events) / copy_seconds
+    print(f"batch ingest   {accepted:,} events in {seconds:.2f} s = {http_rate:,.0f} events/s "
+          f"({args.batch}/call, {args.concurrency} concurrent, {args.workers} server workers)")
+    print(f"raw COPY       {len(events):,} rows in {copy_seconds:.2f} s = {copy_rate:,.0f} rows/s")
+    print(f"ratio          HTTP ingest / raw COPY = {http_rate / copy_rate:.2f}")
+    print(f"single events  {single_rate:,} requests/s, p50 {percentile(latencies, 50):.1f} ms, "
+          f"p99 {percentile(latencies, 99):.1f} ms (8 concurrent)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Serving latency: GET /v1/users/{id}/recommendations under load, against a trivial endpoint.
+
+    python bench/latency.py [--users 2000] [--items 2000] [--rate 500] [--seconds 20]
+
+Builds a shop whose benchmark users each have 50 history items, rebuilds, starts `uvicorn` with two
+workers, then (1) holds a fixed rate with `hey` (p50/p99 at --rate requests/s, n=10) and (2) finds
+peak throughput with `wrk` for the recommendation route and for GET /healthz of the same app.
+Needs Debian's `hey` and `wrk` (apt-get install hey wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._server import ADMIN_KEY, running_server, scratch_database, server_env  # noqa: E402
+
+
+def load_shop(database_url: str, redis_url: str, prefix: str, n_users: int, n_items: int) -> list[str]:
+    """Catalog + users with exactly 50 distinct history items each, through the real ingest path."""
+    import asyncio
+
+    from app.catalog import service as catalog_service
+    from app.catalog.schemas import ItemWithId
+    from app.db import make_async_engine
+    from app.demo.generator import generate_shop
+    from app.events import service as events_service
+    from app.settings import Settings
+    from app.store.client import make_async_redis
+    from app.store.keys import Keys
+
+    settings = Settings(database_url=database_url, redis_url=redis_url, redis_prefix=prefix)
+    shop = generate_shop(n_users=n_users, n_items=n_items, seed=5, now=time.time())
+    rng = np.random.default_rng(0)
+    now = time.time()
+    extra = []
+    users = [u["user_id"] for u in shop.users]
+    for user in users:
+        for k, item in enumerate(rng.choice(n_items, 50, replace=False)):
+            extra.append({"user_id": user, "item_id": shop.items[item]["item_id"],
+                          "type": "view" if k % 5 else "add_to_cart", "timestamp": now - 3600 * (50 - k)})
+
+    async def run() -> None:
+        engine = make_async_engine(database_url, pool_size=2)
+        redis = make_async_redis(redis_url)
+        keys = Keys(prefix)
+        from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+        async with async_sessionmaker(engine, class_=AsyncSession)() as session, session.begin():
+            await catalog_service.upsert_items(session, [ItemWithId.model_validate(i) for i in shop.items])
+        await catalog_service.publish_items(redis, keys, [ItemWithId.model_validate(i) for i in shop.items])
+        events = [{k: v for k, v in e.items() if v is not None} for e in shop.events] + extra
+        for start in range(0, len(events), 5000):
+            await events_service.ingest(engine, redis, keys, settings, events[start:start + 5000])
+        await redis.aclose()
+        await engine.dispose()
+
+    asyncio.run(run())
+    from app.worker.pipeline import rebuild
+
+    rebuild(settings, trigger="bench")
+    return users
+
+
+def hey(url: str, rate: int, seconds: float) -> str:
+    workers = 50
+    return subprocess.run(
+        ["hey", "-z", f"{int(seconds)}s", "-c", str(workers), "-q", str(rate / workers),
+         "-H", f"Authorization: Bearer {ADMIN_KEY}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+
+
+def wrk(url: str, seconds: float, script: str | None = None) -> float:
+    cmd = ["wrk", "-t", "2", "-c", "32", "-d", f"{int(seconds)}s", "-H", f"Authorization: Bearer {ADMIN_KEY}"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--rate", type=int, default=500)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--postgres", default=os.environ.get("SHOPMIND_BENCH_POSTGRES",
+                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--redis", default=os.environ.get("SHOPMIND_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    args = ap.parse_args()
+    for tool in ("hey", "wrk"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: apt-get install hey wrk")
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    with scratch_database(args.postgres) as db:
+        t = time.perf_counter()
+        users = load_shop(db, args.redis, prefix, args.users, args.items)
+        print(f"loaded and rebuilt {args.users} users x {args.items} items in {time.perf_counter() - t:.0f} s")
+        with psycopg.connect(db) as conn:
+            events = conn.execute("SELECT count(*) FROM events").fetchone()
+        print(f"events: {events[0] if events else 0:,}")
+        with running_server(server_env(db, args.redis, prefix), workers=2) as base, \
+                tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+            # wrk walks the benchmark users in turn, so no single user's keys stay hot in a cache
+            lua.write("local ids = {" + ",".join(f'"{u}"' for u in users[:1000]) + "}\nlocal k = 0\n"
+                      "request = function()\n  k = k % #ids + 1\n"
+                      "  return wrk.format('GET', '/v1/users/' .. ids[k] .. '/recommendations?n=10')\nend\n")
+            lua.flush()
+            url = f"{base}/v1/users/{users[0]}/recommendations?n=10"
+            hey(url, args.rate, 3)  # warm up: model arrays cached in both workers
+            fixed = hey(url, args.rate, args.seconds)
+            p = {m.group(1): float(m.group(2)) * 1000 for m in re.finditer(r"(\d+)%% in ([\d.]+) secs".replace("%%", "%"), fixed)}
+            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", fixed).group(1))  # type: ignore[union-attr]
+            codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", fixed)
+            print(f"fixed rate     {rps:.0f} req/s held (target {args.rate}): p50 {p.get('50', 0):.1f} ms, "
+                  f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms; status codes {codes}")
+            peak = wrk(base + "/", args.seconds, lua.name)
+            trivial = wrk(base + "/healthz", args.seconds)
+            print(f"peak           recommendations {peak:,.0f} req/s, /healthz {trivial:,.0f} req/s, "
+                  f"ratio {peak / trivial:.2f}")
+
+
+if __name__ == "__main__":
+    main()
