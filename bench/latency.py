@@ -25,7 +25,7 @@ import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._server import ADMIN_KEY, running_server, scratch_database, server_env  # noqa: E402
+from bench._server import ADMIN_KEY, running_server, scratch_database, server_env
 
 
 def load_shop(database_url: str, redis_url: str, prefix: str, n_users: int, n_items: int) -> list[str]:

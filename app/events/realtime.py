@@ -70,7 +70,7 @@ return i - 1
 
 
 def decayed_weight(event_type: str, ts: float, half_life_days: float) -> float:
-    return POPULARITY_WEIGHTS[event_type] * 2.0 ** ((ts - DECAY_EPOCH) / (half_life_days * 86400.0))
+    return float(POPULARITY_WEIGHTS[event_type] * 2.0 ** ((ts - DECAY_EPOCH) / (half_life_days * 86400.0)))
 
 
 async def apply_events(

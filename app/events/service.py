@@ -29,7 +29,7 @@ _batch_adapter = TypeAdapter(list[EventIn])
 # The batch is COPYed into a per-connection temporary table, then moved with three set-based
 # statements; sorted inserts give every writer the same lock order (no deadlocks between batches).
 _COLUMNS = "event_id, user_id, item_id, type, value, price, ts, session_id, recommendation_id, properties"
-_STAGE = f"""
+_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
     event_id text, user_id text, item_id text, type text, value float8, price float8, ts timestamptz,
     session_id text, recommendation_id text, properties jsonb
@@ -85,9 +85,9 @@ def validate_events(
         # Slow path only when something is wrong: find exactly which events and why.
         parsed = []
         rejected_early: dict[int, str] = {}
-        for index, event in enumerate(raw):
+        for index, raw_event in enumerate(raw):
             try:
-                parsed.append(EventIn.model_validate(event))
+                parsed.append(EventIn.model_validate(raw_event))
             except ValidationError as exc:
                 parsed.append(None)
                 rejected_early[index] = _readable(exc)
@@ -150,6 +150,7 @@ async def ingest(
         async with engine.begin() as conn:
             raw_conn = await conn.get_raw_connection()
             pg = raw_conn.driver_connection
+            assert pg is not None
             async with pg.cursor() as cur:
                 await cur.execute(_STAGE)
                 async with cur.copy(f"COPY ingest_stage ({_COLUMNS}) FROM STDIN") as copy:

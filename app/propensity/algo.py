@@ -44,6 +44,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from app.eventlog import EventLog
+from app.propensity.algo_explain import feature_importance
 from app.propensity.algo_metrics import best_f1_threshold, evaluate
 from app.propensity.features import FeatureMatrix, FeatureSpec, build_features
 from app.propensity.features_labels import DAY, Target, active_before, labels
@@ -61,14 +62,14 @@ class PropensityConfig:
     isotonic_min_class: int = 1000
     calibration_folds: int = 3
     max_positive_weight: float = 5.0
-    learning_rate: float = 0.05
-    max_iter: int = 300
+    learning_rate: float = 0.1
+    max_iter: int = 150
     max_leaf_nodes: int = 15
     min_samples_leaf: int = 40
     l2_regularization: float = 1.0
     max_attribute_levels: int = 10
     random_state: int = 0
-    calibration_ensemble: bool = False
+    calibration_ensemble: bool = True
     max_threads: int | None = None
     single_thread_below: int = 200_000
 
@@ -101,6 +102,7 @@ class PropensityModel:
     fit_seconds: float = 0.0
     max_threads: int | None = None
     single_thread_below: int = 200_000
+    importance: NDArray[np.float32] | None = None
 
     def threads(self, n_rows: int) -> int | None:
         """OpenMP threads for ``n_rows``: one on small inputs, where threads cost more than they give
@@ -196,6 +198,7 @@ def fit_model(
             estimator.fit(X, y)
     model = PropensityModel(kind=kind, estimator=estimator, calibration=calibration, threshold=0.5, **common)  # type: ignore[arg-type]
     model.threshold = best_f1_threshold(y, model.predict_proba(X))
+    model.importance = feature_importance(model, X, seed=config.random_state)
     model.fit_seconds = time.perf_counter() - start
     return model
 

@@ -2,11 +2,14 @@
 
 Attribution is "replace with the typical value": the impact of feature f for user u is
 ``p(x_u) - p(x_u with x_uf := median_f)``, the median taken over the training rows. It is exact
-for the model actually serving (calibration included), model-agnostic (gradient boosting, the
-logistic fallback), and cheap: only the features where a user differs from the median are
-re-scored, in chunks of stacked copies of the user's row, so one prediction call covers thousands of
-(user, feature) pairs. Limitation: correlated features are replaced one at a time, so the impacts
-do not add up to ``p - p(median user)``; they rank the reasons, they do not decompose the score.
+for the model actually serving (calibration included) and model-agnostic (gradient boosting, the
+logistic fallback). Cost is one prediction per (user, candidate feature), stacked into large
+prediction calls. Candidates are the features where the user differs from the median, among the
+``MAX_CANDIDATES`` with the largest global importance (mean |impact| over a sample of training rows,
+measured once at fit time); features the model never uses have zero importance and cost nothing.
+
+Limitation: correlated features are replaced one at a time, so the impacts do not add up to
+``p - p(median user)``; they rank the reasons, they do not decompose the score.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from app.propensity.features import TYPE_WORDS
 
 MIN_IMPACT = 1e-4
 """Impacts below this (in probability) are not reported as factors."""
+MAX_CANDIDATES = 12
+"""At most this many features per user are re-scored (the most important where the user differs)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,45 @@ class Factor:
         return asdict(self)
 
 
+def impacts(
+    model: Any, X: NDArray[np.float32], candidates: NDArray[np.bool_] | None = None
+) -> NDArray[np.float64]:
+    """float64[n, d]: ``p(x) - p(x with x_f := median_f)`` per row and feature (0 where not a candidate).
+
+    ``candidates`` (bool[n, d], default all) further restricts which features are re-scored; a
+    feature equal to its median (NaN counts as equal to NaN) is never re-scored.
+    """
+    differs = _differs(X, model.reference)
+    if candidates is not None:
+        differs &= candidates
+    r, f = np.nonzero(differs)
+    out = np.zeros(X.shape, dtype=np.float64)
+    if len(r):
+        replaced = X[r]
+        replaced[np.arange(len(r)), f] = model.reference[f]
+        out[r, f] = model.predict_proba(X)[r] - model.predict_proba(replaced)
+    return out
+
+
+def _differs(x: NDArray[np.float32], ref: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """bool[n, d]: x differs from the reference row (NaN equals NaN)."""
+    out: NDArray[np.bool_] = (x != ref) & ~(np.isnan(x) & np.isnan(ref))
+    return out
+
+
+def feature_importance(
+    model: Any, X: NDArray[np.float32], sample: int = 500, seed: int = 0
+) -> NDArray[np.float32]:
+    """float32[d]: mean |impact| of each feature over up to ``sample`` rows of X (the global ranking)."""
+    if model.kind == "constant" or len(X) == 0:
+        return np.zeros(X.shape[1], dtype=np.float32)
+    rows = np.random.default_rng(seed).choice(len(X), min(sample, len(X)), replace=False)
+    mean_abs: NDArray[np.float32] = np.abs(impacts(model, X[np.sort(rows)])).mean(axis=0).astype(np.float32)
+    return mean_abs
+
+
 def factor_arrays(
-    model: Any, X: NDArray[np.float32], rows: NDArray[np.intp] | None = None, k: int = 3, chunk: int = 2048
+    model: Any, X: NDArray[np.float32], rows: NDArray[np.intp] | None = None, k: int = 3, chunk: int = 4096
 ) -> tuple[NDArray[np.int16], NDArray[np.float32], NDArray[np.float32]]:
     """The k strongest factors of each requested row, as plain arrays.
 
@@ -54,22 +96,19 @@ def factor_arrays(
     value = np.zeros((m, k), dtype=np.float32)
     if model.kind == "constant" or m == 0 or d == 0 or k == 0:
         return feat, impact, value
-    ref = model.reference
+    importance = model.importance if model.importance is not None else np.ones(d, dtype=np.float32)
+    n_cand = min(MAX_CANDIDATES, d)
     kk = min(k, d)
     for start in range(0, m, chunk):
         Xc = X[rows[start : start + chunk]]
-        differs = (Xc != ref) & ~(np.isnan(Xc) & np.isnan(ref))
-        r, f = np.nonzero(differs)
-        base = model.predict_proba(Xc)
-        contrib = np.zeros(Xc.shape, dtype=np.float64)
-        if len(r):
-            Xrep = Xc[r]
-            Xrep[np.arange(len(r)), f] = ref[f]
-            contrib[r, f] = base[r] - model.predict_proba(Xrep)
+        rank = np.where(_differs(Xc, model.reference), importance, 0.0)
+        candidates = rank > 0
+        if n_cand < d:
+            cut = -np.partition(-rank, n_cand - 1, axis=1)[:, n_cand - 1 : n_cand]
+            candidates &= rank >= cut
+        contrib = impacts(model, Xc, candidates)
         mag = np.abs(contrib)
-        top = np.argpartition(-mag, kk - 1, axis=1)[:, :kk] if kk < d else np.tile(np.arange(d), (len(Xc), 1))
-        order = np.argsort(-np.take_along_axis(mag, top, axis=1), axis=1, kind="stable")[:, :kk]
-        top = np.take_along_axis(top, order, axis=1)
+        top = np.argsort(-mag, axis=1, kind="stable")[:, :kk]
         top_impact = np.take_along_axis(contrib, top, axis=1)
         keep = np.abs(top_impact) >= MIN_IMPACT
         sl = slice(start, start + len(Xc))

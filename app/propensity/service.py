@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -21,7 +21,7 @@ from app.propensity.schemas import (
     Score,
 )
 from app.recommend.model_cache import ModelCache
-from app.store.codec import unpack_neighbours
+from app.store.codec import text, unpack_neighbours
 from app.store.keys import Keys
 
 
@@ -39,7 +39,7 @@ async def _model(redis: aioredis.Redis, keys: Keys, target: str) -> tuple[str, f
         raise ModelNotReady(
             "No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"}
         )
-    version = version_raw.decode()
+    version = text(version_raw)
     horizon, rates = await redis.hmget(
         keys.model(version, "meta"), ["propensity_horizon_days", "propensity_base_rates"]
     )
@@ -53,7 +53,7 @@ async def _model(redis: aioredis.Redis, keys: Keys, target: str) -> tuple[str, f
     return version, float(horizon or 0), float(base_rates[target])
 
 
-def _score(user_id: str, raw: bytes | None, base_rate: float) -> Score:
+def _score(user_id: str, raw: bytes | str | None, base_rate: float) -> Score:
     if raw is None:
         return Score(user_id=user_id, probability=base_rate, percentile=None, tier="medium", scored=False)
     data: dict[str, Any] = json.loads(raw)
@@ -116,12 +116,10 @@ async def audience(
             key = keys.model(version, f"aud:{target}")
             if not await redis.exists(key):
                 raise BadRequest("This cursor's model version has expired; start again without a cursor.")
-        current = await redis.zrevrank(key, member)
+        current = cast(int | None, await redis.zrevrank(key, member))
         start = current + 1 if current is not None else rank
-    rows = await redis.zrevrange(key, start, start + limit - 1, withscores=True)
-    users = [
-        AudienceMember(user_id=m.decode(), probability=round(s, 6)) for m, s in rows if s >= min_probability
-    ]
+    rows = cast(list[tuple[bytes, float]], await redis.zrevrange(key, start, start + limit - 1, withscores=True))
+    users = [AudienceMember(user_id=text(m), probability=round(s, 6)) for m, s in rows if s >= min_probability]
     more = len(users) == limit and len(rows) == limit
     next_cursor = _encode_cursor(version, start + limit - 1, users[-1].user_id) if more and users else None
     return AudienceOut(
@@ -141,7 +139,7 @@ async def lookalike(
         raise ModelNotReady(
             "No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"}
         )
-    version = version_raw.decode()
+    version = text(version_raw)
     rows = await redis.hmget(keys.model(version, "user_nn"), seeds)
     found = [r for r in rows if r]
     arrays = await cache.get(version)

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from app.recommend.algo_content import item_document, vectorize
 from app.recommend.algo_neighbours import topk_dense
 from app.recommend.model_cache import ModelCache
+from app.store.codec import text
 from app.store.keys import Keys
 
 LIVE_K = 50
@@ -31,7 +32,7 @@ async def place_items(
     version = await redis.get(keys.model_pointer())
     if version is None:
         return 0
-    arrays = await cache.get(version.decode())
+    arrays = await cache.get(text(version))
     model = await cache.content(arrays)
     if model is None or model.n_items == 0:
         return 0

@@ -22,6 +22,7 @@ from app.recommend.algo_content import ContentModel
 from app.recommend.algo_matrix import InteractionConfig
 from app.recommend.algo_similarity import CFConfig
 from app.recommend.algo_validate import RecommenderConfig
+from app.store.codec import text
 from app.store.keys import Keys
 
 
@@ -103,7 +104,7 @@ class ModelCache:
         """The version's user id table; reloaded when a user was erased since (epoch changed)."""
         if arrays.user_ids is None or arrays.user_epoch != epoch:
             raw = await self.redis.get(self.keys.model(arrays.version, "users"))
-            arrays.user_ids = np.array(raw.decode().split("\n") if raw else [], dtype=object)
+            arrays.user_ids = np.array(text(raw).split("\n") if raw else [], dtype=object)
             arrays.user_epoch = epoch
         return arrays.user_ids
 

@@ -23,7 +23,7 @@ from app.recommend.algo_blend import score_user
 from app.recommend.algo_matrix import history_weights
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations, RecommendedItem, Sources
-from app.store.codec import decode_history, decode_item_meta, unpack_neighbours
+from app.store.codec import decode_history, decode_item_meta, text, unpack_neighbours
 from app.store.keys import Keys
 
 HISTORY_LIMIT = 50
@@ -101,7 +101,7 @@ class RecommendService:
         now = time.time()
         # a basket listed newest first: earlier entries count as more recent
         history = [HistoryEntry(now - k, "view", None, item_id) for k, item_id in enumerate(item_ids)]
-        return await self.recommend(version.decode() if version else None, history, set(item_ids), q)
+        return await self.recommend(text(version) if version else None, history, set(item_ids), q)
 
     async def recommend(
         self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -15,7 +15,7 @@ from app.recommend import reasons
 from app.recommend.algo_blend import score_user
 from app.recommend.model_cache import ModelCache
 from app.recommend.schemas import Recommendations, RecommendedItem, SimilarUser, SimilarUsers, Sources
-from app.store.codec import decode_item_meta, unpack_neighbours
+from app.store.codec import decode_item_meta, text, unpack_neighbours
 from app.store.keys import Keys
 
 Mode = Literal["hybrid", "cf", "content"]
@@ -56,8 +56,13 @@ async def similar_items(
             elif mode == "content":
                 cf_i, cf_s = cf_i[:0], cf_s[:0]
             width = max(len(cf_i), len(ct_i), 1)
-            pad_i = lambda a: np.pad(a, (0, width - len(a)), constant_values=-1)[None, :]  # noqa: E731
-            pad_s = lambda a: np.pad(a, (0, width - len(a)))[None, :]  # noqa: E731
+
+            def pad_i(a: Any) -> Any:
+                return np.pad(a, (0, width - len(a)), constant_values=-1)[None, :]
+
+            def pad_s(a: Any) -> Any:
+                return np.pad(a, (0, width - len(a)))[None, :]
+
             hybrid = replace(arrays.config.hybrid, pop_weight=0.0, n_popular=0)
             if mode != "hybrid":
                 hybrid = replace(hybrid, alpha=1.0 if mode == "cf" else 0.0, evidence_c=0.0)
@@ -76,9 +81,9 @@ async def similar_items(
 
     category = (own_meta.get("c") or [None])[0]
     pop_key = keys.popularity_category(category) if category else keys.popularity()
-    popular = await redis.zrevrange(pop_key, 0, 4 * n + 20, withscores=True)
+    popular = cast(list[tuple[bytes, float]], await redis.zrevrange(pop_key, 0, 4 * n + 20, withscores=True))
     top = float(popular[0][1]) if popular else 1.0
-    fill = [(m.decode(), s / top) for m, s in popular if m.decode() != item_id]
+    fill = [(text(m), s / top) for m, s in popular if text(m) != item_id]
     wanted = list(dict.fromkeys([c[0] for c in candidates] + [f[0] for f in fill]))
     metas = dict(zip(wanted, await redis.hmget(keys.item_meta(), wanted), strict=True)) if wanted else {}
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runs.models import ModelRun
+from app.store.codec import text
 from app.store.keys import Keys
 
 
@@ -31,5 +32,5 @@ async def current_version(redis: aioredis.Redis, keys: Keys) -> tuple[str | None
     version = await redis.get(keys.model_pointer())
     if version is None:
         return None, {}
-    meta = await redis.hgetall(keys.model(version.decode(), "meta"))
-    return version.decode(), {k.decode(): v.decode() for k, v in meta.items()}
+    meta = await redis.hgetall(keys.model(text(version), "meta"))
+    return text(version), {text(k): text(v) for k, v in meta.items()}

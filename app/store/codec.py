@@ -12,6 +12,11 @@ from numpy.typing import NDArray
 HISTORY_SEP = "|"
 
 
+def text(raw: Any) -> str:
+    """A Redis reply (bytes, as this client returns them) as str."""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def encode_history(ts: float, event_type: str, item_id: str, value: float | None = None) -> str:
     """One history entry "ts|type|value|item". The item id goes last: it may contain the separator."""
     shown = "" if value is None or value != value else f"{value:g}"
@@ -43,7 +48,9 @@ def pack_neighbours(indices: NDArray[np.int32], scores: NDArray[np.float32]) -> 
     ).tobytes()
 
 
-def unpack_neighbours(raw: bytes) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+def unpack_neighbours(raw: bytes | str) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1")
     k = len(raw) // 8
     return (
         np.frombuffer(raw, dtype="<i4", count=k),

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
+from app.store.codec import text
 from app.store.keys import Keys
 
 _CHUNK = 5_000
@@ -66,7 +67,7 @@ class VersionWriter:
             self.client.zadd(key, batch)
 
     def meta(self, fields: Mapping[str, str | int | float]) -> None:
-        self.client.hset(self._key("meta"), mapping=dict(fields))
+        self.client.hset(self._key("meta"), mapping=dict(fields))  # type: ignore[arg-type]
 
     def publish(self, keep: int) -> list[str]:
         """Flip the pointer to this version; schedule all but the newest `keep` versions to expire."""
@@ -79,7 +80,7 @@ class VersionWriter:
         stale = self.client.zrange(registry, 0, -(keep + 1))
         expired = []
         for raw in stale:
-            old = raw.decode()
+            old = text(raw)
             members = self.client.smembers(self.keys.model(old, "keys"))
             pipe = self.client.pipeline(transaction=False)
             for key in members:

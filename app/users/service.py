@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import BadRequest, UserNotFound
 from app.events.models import Event
-from app.store.codec import decode_history
+from app.store.codec import decode_history, text
 from app.store.keys import Keys
 from app.users.models import User
 from app.users.schemas import UserIn, UserOut
@@ -55,12 +55,12 @@ async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> N
     pipe = redis.pipeline(transaction=False)
     pipe.delete(*keys.user_keys(user_id))
     for raw in await redis.zrange(keys.model_versions(), 0, -1):
-        version = raw.decode()
+        version = text(raw)
         hashes, zsets = await redis.hmget(keys.model(version, "meta"), ["user_parts", "user_zsets"])
-        for part in (hashes or b"").decode().split(","):
+        for part in text(hashes or b"").split(","):
             if part:
                 pipe.hdel(keys.model(version, part), user_id)
-        for part in (zsets or b"").decode().split(","):
+        for part in text(zsets or b"").split(","):
             if part:
                 pipe.zrem(keys.model(version, part), user_id)
         await _blank_user_id(redis, keys, version, user_id)
@@ -74,7 +74,7 @@ async def _blank_user_id(redis: aioredis.Redis, keys: Keys, version: str, user_i
     table = await redis.get(key)
     if table is None:
         return
-    ids = table.decode().split("\n")
+    ids = text(table).split("\n")
     if user_id in ids:
         ids[ids.index(user_id)] = ""
         await redis.set(key, "\n".join(ids).encode(), keepttl=True)

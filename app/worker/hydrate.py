@@ -52,7 +52,7 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
     pipe = client.pipeline(transaction=False)
     for key, members in staged.items():
         if members:
-            pipe.zadd(key + ":staging", members)  # type: ignore[arg-type]
+            pipe.zadd(key + ":staging", members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
     pipe = client.pipeline(transaction=True)
     for key, members in staged.items():
@@ -73,7 +73,7 @@ def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
         if not catalog.deleted[k]
     }
     if mapping:
-        client.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type]
+        client.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type,unused-ignore]
 
 
 def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:

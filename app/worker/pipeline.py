@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import redis
+from psycopg.types.json import Jsonb
 
 from app.db import libpq_url
 from app.settings import Settings
@@ -167,7 +168,7 @@ def _rebuild(
     conn.execute(
         "UPDATE model_runs SET status = 'succeeded', version = %s, finished_at = now(),"
         " duration_seconds = %s, stages = %s, metrics = %s WHERE id = %s",
-        (version, duration, psycopg.types.json.Jsonb(stages.seconds), psycopg.types.json.Jsonb(metrics),
+        (version, duration, Jsonb(stages.seconds), Jsonb(metrics),
          run_id),
     )
     log.info("rebuild.done", extra={"run_id": run_id, "version": version, "seconds": round(duration, 2)})
