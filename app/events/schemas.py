@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 
 from app.common.types import ID_PATTERN, BoundedJSON, Id
 
+RecommendationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 EventType = Literal[
     "view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "like", "dislike", "bookmark"
 ]
@@ -31,7 +32,7 @@ class EventIn(BaseModel):
         "Rejected when more than 5 minutes in the future or before 2000-01-01.",
     )
     session_id: Id | None = None
-    recommendation_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)] | None = Field(
+    recommendation_id: RecommendationId | None = Field(
         default=None, description="The recommendation_id of the list the shopper acted on (attribution)."
     )
     properties: BoundedJSON | None = Field(default=None, description="Free-form JSON, ≤ 8 KB, ≤ 4 levels.")

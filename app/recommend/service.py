@@ -214,7 +214,9 @@ class RecommendService:
             strategy=strategy, items=items,
         )
 
-    def _weigh(self, arrays: VersionArrays, history: list[HistoryEntry]) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    def _weigh(
+        self, arrays: VersionArrays, history: list[HistoryEntry]
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         known = [h for h in history if h.item_id in arrays.item_pos and h.type in TYPE_CODE]
         if not known:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)

@@ -28,7 +28,7 @@ def test_churn_target_and_bad_target(loaded: LoadedShop) -> None:
 
 def test_batch_scores_flag_unknown_users(loaded: LoadedShop) -> None:
     active = list(dict.fromkeys(e["user_id"] for e in loaded.shop.events))
-    users = active[:5] + ["nobody-at-all"]
+    users = [*active[:5], "nobody-at-all"]
     body = loaded.client.post("/v1/propensity", json={"user_ids": users, "target": "purchase"}).json()
     assert [s["user_id"] for s in body["scores"]] == users
     unknown = body["scores"][-1]
