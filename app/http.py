@@ -155,13 +155,17 @@ class JsonBodyOnly:
 
     FastAPI would otherwise validate the raw bytes and answer a puzzling 422 ("input should be an
     object") to, say, `curl -d` (which sends `application/x-www-form-urlencoded`).
+    HTML form posts (the dashboard's login) are the one exception, listed in FORM_PATHS.
     """
+
+    FORM_PATHS = frozenset({"/dashboard/login"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        if (scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH")
+                and scope["path"] not in self.FORM_PATHS):
             headers = dict(scope.get("headers", []))
             length = headers.get(b"content-length", b"")
             has_body = (length.isdigit() and int(length) > 0) or b"transfer-encoding" in headers

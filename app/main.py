@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.service import KeyVerifier
 from app.catalog.router import router as catalog_router
+from app.dashboard.router import install_dashboard
 from app.db import make_async_engine
 from app.events.router import router as events_router
 from app.http import ERROR_RESPONSES, BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs_router)
     app.include_router(recommend_router)
     app.include_router(propensity_router)
+    install_dashboard(app)  # GET /dashboard: the operator page (admin session), not in the schema
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

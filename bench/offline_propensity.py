@@ -54,9 +54,7 @@ from app.propensity import (
 NOW = 1_750_000_000.0
 
 
-def synthetic_shop(
-    n_users: int, seed: int = 7
-) -> tuple[EventLog, float, list[list[str]], list[dict[str, Any]]]:
+def synthetic_shop(n_users: int, seed: int = 7) -> tuple[EventLog, float, list[list[str]], list[dict[str, Any]]]:
     from app.demo.generator import generate_shop, to_event_log
 
     shop = generate_shop(n_users=n_users, n_items=2000, days=180, seed=seed, now=NOW)
@@ -81,9 +79,7 @@ def movielens(path: Path) -> tuple[EventLog, float, list[list[str]] | None]:
     cats = None
     item_file, genre_file = path.with_name("u.item"), path.with_name("u.genre")
     if item_file.exists() and genre_file.exists():
-        genres = [
-            line.split("|")[0] for line in genre_file.read_text(encoding="latin-1").splitlines() if line
-        ]
+        genres = [line.split("|")[0] for line in genre_file.read_text(encoding="latin-1").splitlines() if line]
         by_id = {}
         for line in item_file.read_text(encoding="latin-1").splitlines():
             parts = line.split("|")
@@ -117,9 +113,7 @@ def _row(name: str, y: NDArray[np.bool_], score: NDArray[np.float64], proba: boo
     }
 
 
-def compare(
-    dataset: str, log: EventLog, now: float, target_text: str, cats: Any, attrs: Any
-) -> list[dict[str, Any]]:
+def compare(dataset: str, log: EventLog, now: float, target_text: str, cats: Any, attrs: Any) -> list[dict[str, Any]]:
     config = PropensityConfig()
     target, h = Target.parse(target_text), config.horizon_days
     t0 = time.perf_counter()
@@ -245,9 +239,7 @@ def scale(n_users: int, factor_users: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ml-path", type=Path, default=Path("/work/shared/data/ml-100k/u.data"))
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--million-users", type=int, default=1_000_000)

@@ -29,7 +29,7 @@ class EventIn(BaseModel):
     timestamp: datetime | None = Field(
         default=None,
         description="ISO-8601 (UTC when no offset) or epoch seconds. Default: now. "
-        "Rejected when more than 5 minutes in the future or before 2000-01-01.",
+        "Rejected when more than SHOPMIND_MAX_FUTURE_SECONDS (default 300) in the future or before 2000-01-01.",
     )
     session_id: Id | None = None
     recommendation_id: RecommendationId | None = Field(

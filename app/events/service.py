@@ -111,7 +111,7 @@ def validate_events(
             ts = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
             if ts.timestamp() > latest:
                 rejected.append(RejectedEvent(index=index, event_id=event.event_id,
-                                              error="timestamp: more than 5 minutes in the future"))
+                                              error=f"timestamp: more than {settings.max_future_seconds:g} s in the future"))
                 continue
             if ts.timestamp() < settings.min_timestamp:
                 rejected.append(RejectedEvent(index=index, event_id=event.event_id,

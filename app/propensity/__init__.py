@@ -10,7 +10,14 @@ and renders a user's reasons with ``scores.factors(result.model, row)`` or ``top
 """
 
 from app.propensity.algo import PropensityConfig, PropensityModel, TrainResult, fit_model, train_propensity
-from app.propensity.algo_explain import Factor, describe_value, factor_arrays, render_factors, top_factors
+from app.propensity.algo_explain import (
+    Factor,
+    describe_value,
+    factor_arrays,
+    feature_importance,
+    render_factors,
+    top_factors,
+)
 from app.propensity.algo_metrics import calibration_table, evaluate
 from app.propensity.algo_score import (
     TIERS,
@@ -40,6 +47,7 @@ __all__ = [
     "describe_value",
     "evaluate",
     "factor_arrays",
+    "feature_importance",
     "fit_model",
     "labels",
     "percentiles",

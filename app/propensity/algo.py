@@ -13,108 +13,28 @@ Design (``h`` = horizon, ``now`` = the rebuild time; labels of cut-off T are eve
   The reported metrics therefore estimate how the production model will do over the next horizon.
 * **Population.** A window's rows are the users with at least one event before its cut-off; users
   who do not exist yet carry no signal, and churn is undefined for them.
-* **Model.** ``HistGradientBoostingClassifier`` with class weights (positives up-weighted to
-  ``sqrt(neg/pos)``-to-1 odds, capped) inside ``CalibratedClassifierCV``: each fold is fit
-  weighted and calibrated on its held-out fold *unweighted*, so the averaged output is a probability
-  of the true base rate. Isotonic calibration once both classes have ``isotonic_min_class`` rows,
-  sigmoid below. Fewer than ``min_users`` rows or ``min_positives`` rows in the minority class: a
-  logistic regression on log-damped, standardised features, unweighted (maximum likelihood is
-  calibrated in-sample, and there is too little data to hold out for recalibration). One class
-  only: a constant base-rate model.
+* **Model.** Calibrated gradient boosting with class weights, a logistic fallback on small data, a
+  constant on one class: see ``algo_model``.
 * **Threshold.** The probability maximising F1 on the training rows; used for the
   precision/recall/F1 that the metrics report.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from threadpoolctl import threadpool_limits
 
 from app.eventlog import EventLog
-from app.propensity.algo_explain import feature_importance
-from app.propensity.algo_metrics import best_f1_threshold, evaluate
+from app.propensity.algo_metrics import evaluate
+from app.propensity.algo_model import PropensityConfig, PropensityModel, fit_model
 from app.propensity.features import FeatureMatrix, FeatureSpec, build_features
 from app.propensity.features_labels import DAY, Target, active_before, labels
 
-
-@dataclass(frozen=True)
-class PropensityConfig:
-    """Training defaults; every field is a knob the worker may override."""
-
-    horizon_days: float = 30.0
-    windows: tuple[int, ...] = (7, 30, 90)
-    n_train_windows: int = 2
-    min_users: int = 200
-    min_positives: int = 20
-    isotonic_min_class: int = 1000
-    calibration_folds: int = 3
-    max_positive_weight: float = 5.0
-    learning_rate: float = 0.1
-    max_iter: int = 150
-    max_leaf_nodes: int = 15
-    min_samples_leaf: int = 40
-    l2_regularization: float = 1.0
-    max_attribute_levels: int = 10
-    random_state: int = 0
-    calibration_ensemble: bool = True
-    max_threads: int | None = None
-    single_thread_below: int = 200_000
-
-
-@dataclass
-class PropensityModel:
-    """A fitted model plus everything scoring and explanations need (kept in the worker's memory).
-
-    kind:       "gbm", "logistic" or "constant"
-    reference:  float32[n_features], the median of each feature over the training rows; the
-                baseline an explanation compares a user against
-    base_rate:  share of positives in the training rows
-    threshold:  probability maximising F1 on the training rows
-    """
-
-    target: Target
-    horizon_days: float
-    spec: FeatureSpec
-    feature_names: list[str]
-    feature_descriptions: list[str]
-    kind: str
-    estimator: Any
-    base_rate: float
-    threshold: float
-    reference: NDArray[np.float32]
-    calibration: str = "none"
-    n_train: int = 0
-    n_positive: int = 0
-    cutoffs: tuple[float, ...] = ()
-    fit_seconds: float = 0.0
-    max_threads: int | None = None
-    single_thread_below: int = 200_000
-    importance: NDArray[np.float32] | None = None
-
-    def threads(self, n_rows: int) -> int | None:
-        """OpenMP threads for ``n_rows``: one on small inputs, where threads cost more than they give
-        (and far more on a busy box), else ``max_threads`` (None = the library default)."""
-        return 1 if n_rows < self.single_thread_below else self.max_threads
-
-    def predict_proba(self, X: NDArray[np.float32]) -> NDArray[np.float64]:
-        """float64[n]: calibrated probability of the target within the horizon, per row of X."""
-        if self.kind == "constant":
-            return np.full(len(X), self.base_rate, dtype=np.float64)
-        with threadpool_limits(limits=self.threads(len(X))):
-            return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
+__all__ = ["PropensityConfig", "PropensityModel", "TrainResult", "fit_model", "train_propensity"]
 
 
 @dataclass
@@ -123,84 +43,6 @@ class TrainResult:
 
     model: PropensityModel
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _log_damp(X: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.sign(X) * np.log1p(np.abs(X))
-
-
-def _class_weight(y: NDArray[np.bool_], cap: float) -> dict[int, float] | None:
-    pos = int(y.sum())
-    ratio = (len(y) - pos) / max(pos, 1)
-    if ratio > 1.0:
-        return {0: 1.0, 1: float(min(np.sqrt(ratio), cap))}
-    return {0: float(min(np.sqrt(1.0 / ratio), cap)), 1: 1.0}
-
-
-def fit_model(
-    X: NDArray[np.float32],
-    y: NDArray[np.bool_],
-    *,
-    target: Target,
-    spec: FeatureSpec,
-    names: list[str],
-    descriptions: list[str],
-    config: PropensityConfig = PropensityConfig(),
-    groups: NDArray[np.int64] | None = None,
-    cutoffs: tuple[float, ...] = (),
-) -> PropensityModel:
-    """Fit on rows X (float32[n, d]) and labels y (bool[n]); ``groups`` (user per row) keeps a user's
-    stacked rows in one calibration fold."""
-    start = time.perf_counter()
-    y = np.asarray(y, dtype=bool)
-    n, pos = len(y), int(y.sum())
-    minority = min(pos, n - pos)
-    reference = np.nanmedian(X, axis=0).astype(np.float32) if n else np.zeros(X.shape[1], np.float32)
-    reference = np.where(np.isnan(reference), 0.0, reference).astype(np.float32)
-    common = dict(target=target, horizon_days=config.horizon_days, spec=spec, feature_names=names,
-                  feature_descriptions=descriptions, reference=reference, n_train=n, n_positive=pos,
-                  cutoffs=cutoffs, base_rate=pos / n if n else 0.0, max_threads=config.max_threads,
-                  single_thread_below=config.single_thread_below)  # fmt: skip
-    estimator: Any
-    if minority == 0:
-        return PropensityModel(kind="constant", estimator=None, threshold=0.5, **common)  # type: ignore[arg-type]
-    if n < config.min_users or minority < config.min_positives:
-        kind, calibration = "logistic", "none"
-        estimator = make_pipeline(
-            FunctionTransformer(_log_damp),
-            SimpleImputer(strategy="median", keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(C=1.0, max_iter=2000),
-        )
-        estimator.fit(X.astype(np.float64), y)
-    else:
-        kind = "gbm"
-        calibration = "isotonic" if minority >= config.isotonic_min_class else "sigmoid"
-        folds = min(config.calibration_folds, minority)
-        gbm = HistGradientBoostingClassifier(
-            learning_rate=config.learning_rate,
-            max_iter=config.max_iter,
-            max_leaf_nodes=config.max_leaf_nodes,
-            min_samples_leaf=config.min_samples_leaf,
-            l2_regularization=config.l2_regularization,
-            early_stopping=n >= 2000,
-            class_weight=_class_weight(y, config.max_positive_weight),
-            random_state=config.random_state,
-        )
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.random_state)
-        grp = groups if groups is not None else np.arange(n)
-        splits = list(splitter.split(X, y, grp))
-        estimator = CalibratedClassifierCV(
-            gbm, method=calibration, cv=splits, ensemble=config.calibration_ensemble
-        )
-        # OpenMP threads cost more than they give on small data, badly so on a busy box.
-        with threadpool_limits(limits=1 if n < config.single_thread_below else config.max_threads):
-            estimator.fit(X, y)
-    model = PropensityModel(kind=kind, estimator=estimator, calibration=calibration, threshold=0.5, **common)  # type: ignore[arg-type]
-    model.threshold = best_f1_threshold(y, model.predict_proba(X))
-    model.importance = feature_importance(model, X, seed=config.random_state)
-    model.fit_seconds = time.perf_counter() - start
-    return model
 
 
 def train_propensity(
@@ -236,9 +78,7 @@ def train_propensity(
 
     def rows(
         end: float,
-    ) -> tuple[
-        NDArray[np.float32], NDArray[np.bool_], NDArray[np.int64], tuple[float, ...], FeatureMatrix | None
-    ]:
+    ) -> tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.int64], tuple[float, ...], FeatureMatrix | None]:
         xs, ys, gs, cuts = [], [], [], []
         fm = None
         for k in range(config.n_train_windows):

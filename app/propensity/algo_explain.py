@@ -44,9 +44,7 @@ class Factor:
         return asdict(self)
 
 
-def impacts(
-    model: Any, X: NDArray[np.float32], candidates: NDArray[np.bool_] | None = None
-) -> NDArray[np.float64]:
+def impacts(model: Any, X: NDArray[np.float32], candidates: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
     """float64[n, d]: ``p(x) - p(x with x_f := median_f)`` per row and feature (0 where not a candidate).
 
     ``candidates`` (bool[n, d], default all) further restricts which features are re-scored; a
@@ -70,9 +68,7 @@ def _differs(x: NDArray[np.float32], ref: NDArray[np.float32]) -> NDArray[np.boo
     return out
 
 
-def feature_importance(
-    model: Any, X: NDArray[np.float32], sample: int = 500, seed: int = 0
-) -> NDArray[np.float32]:
+def feature_importance(model: Any, X: NDArray[np.float32], sample: int = 500, seed: int = 0) -> NDArray[np.float32]:
     """float32[d]: mean |impact| of each feature over up to ``sample`` rows of X (the global ranking)."""
     if model.kind == "constant" or len(X) == 0:
         return np.zeros(X.shape[1], dtype=np.float32)
@@ -171,17 +167,9 @@ def describe_value(name: str, v: float, cap: float, category: str = "category") 
                 "days_since_last_cart": "cart addition"}[name]  # fmt: skip
         return f"no {what} in the last {round(cap)} days" if capped else f"last {what} {_days(v)} ago"
     if name == "days_since_last_cat_event":
-        return (
-            f"no {category} activity in {round(cap)} days"
-            if capped
-            else f"last {category} activity {_days(v)} ago"
-        )
+        return f"no {category} activity in {round(cap)} days" if capped else f"last {category} activity {_days(v)} ago"
     if name == "days_since_last_cat_purchase":
-        return (
-            f"no {category} purchase in {round(cap)} days"
-            if capped
-            else f"last {category} purchase {_days(v)} ago"
-        )
+        return f"no {category} purchase in {round(cap)} days" if capped else f"last {category} purchase {_days(v)} ago"
     if name == "tenure_days":
         return f"first seen {_days(v)} ago"
     if name == "days_between_purchases":
@@ -221,21 +209,11 @@ def describe_value(name: str, v: float, cap: float, category: str = "category") 
         if stem == "revenue":
             return f"no spending {span}" if v == 0 else f"spent {v:.2f} {span}"
         if stem == "abandoned_carts":
-            return (
-                f"no abandoned carts {span}"
-                if v == 0
-                else f"{_n(v, 'cart addition')} {span} without purchase"
-            )
+            return f"no abandoned carts {span}" if v == 0 else f"{_n(v, 'cart addition')} {span} without purchase"
         if stem == "cat_events":
-            return (
-                f"no {category} activity {span}" if v == 0 else f"{_n(v, f'{category} interaction')} {span}"
-            )
+            return f"no {category} activity {span}" if v == 0 else f"{_n(v, f'{category} interaction')} {span}"
         if stem == "cat_carts":
-            return (
-                f"no {category} cart additions {span}"
-                if v == 0
-                else f"{_n(v, f'{category} cart addition')} {span}"
-            )
+            return f"no {category} cart additions {span}" if v == 0 else f"{_n(v, f'{category} cart addition')} {span}"
         if stem in TYPE_WORDS:
             plural = TYPE_WORDS[stem]
             return f"no {plural} {span}" if v == 0 else f"{_n(v, _SINGULAR[plural], plural)} {span}"

@@ -18,9 +18,7 @@ def best_f1_threshold(y: NDArray[np.bool_], p: NDArray[np.floating[Any]]) -> flo
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def calibration_table(
-    y: NDArray[np.bool_], p: NDArray[np.floating[Any]], bins: int = 10
-) -> list[dict[str, Any]]:
+def calibration_table(y: NDArray[np.bool_], p: NDArray[np.floating[Any]], bins: int = 10) -> list[dict[str, Any]]:
     """Equal-count bins of the predicted probability (deciles by default), lowest first.
 
     Each bin: lowest and highest prediction, number of users, mean prediction, observed rate. Equal
@@ -33,14 +31,14 @@ def calibration_table(
     order = np.argsort(p, kind="stable")
     bin_of = np.empty(n, dtype=np.int64)
     bin_of[order] = np.arange(n) * bins // n
-    table = []
-    for b in range(min(bins, n)):
+    table: list[dict[str, Any]] = []
+    for b in range(bins):
         sel = bin_of == b
         if not sel.any():
             continue
         table.append(
             {
-                "bin": b + 1,
+                "bin": len(table) + 1,
                 "p_min": float(p[sel].min()),
                 "p_max": float(p[sel].max()),
                 "n": int(sel.sum()),

@@ -24,8 +24,8 @@ from numpy.typing import NDArray
 from scipy.stats import rankdata
 
 from app.eventlog import EventLog
-from app.propensity.algo import PropensityModel
 from app.propensity.algo_explain import Factor, factor_arrays, render_factors
+from app.propensity.algo_model import PropensityModel
 from app.propensity.features import build_features
 
 TIERS: tuple[str, ...] = ("low", "medium", "high")
@@ -79,9 +79,7 @@ class PropensityScores:
     def factors(self, model: PropensityModel, row: int) -> list[Factor]:
         """Rendered factors of one user (from the precomputed arrays; microseconds)."""
         sl = slice(row, row + 1)
-        return render_factors(model, self.factor_feature[sl], self.factor_impact[sl], self.factor_value[sl])[
-            0
-        ]
+        return render_factors(model, self.factor_feature[sl], self.factor_impact[sl], self.factor_value[sl])[0]
 
     def tier_names(self) -> list[str]:
         return [TIERS[t] for t in self.tier.tolist()]
@@ -100,9 +98,7 @@ def score_users(
 
     ``k = 0`` skips the factors (they are the costly part: ~d extra predictions per user).
     """
-    fm = build_features(
-        log, now, model.spec, item_categories=item_categories, user_attributes=user_attributes
-    )
+    fm = build_features(log, now, model.spec, item_categories=item_categories, user_attributes=user_attributes)
     if fm.names != model.feature_names:
         raise ValueError("feature columns at scoring time differ from the model's; rebuild the model")
     p = model.predict_proba(fm.X)

@@ -12,31 +12,24 @@ column is finite; only missing numeric user attributes are NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.eventlog import EVENT_TYPES, TYPE_CODE, EventLog
 from app.propensity.features_attrs import attribute_columns, infer_attributes
-from app.propensity.features_labels import DAY, category_item_mask
+from app.propensity.features_category import category_columns, distinct_categories
+from app.propensity.features_labels import DAY
 
 PURCHASE = TYPE_CODE["purchase"]
 CART = TYPE_CODE["add_to_cart"]
-TYPE_WORDS: dict[str, str] = {
-    "view": "product views",
-    "click": "clicks",
-    "add_to_cart": "cart additions",
-    "remove_from_cart": "cart removals",
-    "purchase": "purchases",
-    "rating": "ratings",
-    "like": "likes",
-    "dislike": "dislikes",
-    "bookmark": "bookmarks",
-}
+TYPE_WORDS: dict[str, str] = {  # event type -> plural noun for descriptions and explanations
+    "view": "product views", "click": "clicks", "add_to_cart": "cart additions", "remove_from_cart": "cart removals",
+    "purchase": "purchases", "rating": "ratings", "like": "likes", "dislike": "dislikes", "bookmark": "bookmarks",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,9 +169,7 @@ def build_features(
     everything = np.ones(len(u), dtype=bool)
     cols.add("days_since_last_event", "days since the last event (capped; never = cap)", last_age(everything))
     cols.add("days_since_last_purchase", "days since the last purchase (capped; never = cap)", last_age(is_p))
-    cols.add(
-        "days_since_last_cart", "days since the last cart addition (capped; never = cap)", last_age(is_c)
-    )
+    cols.add("days_since_last_cart", "days since the last cart addition (capped; never = cap)", last_age(is_c))
     cols.add("tenure_days", "days since the first event", _per_user_edge(u, age, n, 0.0, last=False))
 
     # Money: price x quantity of purchase events (quantity = value when positive, else 1).
@@ -259,15 +250,11 @@ def build_features(
     cols.add("revenue_total", "money spent ever", revenue)
     cols.add("avg_purchase_value", "average money spent per purchase", revenue / np.maximum(purchases, 1.0))
     cols.add("sessions_total", "sessions ever", sessions_total)
-    cols.add(
-        "events_per_session", "average events per session", events_total / np.maximum(sessions_total, 1.0)
-    )
+    cols.add("events_per_session", "average events per session", events_total / np.maximum(sessions_total, 1.0))
     has_item = item >= 0
     i_keys, i_last = _unique_last(u[has_item].astype(np.int64) * max(log.n_items, 1) + item[has_item])
     i_user = i_keys // max(log.n_items, 1)
-    cols.add(
-        "distinct_items", "distinct products interacted with", np.bincount(i_user, minlength=n).astype(float)
-    )
+    cols.add("distinct_items", "distinct products interacted with", np.bincount(i_user, minlength=n).astype(float))
     cols.add(
         "distinct_items_30d",
         "distinct products interacted with in the last 30 days",
@@ -277,7 +264,7 @@ def build_features(
         cols.add(
             "distinct_categories",
             "distinct categories interacted with",
-            _distinct_categories(i_user, i_keys % max(log.n_items, 1), item_categories, n, log.n_items),
+            distinct_categories(i_user, i_keys % max(log.n_items, 1), item_categories, n, log.n_items),
         )
     pday = _unique(u[is_p].astype(np.int64) * (int(day.max(initial=0)) + 1) + day[is_p])
     n_pdays = np.bincount(pday // (int(day.max(initial=0)) + 1), minlength=n).astype(np.float64)
@@ -292,77 +279,17 @@ def build_features(
     )
 
     if spec.category is not None:
-        _category_columns(cols, spec, item_categories, log.n_items, item, age, is_p, is_c, count, last_age)
+        for name, description, values in category_columns(
+            spec.category, spec.windows, item_categories, log.n_items, item, age, is_p, is_c, count, last_age
+        ):
+            cols.add(name, description, values)
 
     X = np.empty((n, len(cols.arrays)), dtype=np.float32)
     for k, arr in enumerate(cols.arrays):
         X[:, k] = arr
     names, descriptions = cols.names, cols.descriptions
-    a_names, a_desc, a_X = attribute_columns(
-        user_attributes, n, spec.numeric_attributes, spec.categorical_attributes
-    )
+    a_names, a_desc, a_X = attribute_columns(user_attributes, n, spec.numeric_attributes, spec.categorical_attributes)
     if a_names:
         X = np.hstack([X, a_X])
         names, descriptions = names + a_names, descriptions + a_desc
     return FeatureMatrix(X=X, names=names, descriptions=descriptions, cutoff=float(cutoff), spec=spec)
-
-
-def _distinct_categories(
-    pair_user: NDArray[np.int64],
-    pair_item: NDArray[np.int64],
-    item_categories: Sequence[Sequence[str]],
-    n_users: int,
-    n_items: int,
-) -> NDArray[np.float64]:
-    """Distinct categories per user over distinct (user, item) pairs: one sparse product."""
-    if len(item_categories) != n_items:
-        raise ValueError(f"item_categories has {len(item_categories)} rows for {n_items} items")
-    codes: dict[str, int] = {}
-    lengths = np.fromiter((len(c) for c in item_categories), dtype=np.int64, count=n_items)
-    flat = np.fromiter(
-        (codes.setdefault(c, len(codes)) for cats in item_categories for c in cats),
-        dtype=np.int64,
-        count=int(lengths.sum()),
-    )
-    item_cat = sp.csr_matrix(
-        (np.ones(len(flat), dtype=np.float32), flat, np.r_[0, np.cumsum(lengths)]),
-        shape=(n_items, max(len(codes), 1)),
-    )
-    user_item = sp.csr_matrix(
-        (np.ones(len(pair_user), dtype=np.float32), (pair_user, pair_item)), shape=(n_users, n_items)
-    )
-    indptr: NDArray[np.int64] = (user_item @ item_cat).tocsr().indptr
-    return np.diff(indptr).astype(np.float64)
-
-
-def _category_columns(
-    cols: _Columns,
-    spec: FeatureSpec,
-    item_categories: Sequence[Sequence[str]] | None,
-    n_items: int,
-    item: NDArray[np.int64],
-    age: NDArray[np.float64],
-    is_p: NDArray[np.bool_],
-    is_c: NDArray[np.bool_],
-    count: Callable[[NDArray[np.bool_]], NDArray[np.float64]],
-    last_age: Callable[[NDArray[np.bool_]], NDArray[np.float64]],
-) -> None:
-    """Columns about the target category only (``purchase:<category>``)."""
-    assert spec.category is not None
-    c = spec.category
-    in_cat = category_item_mask(item_categories, c, n_items)
-    ev = np.zeros(len(item), dtype=bool)
-    ev[item >= 0] = in_cat[item[item >= 0]]
-    for w in spec.windows:
-        cols.add(f"cat_events_{w}d", f"events on {c} products in the last {w} days", count(ev & (age <= w)))
-    cols.add("cat_events_total", f"events on {c} products ever", count(ev))
-    cols.add("cat_purchases_total", f"purchases of {c} products ever", count(ev & is_p))
-    cols.add(
-        "cat_carts_30d", f"cart additions of {c} products in the last 30 days", count(ev & is_c & (age <= 30))
-    )
-    cols.add("days_since_last_cat_event", f"days since the last event on {c} products (capped)", last_age(ev))
-    cols.add(
-        "days_since_last_cat_purchase",
-        f"days since the last purchase of {c} products (capped)",
-        last_age(ev & is_p),
-    )

@@ -79,33 +79,33 @@ def merge_neighbours(
 def topk_sparse(
     m: sp.csr_matrix, k: int, signed: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES
 ) -> Neighbours:
-    """Top-k stored entries per row of a sparse square matrix, as `Neighbours` (self dropped).
-
-    Same selection rule as `topk_dense`, applied to each row's stored entries packed into a
-    [rows, max_nnz_per_row] block, so the cost follows nnz rather than n^2.
-    """
+    """Top-k stored entries per row of a sparse square matrix, as `Neighbours` (self dropped)."""
     m = sp.csr_matrix(m)
-    m.sum_duplicates()
     n = m.shape[0]
-    counts = np.diff(m.indptr)
+    return blockwise_topk(n, n, k, lambda s, e: m[s:e], block_bytes=block_bytes, signed=signed)
+
+
+def _topk_packed(
+    block: sp.csr_matrix, k: int, row_ids: NDArray[np.integer] | None, signed: bool
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """`topk_dense` on a sparse block: each row's stored entries packed into [b, max_nnz_per_row],
+    so the cost follows nnz instead of b x n_cols (item-item products are sparse at scale)."""
+    block = sp.csr_matrix(block)
+    block.sum_duplicates()
+    b = block.shape[0]
+    counts = np.diff(block.indptr)
     width = max(1, int(counts.max(initial=0)))
-    out = Neighbours.empty(n, k)
-    step = max(1, block_bytes // (16 * width))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        lo, hi = m.indptr[start], m.indptr[stop]
-        rows = np.repeat(np.arange(stop - start), counts[start:stop])
-        pos = np.arange(hi - lo) - (m.indptr[start:stop] - lo)[rows]
-        cols = m.indices[lo:hi]
-        vals = np.zeros((stop - start, width))
-        vals[rows, pos] = np.where(cols == rows + start, 0.0, m.data[lo:hi])  # drop self
-        packed_cols = np.full((stop - start, width), -1, dtype=np.int32)
-        packed_cols[rows, pos] = cols
-        idx, sc = topk_dense(vals, k, None, signed)
-        picked = np.take_along_axis(packed_cols, np.maximum(idx, 0), axis=1)
-        out.indices[start:stop] = np.where(idx >= 0, picked, -1)
-        out.scores[start:stop] = sc
-    return out
+    rows = np.repeat(np.arange(b), counts)
+    pos = np.arange(block.nnz) - block.indptr[:-1][rows]
+    vals = np.zeros((b, width))
+    vals[rows, pos] = block.data
+    if row_ids is not None:
+        vals[rows, pos] = np.where(block.indices == np.asarray(row_ids)[rows], 0.0, block.data)
+    packed_cols = np.full((b, width), -1, dtype=np.int32)
+    packed_cols[rows, pos] = block.indices
+    idx, sc = topk_dense(vals, k, None, signed)
+    picked = np.take_along_axis(packed_cols, np.maximum(idx, 0), axis=1)
+    return np.where(idx >= 0, picked, -1).astype(np.int32), sc
 
 
 def topk_dense(
@@ -158,22 +158,26 @@ def blockwise_topk(
     n_rows: int,
     n_cols: int,
     k: int,
-    block_fn: Callable[[int, int], NDArray[np.floating]],
+    block_fn: Callable[[int, int], NDArray[np.floating] | sp.spmatrix],
     exclude_self: bool = True,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     signed: bool = False,
 ) -> Neighbours:
-    """Run `block_fn(start, stop)` -> dense float[stop-start, n_cols] over row blocks and keep top-k.
+    """Run `block_fn(start, stop)` -> float[stop-start, n_cols] over row blocks and keep top-k.
 
-    Peak memory is one dense block (about `block_bytes`) plus the k-wide outputs, whatever n_rows is.
+    A block may be dense or sparse (sparse blocks are reduced over their stored entries only).
+    Peak memory is about one block of `block_bytes` plus the k-wide outputs, whatever n_rows is.
     """
     rows_per_block = max(1, block_bytes // max(1, 8 * n_cols))
     out = Neighbours.empty(n_rows, k)
     for start in range(0, n_rows, rows_per_block):
         stop = min(n_rows, start + rows_per_block)
-        block = np.asarray(block_fn(start, stop))
+        block = block_fn(start, stop)
         ids = np.arange(start, stop) if exclude_self else None
-        idx, sc = topk_dense(block, k, ids, signed)
+        if sp.issparse(block):
+            idx, sc = _topk_packed(sp.csr_matrix(block), k, ids, signed)
+        else:
+            idx, sc = topk_dense(np.asarray(block), k, ids, signed)
         out.indices[start:stop] = idx
         out.scores[start:stop] = sc
     return out

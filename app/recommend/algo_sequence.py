@@ -99,7 +99,7 @@ def sequence_neighbours(
     inv_in = 1.0 / np.sqrt(np.maximum(inn, 1e-12))
     norm = sp.csr_matrix(sp.diags(inv_out) @ counts @ sp.diags(inv_in))
     n = log.n_items
-    return blockwise_topk(n, n, k, lambda s, e: norm[s:e].toarray(), block_bytes=block_bytes)
+    return blockwise_topk(n, n, k, lambda s, e: norm[s:e], block_bytes=block_bytes)
 
 
 def collaborative_neighbours(

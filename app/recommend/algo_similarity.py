@@ -40,16 +40,6 @@ class CFConfig:
     sequence_max_gap_days: float = 1.0
 
 
-def gram_block(at: sp.csr_matrix, b: sp.csc_matrix, start: int, stop: int) -> NDArray[np.float64]:
-    """Rows start:stop of at @ b as a dense float64[stop - start, n] array.
-
-    Computed as (b.T @ dense(at[start:stop].T)).T, a sparse x dense product: much faster than sparse x
-    sparse when the output is nearly dense; memory is O(rows x max(n, inner)).
-    """
-    right = np.asarray(at[start:stop].T.toarray(), dtype=np.float64)  # float[inner, rows]
-    return np.asarray((b.T @ right).T, dtype=np.float64)
-
-
 def _item_norms(x: sp.csr_matrix) -> NDArray[np.float64]:
     sq = x.multiply(x).sum(axis=0)
     return np.sqrt(np.asarray(sq, dtype=np.float64).ravel())
@@ -72,20 +62,16 @@ def cosine_neighbours(
     Neighbours over items, indices int32[n_items, k].
     """
     xt = sp.csr_matrix(x.T, dtype=np.float64)
-    xc = sp.csc_matrix(x, dtype=np.float64)
+    xc = sp.csr_matrix(x, dtype=np.float64)
     norms = _item_norms(x)
 
-    def block(start: int, stop: int) -> NDArray[np.float64]:
-        dots = gram_block(xt, xc, start, stop)
-        return dots / (norms[start:stop, None] * norms[None, :] + shrink + 1e-12)
+    def block(start: int, stop: int) -> sp.csr_matrix:
+        dots = sp.csr_matrix(xt[start:stop] @ xc)  # sparse: only co-occurring pairs
+        rows = np.repeat(np.arange(start, stop), np.diff(dots.indptr))
+        dots.data /= norms[rows] * norms[dots.indices] + shrink + 1e-12
+        return dots
 
-    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=_rows_budget(x, block_bytes))
-
-
-def _rows_budget(x: sp.spmatrix, block_bytes: int) -> int:
-    """Scale the byte budget so the dense [inner, rows] operand of `gram_block` fits it too."""
-    n_users, n_items = x.shape
-    return max(1, int(block_bytes * n_items // max(n_items, n_users)))
+    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
 
 
 def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
@@ -146,14 +132,16 @@ def rp3beta_neighbours(
     if alpha != 1.0:
         p_ui = p_ui.power(alpha)
         p_iu = p_iu.power(alpha)
-    p_ui = sp.csc_matrix(p_ui)
+    p_ui = sp.csr_matrix(p_ui)
     degree = np.diff(sp.csc_matrix(x64).indptr).astype(np.float64)
     scale = 1.0 / np.maximum(degree, 1.0) ** beta
 
-    def block(start: int, stop: int) -> NDArray[np.float64]:
-        return np.asarray(gram_block(p_iu, p_ui, start, stop) * scale[None, :], dtype=np.float64)
+    def block(start: int, stop: int) -> sp.csr_matrix:
+        walk = sp.csr_matrix(p_iu[start:stop] @ p_ui)
+        walk.data *= scale[walk.indices]
+        return walk
 
-    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=_rows_budget(x, block_bytes))
+    return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
 
 
 def cf_neighbours(x: sp.csr_matrix, config: CFConfig) -> Neighbours:

@@ -23,7 +23,8 @@ def pearson_user_neighbours(
     implementations use), not the mean over I_uv. The result is multiplied by the significance weight
     min(|I_uv|, gamma) / gamma. Every sum is a sparse product restricted to the co-rated structure:
     numerator C C^T, left denominator (C o C) B^T, right denominator B (C o C)^T, |I_uv| = B B^T,
-    with C the centred ratings and B their 0/1 pattern. Pairs with a zero denominator score 0.
+    with C the centred ratings and B their 0/1 pattern, all kept sparse (only pairs of users that
+    share an item are ever materialised). Pairs with a zero denominator score 0.
 
     Parameters
     ----------
@@ -45,18 +46,24 @@ def pearson_user_neighbours(
     pattern.data = np.ones_like(r.data)
     sq = centred.copy()
     sq.data = centred.data**2
-    c_t = sp.csc_matrix(centred.T)
-    b_t = sp.csc_matrix(pattern.T)
-    sq_t = sp.csc_matrix(sq.T)
+    c_t = sp.csr_matrix(centred.T)
+    b_t = sp.csr_matrix(pattern.T)
+    sq_t = sp.csr_matrix(sq.T)
 
-    def block(start: int, stop: int) -> NDArray[np.float64]:
-        num = (centred[start:stop] @ c_t).toarray()
-        left = (sq[start:stop] @ b_t).toarray()
-        right = (pattern[start:stop] @ sq_t).toarray()
-        n_co = (pattern[start:stop] @ b_t).toarray()
-        denom = np.sqrt(left * right)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            corr = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
-        return np.asarray(corr * (np.minimum(n_co, gamma) / gamma), dtype=np.float64)
+    def block(start: int, stop: int) -> sp.csr_matrix:
+        # the co-rated count fixes the structure (pairs sharing an item); read the sums there
+        n_co = sp.csr_matrix(pattern[start:stop] @ b_t)
+        n_co.sort_indices()
+        rows = np.repeat(np.arange(stop - start), np.diff(n_co.indptr))
+        cols = n_co.indices
+
+        def at(m: sp.spmatrix) -> NDArray[np.float64]:
+            return np.asarray(sp.csr_matrix(m)[rows, cols], dtype=np.float64).ravel()
+
+        num = at(centred[start:stop] @ c_t)
+        denom = np.sqrt(at(sq[start:stop] @ b_t) * at(pattern[start:stop] @ sq_t))
+        safe = np.where(denom > 0, denom, 1.0)
+        corr = np.where(denom > 0, num / safe, 0.0) * (np.minimum(n_co.data, gamma) / gamma)
+        return sp.csr_matrix((corr, cols, n_co.indptr), shape=n_co.shape)
 
     return blockwise_topk(n_users, n_users, k, block, block_bytes=block_bytes)

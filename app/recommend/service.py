@@ -148,7 +148,7 @@ class RecommendService:
             ranked.extend(self._live_content(arrays, results[-2], live_ids, exclude))
             ranked.sort(key=lambda r: -r[1])
 
-        top_pop = float(popular[0][1]) if popular else 1.0
+        top_pop = float(popular[0][1]) if popular and popular[0][1] > 0 else 1.0
         fill = [(m.decode(), s / top_pop) for m, s in popular]
         last_type: dict[str, str] = {}
         for h in reversed(history):

@@ -82,7 +82,7 @@ async def similar_items(
     category = (own_meta.get("c") or [None])[0]
     pop_key = keys.popularity_category(category) if category else keys.popularity()
     popular = cast(list[tuple[bytes, float]], await redis.zrevrange(pop_key, 0, 4 * n + 20, withscores=True))
-    top = float(popular[0][1]) if popular else 1.0
+    top = float(popular[0][1]) if popular and popular[0][1] > 0 else 1.0
     fill = [(text(m), s / top) for m, s in popular if text(m) != item_id]
     wanted = list(dict.fromkeys([c[0] for c in candidates] + [f[0] for f in fill]))
     metas = dict(zip(wanted, await redis.hmget(keys.item_meta(), wanted), strict=True)) if wanted else {}

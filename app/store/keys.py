@@ -91,3 +91,10 @@ class Keys:
 
     def rate_limit(self, key_id: str) -> str:
         return f"{self.prefix}rl:{key_id}"
+
+    def dashboard_session(self, token_hash: str) -> str:
+        """String -> key id of the admin who logged in; expires with the session (12 h).
+
+        Keyed by the SHA-256 of the cookie's token, so a Redis dump holds no usable session.
+        """
+        return f"{self.prefix}dash:session:{token_hash}"

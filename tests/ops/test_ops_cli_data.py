@@ -74,7 +74,7 @@ def test_import_csv_then_jsonl_then_export_round_trip(
     assert result.exit_code == 0, result.output
     assert "events.csv: 20 accepted, 0 duplicates, 3 rejected" in result.output
     assert "line 7: type:" in result.output
-    assert "line 14: timestamp: more than 5 minutes in the future" in result.output
+    assert "line 14: timestamp: more than 300 s in the future" in result.output
     assert "line 17: properties: not valid JSON" in result.output
     assert pg.execute("SELECT count(*), count(DISTINCT user_id) FROM events").fetchone() == (20, 4)
     row = pg.execute("SELECT value, price, properties, session_id FROM events WHERE event_id = 'c10'")

@@ -135,9 +135,7 @@ def test_days_between_purchases() -> None:
 def test_user_attributes_numeric_kept_categorical_capped() -> None:
     users = [f"u{k:02d}" for k in range(12)]
     log = EventLog.from_records(users=users, items=["x"] * 12, types=["view"] * 12, ts=[T - DAY] * 12)
-    attrs = [
-        {"age": 20 + k, "city": f"c{k % 4}" if k < 11 else "rare", "email": f"{k}@x.org"} for k in range(12)
-    ]
+    attrs = [{"age": 20 + k, "city": f"c{k % 4}" if k < 11 else "rare", "email": f"{k}@x.org"} for k in range(12)]
     attrs[3] = {"city": "c3"}  # missing age
     spec = FeatureSpec.fit(attrs, max_levels=3)
     fm = build_features(log, T, spec, user_attributes=attrs)
@@ -189,9 +187,7 @@ def _log(past: list[Event], future: list[Event], rnd: random.Random | None = Non
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(event, max_size=25), st.lists(event, min_size=1, max_size=10), st.randoms(use_true_random=False)
-)
+@given(st.lists(event, max_size=25), st.lists(event, min_size=1, max_size=10), st.randoms(use_true_random=False))
 def test_no_peeking_events_at_or_after_the_cutoff_never_change_features(
     past: list[Event], future: list[Event], rnd: random.Random
 ) -> None:

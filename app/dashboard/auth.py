@@ -1,0 +1,109 @@
+"""Dashboard sessions: an admin key is exchanged once for a random token kept in Redis.
+
+The cookie carries only the token (HttpOnly, SameSite=Strict, path /dashboard, Secure over HTTPS);
+Redis keeps its SHA-256 -> key id for 12 hours. A session is revoked by deleting that key (logout does),
+and no signing secret needs configuring. Keys themselves are never stored, logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from typing import Any
+
+from fastapi import Request, Response
+
+from app.auth.service import KeyVerifier
+from app.store.keys import Keys
+
+COOKIE = "shopmind_dashboard"
+COOKIE_PATH = "/dashboard"
+SESSION_SECONDS = 12 * 3600
+MAX_KEY_LENGTH = 512  # real keys are 46 characters; anything much longer is not worth hashing
+
+
+class LoginRefused(Exception):
+    """A key that does not open the dashboard; `status` is 401 (unknown) or 403 (not admin)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def login(request: Request, raw_key: str) -> str:
+    """Verify an admin key and open a session; returns the new session token (for the cookie)."""
+    raw_key = raw_key.strip()
+    if not raw_key or len(raw_key) > MAX_KEY_LENGTH:
+        raise LoginRefused(401, "Enter an admin API key.")
+    verifier: KeyVerifier = request.app.state.key_verifier
+    principal = await verifier.verify(raw_key)
+    if principal is None:
+        raise LoginRefused(401, "Unknown or revoked key.")
+    if "admin" not in principal.scopes:
+        raise LoginRefused(403, "This key lacks the admin scope; the dashboard is for administrators.")
+    token = secrets.token_urlsafe(32)
+    keys: Keys = request.app.state.keys
+    await request.app.state.redis.set(keys.dashboard_session(_digest(token)), principal.key_id,
+                                      ex=SESSION_SECONDS)
+    logging.getLogger(__name__).info("dashboard.login", extra={"key_id": principal.key_id})
+    return token
+
+
+async def session_key_id(request: Request) -> str | None:
+    """The key id behind the request's session cookie, or None when absent, unknown or expired."""
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 128:
+        return None
+    keys: Keys = request.app.state.keys
+    raw = await request.app.state.redis.get(keys.dashboard_session(_digest(token)))
+    return raw.decode() if raw is not None else None
+
+
+async def logout(request: Request) -> None:
+    token = request.cookies.get(COOKIE)
+    if token and len(token) <= 128:
+        keys: Keys = request.app.state.keys
+        await request.app.state.redis.delete(keys.dashboard_session(_digest(token)))
+
+
+def set_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        COOKIE, token, max_age=SESSION_SECONDS, path=COOKIE_PATH, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+_KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s\"]*")
+
+
+class RedactKeyQuery(logging.Filter):
+    """Blanks `key=...` in access-log lines (uvicorn logs the query string of `/dashboard?key=`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(a) for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _redact(record.msg)
+        return True
+
+
+def _redact(value: Any) -> Any:
+    return _KEY_IN_QUERY.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+
+
+def install_log_redaction() -> None:
+    """Add RedactKeyQuery to uvicorn's access logger once (idempotent across app instances)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactKeyQuery) for f in access.filters):
+        access.addFilter(RedactKeyQuery())

@@ -1,0 +1,77 @@
+"""Category features: breadth over the catalog's categories, and columns for one target category."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from app.propensity.features_labels import category_item_mask
+
+Column = tuple[str, str, NDArray[np.float64]]
+"""(name, description, float64[n_users])"""
+
+
+def distinct_categories(
+    pair_user: NDArray[np.int64],
+    pair_item: NDArray[np.int64],
+    item_categories: Sequence[Sequence[str]],
+    n_users: int,
+    n_items: int,
+) -> NDArray[np.float64]:
+    """float64[n_users]: distinct categories per user over distinct (user, item) pairs, by one sparse
+    product (user x item) @ (item x category). The catalog's category lists are read once, per item."""
+    if len(item_categories) != n_items:
+        raise ValueError(f"item_categories has {len(item_categories)} rows for {n_items} items")
+    codes: dict[str, int] = {}
+    lengths = np.fromiter((len(c) for c in item_categories), dtype=np.int64, count=n_items)
+    flat = np.fromiter(
+        (codes.setdefault(c, len(codes)) for cats in item_categories for c in cats),
+        dtype=np.int64,
+        count=int(lengths.sum()),
+    )
+    item_cat = sp.csr_matrix(
+        (np.ones(len(flat), dtype=np.float32), flat, np.r_[0, np.cumsum(lengths)]),
+        shape=(n_items, max(len(codes), 1)),
+    )
+    user_item = sp.csr_matrix(
+        (np.ones(len(pair_user), dtype=np.float32), (pair_user, pair_item)), shape=(n_users, n_items)
+    )
+    indptr: NDArray[np.int64] = (user_item @ item_cat).tocsr().indptr
+    return np.diff(indptr).astype(np.float64)
+
+
+def category_columns(
+    category: str,
+    windows: Sequence[int],
+    item_categories: Sequence[Sequence[str]] | None,
+    n_items: int,
+    item: NDArray[np.int64],
+    age: NDArray[np.float64],
+    is_p: NDArray[np.bool_],
+    is_c: NDArray[np.bool_],
+    count: Callable[[NDArray[np.bool_]], NDArray[np.float64]],
+    last_age: Callable[[NDArray[np.bool_]], NDArray[np.float64]],
+) -> list[Column]:
+    """Columns about one category (for a ``purchase:<category>`` target), over the visible events.
+
+    item, age, is_p, is_c: per visible event its item (-1 none), age in days and purchase / cart flags;
+    count and last_age: the per-user bincount and recency helpers of ``build_features``.
+    """
+    c = category
+    in_cat = category_item_mask(item_categories, c, n_items)
+    ev = np.zeros(len(item), dtype=bool)
+    ev[item >= 0] = in_cat[item[item >= 0]]
+    cols: list[Column] = [
+        (f"cat_events_{w}d", f"events on {c} products in the last {w} days", count(ev & (age <= w))) for w in windows
+    ]
+    cols += [
+        ("cat_events_total", f"events on {c} products ever", count(ev)),
+        ("cat_purchases_total", f"purchases of {c} products ever", count(ev & is_p)),
+        ("cat_carts_30d", f"cart additions of {c} products in the last 30 days", count(ev & is_c & (age <= 30))),
+        ("days_since_last_cat_event", f"days since the last event on {c} products (capped)", last_age(ev)),
+        ("days_since_last_cat_purchase", f"days since the last purchase of {c} products (capped)", last_age(ev & is_p)),
+    ]
+    return cols
