@@ -17,8 +17,11 @@ Choices (see ``algo`` for the training windows they are fit on):
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,12 +33,28 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from app.propensity.algo_explain import feature_importance
 from app.propensity.algo_metrics import best_f1_threshold
 from app.propensity.features import FeatureSpec
 from app.propensity.features_labels import Target
+
+
+@lru_cache(maxsize=1)
+def _controller() -> ThreadpoolController:
+    """Inspecting the loaded thread pools takes milliseconds; do it once per process."""
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def _threads(limit: int | None) -> Iterator[None]:
+    """Limit OpenMP/BLAS threads inside the block (None: leave the library defaults)."""
+    if limit is None:
+        yield
+        return
+    with _controller().limit(limits=limit):
+        yield
 
 
 @dataclass(frozen=True)
@@ -111,7 +130,7 @@ class PropensityModel:
         """float64[n]: calibrated probability of the target within the horizon, per row of X."""
         if self.kind == "constant":
             return np.full(len(X), self.base_rate, dtype=np.float64)
-        with threadpool_limits(limits=self.threads(len(X))):
+        with _threads(self.threads(len(X))):
             return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
 
 
@@ -182,7 +201,7 @@ def fit_model(
         splits = list(splitter.split(X, y, grp))
         estimator = CalibratedClassifierCV(gbm, method=calibration, cv=splits, ensemble=config.calibration_ensemble)
         # OpenMP threads cost more than they give on small data, badly so on a busy box.
-        with threadpool_limits(limits=1 if n < config.single_thread_below else config.max_threads):
+        with _threads(1 if n < config.single_thread_below else config.max_threads):
             estimator.fit(X, y)
     model = PropensityModel(kind=kind, estimator=estimator, calibration=calibration, threshold=0.5, **common)  # type: ignore[arg-type]
     model.threshold = best_f1_threshold(y, model.predict_proba(X))

@@ -126,9 +126,9 @@ def similar_to_document(
 
     The item-upsert path: the query's terms are looked up in the inverted index (`model.inverted`)
     and their postings summed per item, so the cost follows the postings of those few terms, not the
-    catalog (a few ms for 100k items; the CSC copy is built once per model, ~0.2 s at 100k items). `self_index` (the item's own row, when it already exists) is excluded.
-    The idf stays that of the last rebuild; the catalog rows of other items do not learn the new
-    item until the next rebuild (reverse edges arrive then).
+    catalog (a few ms for 100k items; the CSC copy is built once per model, ~0.2 s at 100k items).
+    `self_index` (the item's own row, when it already exists) is excluded. The idf stays that of the
+    last rebuild, and other items' rows learn the new item only at the next rebuild.
 
     Returns
     -------
@@ -142,7 +142,8 @@ def similar_to_document(
     offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     postings = offsets + np.arange(int(lengths.sum()))
     weights = inv.data[postings].astype(np.float64) * np.repeat(q.data.astype(np.float64), lengths)
-    sims = np.bincount(inv.indices[postings], weights=weights, minlength=model.n_items).reshape(1, -1)
+    counts = np.bincount(inv.indices[postings], weights=weights, minlength=model.n_items)
+    sims: NDArray[np.float64] = np.asarray(counts, dtype=np.float64).reshape(1, -1)
     ids = None if self_index is None else np.array([self_index])
     idx, sc = topk_dense(sims, k, ids)
     return idx[0], sc[0]

@@ -136,10 +136,8 @@ def topk_dense(
     block[~np.isfinite(block)] = 0.0 if signed else -np.inf
     key = -np.abs(block) if signed else -block
     kk = min(k, n)
-    if kk < n:
-        part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
-    else:
-        part = np.broadcast_to(np.arange(n), (b, n)).copy()
+    full = np.broadcast_to(np.arange(n), (b, n))
+    part = np.argpartition(key, kk - 1, axis=1)[:, :kk] if kk < n else full.copy()
     part_scores = np.take_along_axis(block, part, axis=1)
     keep = part_scores != 0 if signed else part_scores > 0
     # kept entries first, by score descending; dropped ones last

@@ -58,6 +58,8 @@ def pearson_user_neighbours(
         cols = n_co.indices
 
         def at(m: sp.spmatrix) -> NDArray[np.float64]:
+            if not len(rows):  # scipy returns a sparse matrix, not values, for an empty selection
+                return np.zeros(0)
             return np.asarray(sp.csr_matrix(m)[rows, cols], dtype=np.float64).ravel()
 
         num = at(centred[start:stop] @ c_t)
