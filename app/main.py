@@ -20,6 +20,7 @@ from app.http import ERROR_RESPONSES, BodySizeLimit, JsonBodyOnly, envelope, ins
 from app.observability.router import install_metrics
 from app.propensity.router import router as propensity_router
 from app.ratelimit import RateLimiter
+from app.recommend.degraded import DegradedPopularity
 from app.recommend.model_cache import ModelCache
 from app.recommend.router import router as recommend_router
 from app.recommend.service import RecommendService
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = Keys(settings.redis_prefix)
         app.state.model_cache = ModelCache(app.state.redis, app.state.keys)
         app.state.recommender = RecommendService(app.state.redis, app.state.keys, app.state.model_cache)
+        app.state.degraded_popularity = DegradedPopularity(app.state.sessionmaker)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
         app.state.rate_limiter = RateLimiter(app.state.redis, app.state.keys, settings)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from app.propensity.features_blocks import CART, PURCHASE, Column, Events
 from app.propensity.features_labels import category_item_mask
-
-Column = tuple[str, str, NDArray[np.float64]]
-"""(name, description, float64[n_users])"""
 
 
 def distinct_categories(
@@ -20,8 +18,8 @@ def distinct_categories(
     item_categories: Sequence[Sequence[str]],
     n_users: int,
     n_items: int,
-) -> NDArray[np.float64]:
-    """float64[n_users]: distinct categories per user over distinct (user, item) pairs, by one sparse
+) -> NDArray[np.float32]:
+    """float32[n_users]: distinct categories per user over distinct (user, item) pairs, by one sparse
     product (user x item) @ (item x category). The catalog's category lists are read once, per item."""
     if len(item_categories) != n_items:
         raise ValueError(f"item_categories has {len(item_categories)} rows for {n_items} items")
@@ -40,38 +38,27 @@ def distinct_categories(
         (np.ones(len(pair_user), dtype=np.float32), (pair_user, pair_item)), shape=(n_users, n_items)
     )
     indptr: NDArray[np.int64] = (user_item @ item_cat).tocsr().indptr
-    return np.diff(indptr).astype(np.float64)
+    return np.diff(indptr).astype(np.float32)
 
 
 def category_columns(
-    category: str,
-    windows: Sequence[int],
-    item_categories: Sequence[Sequence[str]] | None,
-    n_items: int,
-    item: NDArray[np.int64],
-    age: NDArray[np.float64],
-    is_p: NDArray[np.bool_],
-    is_c: NDArray[np.bool_],
-    count: Callable[[NDArray[np.bool_]], NDArray[np.float64]],
-    last_age: Callable[[NDArray[np.bool_]], NDArray[np.float64]],
+    ev: Events, category: str, windows: Sequence[int], item_categories: Sequence[Sequence[str]] | None, n_items: int
 ) -> list[Column]:
-    """Columns about one category (for a ``purchase:<category>`` target), over the visible events.
-
-    item, age, is_p, is_c: per visible event its item (-1 none), age in days and purchase / cart flags;
-    count and last_age: the per-user bincount and recency helpers of ``build_features``.
-    """
+    """Columns about one category (for a ``purchase:<category>`` target), over the visible events."""
     c = category
     in_cat = category_item_mask(item_categories, c, n_items)
-    ev = np.zeros(len(item), dtype=bool)
-    ev[item >= 0] = in_cat[item[item >= 0]]
+    on = np.zeros(len(ev.item), dtype=bool)
+    on[ev.item >= 0] = in_cat[ev.item[ev.item >= 0]]
+    is_p, is_c = ev.ty == PURCHASE, ev.ty == CART
     cols: list[Column] = [
-        (f"cat_events_{w}d", f"events on {c} products in the last {w} days", count(ev & (age <= w))) for w in windows
+        (f"cat_events_{w}d", f"events on {c} products in the last {w} days", ev.count(on & (ev.age <= w)))
+        for w in windows
     ]
     cols += [
-        ("cat_events_total", f"events on {c} products ever", count(ev)),
-        ("cat_purchases_total", f"purchases of {c} products ever", count(ev & is_p)),
-        ("cat_carts_30d", f"cart additions of {c} products in the last 30 days", count(ev & is_c & (age <= 30))),
-        ("days_since_last_cat_event", f"days since the last event on {c} products (capped)", last_age(ev)),
-        ("days_since_last_cat_purchase", f"days since the last purchase of {c} products (capped)", last_age(ev & is_p)),
-    ]
+        ("cat_events_total", f"events on {c} products ever", ev.count(on)),
+        ("cat_purchases_total", f"purchases of {c} products ever", ev.count(on & is_p)),
+        ("cat_carts_30d", f"cart additions of {c} products in the last 30 days", ev.count(on & is_c & (ev.age <= 30))),
+        ("days_since_last_cat_event", f"days since the last event on {c} products (capped)", ev.last_age(on)),
+        ("days_since_last_cat_purchase", f"days since the last {c} purchase (capped)", ev.last_age(on & is_p)),
+    ]  # fmt: skip
     return cols

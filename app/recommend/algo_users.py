@@ -54,13 +54,16 @@ def pearson_user_neighbours(
         # the co-rated count fixes the structure (pairs sharing an item); read the sums there
         n_co = sp.csr_matrix(pattern[start:stop] @ b_t)
         n_co.sort_indices()
-        rows = np.repeat(np.arange(stop - start), np.diff(n_co.indptr))
         cols = n_co.indices
+        keys = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(n_co.indptr)) * n_users + cols
 
         def at(m: sp.spmatrix) -> NDArray[np.float64]:
-            if not len(rows):  # scipy returns a sparse matrix, not values, for an empty selection
-                return np.zeros(0)
-            return np.asarray(sp.csr_matrix(m)[rows, cols], dtype=np.float64).ravel()
+            """m's values on n_co's structure (m's structure is a subset of it), float64[nnz(n_co)]."""
+            m = sp.csr_matrix(m)
+            m_keys = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(m.indptr)) * n_users + m.indices
+            out = np.zeros(len(keys))
+            out[np.searchsorted(keys, m_keys)] = m.data
+            return out
 
         num = at(centred[start:stop] @ c_t)
         denom = np.sqrt(at(sq[start:stop] @ b_t) * at(pattern[start:stop] @ sq_t))

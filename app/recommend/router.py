@@ -3,12 +3,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from redis.exceptions import RedisError
 
 from app.auth.deps import require
 from app.common.types import ID_PATTERN
 from app.errors import BadRequest
+from app.fallback import note_redis_fallback
 from app.http import NOT_FOUND
 from app.recommend import similar
+from app.recommend.degraded import DegradedPopularity
 from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers
 from app.recommend.service import Query as RecQuery
 from app.recommend.service import RecommendService
@@ -16,6 +19,13 @@ from app.recommend.service import RecommendService
 router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require("read"))])
 IdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 N = Annotated[int, Query(ge=1, le=100, description="How many items.")]
+
+
+async def _degraded(request: Request, q: RecQuery, exclude: set[str], path: str) -> Recommendations:
+    """Redis is unreachable: answer from Postgres popularity rather than fail the shop's page."""
+    note_redis_fallback(request.app.state, path)
+    fallback: DegradedPopularity = request.app.state.degraded_popularity
+    return await fallback.recommend(q.n, q.category, q.available_only, exclude, q.min_price, q.max_price)
 
 
 def _service(request: Request) -> RecommendService:
@@ -45,14 +55,20 @@ async def recommendations(
         raise BadRequest("min_price is above max_price.")
     q = RecQuery(n=n, category=category, available_only=available_only, exclude_seen=exclude_seen,
                  alpha=alpha, min_price=min_price, max_price=max_price)
-    return await _service(request).for_user(user_id, q)
+    try:
+        return await _service(request).for_user(user_id, q)
+    except (RedisError, OSError):
+        return await _degraded(request, q, set(), "recommendations.user")
 
 
 @router.post("/recommendations/session", response_model=Recommendations)
 async def session_recommendations(body: SessionIn, request: Request) -> Recommendations:
     """Recommendations for an anonymous basket or browsing session (items newest first)."""
     q = RecQuery(n=body.n, category=body.category, available_only=body.available_only)
-    return await _service(request).for_session(body.item_ids, q)
+    try:
+        return await _service(request).for_session(body.item_ids, q)
+    except (RedisError, OSError):
+        return await _degraded(request, q, set(body.item_ids), "recommendations.session")
 
 
 @router.get("/items/{item_id}/similar", response_model=Recommendations, responses=NOT_FOUND)

@@ -278,3 +278,26 @@ def test_acknowledged_events_survive_sigkill(server: ServerProcess, pg: psycopg.
     missing = set(acked) - stored
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
 
+
+
+def test_recommendations_without_redis_degrade_to_postgres_popularity(
+    no_redis: TestClient, client: TestClient
+) -> None:
+    client.post("/v1/items", json={"items": [
+        {"item_id": "hot", "title": "Hot", "categories": ["c1"]},
+        {"item_id": "warm", "title": "Warm", "categories": ["c1"]},
+        {"item_id": "gone", "title": "Gone", "categories": ["c1"]},
+    ]})
+    events = [{"user_id": f"u{k}", "item_id": "hot", "type": "purchase"} for k in range(5)]
+    events += [{"user_id": "u1", "item_id": "warm", "type": "view"}, {"user_id": "u2", "item_id": "gone", "type": "purchase"}]
+    assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 7
+    assert client.delete("/v1/items/gone").status_code == 200
+    r = no_redis.get("/v1/users/u1/recommendations?n=5")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["strategy"] == "degraded_popularity"
+    assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
+    assert all(i["reason"] for i in body["items"])
+    session = no_redis.post("/v1/recommendations/session", json={"item_ids": ["hot"]}).json()
+    assert [i["item_id"] for i in session["items"]] == ["warm"]
+    assert no_redis.app.state.redis_fallbacks["recommendations.user"] == 1  # type: ignore[attr-defined]
