@@ -110,8 +110,8 @@ def validate_events(
         if event.timestamp is not None:
             ts = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
             if ts.timestamp() > latest:
-                rejected.append(RejectedEvent(index=index, event_id=event.event_id,
-                                              error=f"timestamp: more than {settings.max_future_seconds:g} s in the future"))
+                too_far = f"timestamp: more than {settings.max_future_seconds:g} s in the future"
+                rejected.append(RejectedEvent(index=index, event_id=event.event_id, error=too_far))
                 continue
             if ts.timestamp() < settings.min_timestamp:
                 rejected.append(RejectedEvent(index=index, event_id=event.event_id,
