@@ -166,7 +166,7 @@ Peer = Callable[[Split, Any], dict[str, float]]
 PEER_GRIDS: dict[str, tuple[str, list[Any], Peer]] = {
     "peer implicit ItemKNN cosine": ("K", [20, 50, 100, 200, 400], peer_itemknn),
     "peer implicit ALS (64f, 15 it)": (
-        "reg,alpha", list(itertools.product([0.01, 0.1, 1.0, 10.0], [1.0, 5.0, 20.0])),
+        "reg,alpha", list(itertools.product([0.1, 1.0, 10.0, 30.0, 100.0], [1.0, 5.0, 20.0])),
         lambda s, p: peer_als(s, 64, p[0], p[1]),
     ),
     "peer EASE (binary, full B)": ("lambda", [50, 100, 200, 400, 800, 1600], peer_ease),

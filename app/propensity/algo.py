@@ -45,6 +45,18 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def _top_features(model: PropensityModel, n: int = 10) -> list[dict[str, Any]]:
+    """The globally most important features (mean |impact| in probability) with their descriptions."""
+    if model.importance is None:
+        return []
+    order = np.argsort(-model.importance, kind="stable")[:n]
+    return [
+        {"feature": model.feature_names[k], "description": model.feature_descriptions[k],
+         "importance": round(float(model.importance[k]), 5)}
+        for k in order.tolist() if model.importance[k] > 0
+    ]  # fmt: skip
+
+
 def train_propensity(
     log: EventLog,
     now: float,
@@ -76,13 +88,17 @@ def train_propensity(
             )
         return cache[cutoff]
 
+    def cut(j: int) -> float:
+        return now - j * h  # every cut-off computed the same way, so the cache keys match exactly
+
     def rows(
-        end: float,
+        first: int,
     ) -> tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.int64], tuple[float, ...], FeatureMatrix | None]:
+        """Stacked rows of the cut-offs ``cut(first), cut(first + 1), ...`` (n_train_windows of them)."""
         xs, ys, gs, cuts = [], [], [], []
         fm = None
         for k in range(config.n_train_windows):
-            cutoff = end - k * h
+            cutoff = cut(first + k)
             pop = np.flatnonzero(active_before(log, cutoff))
             if len(pop) == 0:
                 break
@@ -95,21 +111,21 @@ def train_propensity(
             return np.zeros((0, 0), np.float32), np.zeros(0, bool), np.zeros(0, np.int64), (), None
         return np.vstack(xs), np.concatenate(ys), np.concatenate(gs), tuple(cuts), fm
 
-    def fit(end: float) -> PropensityModel | None:
-        X, y, g, cuts, fm = rows(end)
+    def fit(first: int) -> PropensityModel | None:
+        X, y, g, cuts, fm = rows(first)
         if fm is None:
             return None
         return fit_model(X, y, target=target, spec=spec, names=fm.names, descriptions=fm.descriptions,
                          config=config, groups=g, cutoffs=cuts)  # fmt: skip
 
     metrics: dict[str, Any] = {"target": str(target), "horizon_days": config.horizon_days}
-    holdout = fit(now - 2 * h)
-    eval_pop = np.flatnonzero(active_before(log, now - h))
+    holdout = fit(2)
+    eval_pop = np.flatnonzero(active_before(log, cut(1)))
     if holdout is None or len(eval_pop) == 0:
         metrics["status"] = "insufficient_history"
     else:
-        p = holdout.predict_proba(features(now - h).X[eval_pop])
-        y_eval = labels(log, now - h, config.horizon_days, target, item_categories)[eval_pop]
+        p = holdout.predict_proba(features(cut(1)).X[eval_pop])
+        y_eval = labels(log, cut(1), config.horizon_days, target, item_categories)[eval_pop]
         metrics.update(evaluate(y_eval, p, holdout.threshold))
         metrics.update(
             status="ok",
@@ -117,9 +133,11 @@ def train_propensity(
             holdout_train_rows=holdout.n_train,
             holdout_train_positives=holdout.n_positive,
             train_cutoffs=list(holdout.cutoffs),
-            eval_cutoff=now - h,
+            eval_cutoff=cut(1),
         )
-    model = fit(now - h)
+    for cutoff in [c for c in cache if c not in {cut(1 + k) for k in range(config.n_train_windows)}]:
+        del cache[cutoff]  # only the production cut-offs are read again
+    model = fit(1)
     if model is None:
         raise ValueError("no events before now - horizon: not enough history to train a propensity model")
     metrics["model"] = {
@@ -132,5 +150,6 @@ def train_propensity(
         "n_features": len(model.feature_names),
         "cutoffs": list(model.cutoffs),
         "fit_seconds": model.fit_seconds,
+        "top_features": _top_features(model),
     }
     return TrainResult(model=model, metrics=metrics)

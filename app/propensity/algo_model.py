@@ -130,8 +130,9 @@ class PropensityModel:
         """float64[n]: calibrated probability of the target within the horizon, per row of X."""
         if self.kind == "constant":
             return np.full(len(X), self.base_rate, dtype=np.float64)
+        X64 = np.asarray(X, dtype=np.float64)  # converted once, not once per calibrated booster
         with _threads(self.threads(len(X))):
-            return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
+            return np.asarray(self.estimator.predict_proba(X64)[:, 1], dtype=np.float64)
 
 
 def _log_damp(X: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -2,6 +2,7 @@
 
 Algorithm modules, in pipeline order:
 
+- `algo_neighbours`  the `Neighbours` top-k shape, block-wise top-k, blending two neighbour lists
 - `algo_matrix`      event log -> weighted user-item matrix; one user's history weights
 - `algo_similarity`  item-item CF: shrunk cosine, EASE, RP3beta -> `Neighbours`
 - `algo_sequence`    "what comes next" co-occurrence, blended into the served CF neighbours

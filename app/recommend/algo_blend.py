@@ -26,7 +26,15 @@ from numpy.typing import NDArray
 
 @dataclass(frozen=True)
 class HybridConfig:
-    """Blend settings. alpha is chosen by validation; the rest are offline-tuned defaults."""
+    """Blend settings (see the module docstring for the formula).
+
+    alpha and evidence_c are re-chosen by `validate` at every rebuild; the other defaults were
+    tuned on a validation split inside MovieLens-100K's training data (`bench/offline_quality.py
+    --tune`). evidence_c = 1 keeps the cold-item behaviour (an item nobody touched yet ranks on
+    content) unless validation finds it costs accuracy. history_half_life_events: a user's history
+    weighs their n-th most recent event 0.5 ** (n / 8); pop_weight 0: popularity only fills the
+    candidate list (cold users, short histories) and does not re-rank a warm user's candidates.
+    """
 
     alpha: float = 0.9
     evidence_c: float = 1.0

@@ -25,7 +25,9 @@ class CFConfig:
     """Item-item CF settings; `variant` and `sequence_weight` are chosen by validation.
 
     The served CF neighbours are the top-k of (1 - sequence_weight) * variant + sequence_weight *
-    sequential co-occurrence (see algo_sequence), each scaled to a comparable range first.
+    sequential co-occurrence (see algo_sequence), each scaled to a comparable range first. Defaults
+    (k, ease_lambda, sequence_*) were tuned on a validation split of MovieLens-100K training data;
+    k = 200 is worth ~2% NDCG over k = 100 there, at twice the Redis memory per item.
     """
 
     variant: CFVariant = "ease"

@@ -8,6 +8,9 @@ from numpy.typing import NDArray
 
 from app.recommend.algo_neighbours import DEFAULT_BLOCK_BYTES, Neighbours, blockwise_topk
 
+#: Above this fraction of co-rating pairs in a block, the block is computed densely.
+DENSE_PAIR_FRACTION = 0.1
+
 
 def pearson_user_neighbours(
     r: sp.csr_matrix, k: int = 50, gamma: float = 50.0, block_bytes: int = DEFAULT_BLOCK_BYTES
@@ -50,9 +53,18 @@ def pearson_user_neighbours(
     b_t = sp.csr_matrix(pattern.T)
     sq_t = sp.csr_matrix(sq.T)
 
-    def block(start: int, stop: int) -> sp.csr_matrix:
+    def dense_block(start: int, stop: int, n_co: NDArray[np.float64]) -> NDArray[np.float64]:
+        num = (centred[start:stop] @ c_t).toarray()
+        denom = np.sqrt((sq[start:stop] @ b_t).toarray() * (pattern[start:stop] @ sq_t).toarray())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
+        return np.asarray(corr * (np.minimum(n_co, gamma) / gamma), dtype=np.float64)
+
+    def block(start: int, stop: int) -> sp.csr_matrix | NDArray[np.float64]:
         # the co-rated count fixes the structure (pairs sharing an item); read the sums there
         n_co = sp.csr_matrix(pattern[start:stop] @ b_t)
+        if n_co.nnz > DENSE_PAIR_FRACTION * (stop - start) * n_users:  # dense arithmetic is faster
+            return dense_block(start, stop, n_co.toarray())
         n_co.sort_indices()
         cols = n_co.indices
         keys = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(n_co.indptr)) * n_users + cols

@@ -21,6 +21,7 @@ from app.eventlog import TYPE_CODE
 from app.recommend import reasons
 from app.recommend.algo_blend import score_user
 from app.recommend.algo_matrix import history_weights
+from app.recommend.algo_validate import history_config
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations, RecommendedItem, Sources
 from app.store.codec import decode_history, decode_item_meta, text, unpack_neighbours
@@ -224,7 +225,7 @@ class RecommendService:
         types = np.array([TYPE_CODE[h.type] for h in known], dtype=np.int8)
         values = np.array([np.nan if h.value is None else h.value for h in known], dtype=np.float32)
         ts = np.array([h.ts for h in known], dtype=np.float64)
-        idx, w = history_weights(item, types, values, ts, float(ts.max()), arrays.config.interaction)
+        idx, w = history_weights(item, types, values, ts, float(ts.max()), history_config(arrays.config))
         keep = w > 0
         return idx[keep], w[keep]
 

@@ -115,8 +115,10 @@ def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snap
     bought_pairs = np.unique(log.user[rows][log.type[rows] == purchase].astype(np.int64) * log.n_items
                              + log.item[rows][log.type[rows] == purchase])
     for key_of, codes in ((keys.seen, pairs), (keys.purchased, bought_pairs)):
+        if len(codes) == 0:
+            continue
         users, items = np.divmod(codes, log.n_items)
-        starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1] if len(users) else []
+        starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
         for a, b in zip(starts, [*starts[1:], len(users)], strict=True):
             pipe.sadd(key_of(str(log.user_ids[users[a]])), *[str(x) for x in log.item_ids[items[a:b]]])
             if len(pipe) > 5000:

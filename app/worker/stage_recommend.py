@@ -23,7 +23,7 @@ from app.worker.load import Snapshot
 log = logging.getLogger(__name__)
 
 MIN_VALIDATION_EVENTS = 50
-USER_NN_MAX_USERS = 100_000  # Pearson is quadratic in users: lookalikes for the most active ones
+USER_NN_MAX_USERS = 20_000  # Pearson is quadratic in users: lookalikes for the most active ones
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ def build_recommender(snapshot: Snapshot, settings: Settings) -> RecommenderBuil
     k = settings.neighbours_k
     content = fit_content([item_document(item) for item in snapshot.catalog.items])
     content_nn = content_neighbours(content, k=k)
-    base = RecommenderConfig()
-    base = dataclasses.replace(base, cf=dataclasses.replace(base.cf, k=k))
+    base = RecommenderConfig()  # CF keeps its tuned k (quality drops with shorter lists)
     metrics: dict[str, Any] = {}
     config = base
     if len(log_) >= MIN_VALIDATION_EVENTS:

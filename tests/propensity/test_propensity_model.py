@@ -192,6 +192,10 @@ def test_train_and_score_end_to_end_on_a_generated_shop() -> None:
     top = int(np.argmax(scores.probability))
     factors = scores.factors(result.model, top)
     assert factors and all(f.text and f.direction in {"up", "down"} for f in factors)
+    partial = score_users(result.model, log, NOW, item_categories=cats, user_attributes=attrs, factor_rows=[top])
+    np.testing.assert_array_equal(partial.factor_feature[top], scores.factor_feature[top])
+    assert (np.delete(partial.factor_feature, top, axis=0) == -1).all()
+    np.testing.assert_array_equal(partial.probability, scores.probability)
 
 
 def test_category_target_trains_with_category_columns() -> None:

@@ -158,3 +158,18 @@ def test_pearson_uses_only_co_rated_items() -> None:
     nb = pearson_user_neighbours(r, k=1)
     assert nb.scores[0, 0] == pytest.approx(expected) and nb.indices[0, 0] == 1
     assert c0 @ np.ones(2) == 0 and m0 == np.mean([5, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pearson_sparse_and_dense_paths_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.recommend.algo_users as users
+
+    rng = np.random.default_rng(seed)
+    r = sp.random(40, 30, density=0.15, format="csr", random_state=seed, dtype=np.float32)
+    r.data = rng.integers(1, 6, r.nnz).astype(np.float32)
+    monkeypatch.setattr(users, "DENSE_PAIR_FRACTION", 2.0)  # never dense
+    sparse = pearson_user_neighbours(r, k=5, gamma=3)
+    monkeypatch.setattr(users, "DENSE_PAIR_FRACTION", -1.0)  # always dense
+    dense = pearson_user_neighbours(r, k=5, gamma=3)
+    np.testing.assert_allclose(sparse.scores, dense.scores, rtol=1e-6)
+    assert (sparse.indices >= 0).sum() > 20
