@@ -140,7 +140,7 @@ def render_factors(
                     text=describe_value(names[f], v, cap, category),
                     direction="up" if i > 0 else "down",
                     impact=round(i, 4),
-                    value=v,
+                    value=round(v, 3),
                 )
                 for f, i, v in zip(frow, irow, vrow, strict=True)
                 if f >= 0
@@ -196,10 +196,11 @@ def describe_value(name: str, v: float, cap: float, category: str = "category") 
         return none if v == 0 else f"{_n(v, word)} in total"
     if name == "revenue_total":
         return "has never spent money" if v == 0 else f"spent {v:.2f} in total"
-    if name in {"distinct_items", "distinct_items_30d", "distinct_categories"}:
-        noun = "categories" if name == "distinct_categories" else "products"
+    if name in {"distinct_items", "distinct_items_30d"}:
         when = " in the last 30 days" if name.endswith("30d") else ""
-        return f"interacted with {round(v)} different {noun}{when}"
+        return f"no product interactions{when}" if v == 0 else f"interacted with {_n(v, 'product', 'products')}{when}"
+    if name == "distinct_categories":
+        return "no category interactions" if v == 0 else f"interacted with {_n(v, 'category', 'categories')}"
     windowed = re.fullmatch(r"(.+)_(\d+)d", name)
     if windowed:
         stem, w = windowed.group(1), windowed.group(2)
