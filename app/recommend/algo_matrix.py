@@ -192,10 +192,13 @@ def history_weights(
     item, type_code, value, ts = item[keep], type_code[keep], value[keep], ts[keep]
     zeros = np.zeros(item.shape, dtype=np.int32)
     w = event_weights(zeros, type_code, value, ts, 1, now, config)
-    n_cols = int(item.max()) + 1 if item.size else 0
-    row = _aggregate(zeros, item, w, (1, n_cols))
-    order = np.argsort(-row.data, kind="stable")
-    return row.indices[order].astype(np.int32), row.data[order].astype(np.float32)
+    # `_aggregate` for a single row without building a sparse matrix (this runs per request)
+    items, inverse = np.unique(item, return_inverse=True)
+    strength = np.log1p(np.maximum(np.bincount(inverse, weights=w, minlength=len(items)), 0.0)).astype(np.float32)
+    positive = strength > 0
+    items, strength = items[positive], strength[positive]
+    order = np.argsort(-strength, kind="stable")
+    return items[order].astype(np.int32), strength[order]
 
 
 def ratings_matrix(log: EventLog) -> sp.csr_matrix:

@@ -122,7 +122,7 @@ class RecommendService:
             pipe.hmget(self.keys.model(arrays.version, "content"), hist_ids)
         if live_ids:
             pipe.hmget(self.keys.live_content(), live_ids[:HISTORY_LIMIT])
-        pipe.zrevrange(pop_key, 0, POPULAR_FILL - 1, withscores=True)
+        pipe.zrevrange(pop_key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, withscores=True)
         results = await pipe.execute()
         popular: list[tuple[bytes, float]] = results[-1]
 
