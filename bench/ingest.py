@@ -89,7 +89,15 @@ async def single_posts(base: str, events: list[dict[str, object]], seconds: floa
 
 
 def raw_copy(database_url: str, events: list[dict[str, object]]) -> float:
-    """COPY the same rows into the same table (indexes, constraints) after emptying it."""
+    """COPY the same rows into the same table (indexes, constraints) after emptying it.
+
+    The COPY text is formatted before the clock starts, so the baseline is the server's raw speed.
+    """
+    payload = "".join(
+        f"{e['event_id']}\t{e['user_id']}\t{e['item_id']}\t{e['type']}\t"
+        f"{time.strftime('%Y-%m-%d %H:%M:%S+00', time.gmtime(float(e['timestamp'])))}\t{e['session_id']}\n"  # type: ignore[arg-type]
+        for e in events
+    ).encode()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE events")
         conn.execute("VACUUM ANALYZE events")
@@ -97,10 +105,8 @@ def raw_copy(database_url: str, events: list[dict[str, object]]) -> float:
         with conn.cursor() as cur, cur.copy(
             "COPY events (event_id, user_id, item_id, type, ts, session_id) FROM STDIN"
         ) as copy:
-            for e in events:
-                copy.write_row((e["event_id"], e["user_id"], e["item_id"], e["type"],
-                                time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(float(e["timestamp"]))),  # type: ignore[arg-type]
-                                e["session_id"]))
+            for k in range(0, len(payload), 1 << 20):
+                copy.write(payload[k:k + (1 << 20)])
         return time.perf_counter() - start
 
 
