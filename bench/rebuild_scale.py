@@ -22,7 +22,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
-from bench._server import scratch_database  # noqa: E402
+from bench._server import scratch_database
 
 TYPES = np.array(["view"] * 6 + ["click", "add_to_cart", "purchase"])
 

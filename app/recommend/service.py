@@ -27,7 +27,7 @@ from app.recommend.schemas import Recommendations, RecommendedItem, Sources
 from app.store.codec import decode_history, decode_item_meta, text, unpack_neighbours
 from app.store.keys import Keys
 
-HISTORY_LIMIT = 50
+HISTORY_LIMIT = 25  # with a half-life of 8 events, older entries weigh under 12 %
 POPULAR_FILL = 100
 
 
