@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,11 +103,16 @@ def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bo
             click.echo(f"admin key: {admin}")
         from app.observability.multiprocess import prometheus_multiprocess
 
-        with prometheus_multiprocess(workers):  # N > 1 workers: /metrics sums them all
-            uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                        access_log=False)
-        if worker_thread is not None:
-            worker_thread.stop()
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; turning that into SystemExit
+        # unwinds this block, so the worker thread and the embedded servers are stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            with prometheus_multiprocess(workers):  # N > 1 workers: /metrics sums them all
+                uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                            access_log=False)
+        finally:
+            if worker_thread is not None:
+                worker_thread.stop()
 
 
 @main.command()
@@ -124,11 +130,14 @@ def worker(once: bool) -> None:
         assert settings.database_url
         upgrade(settings.database_url)
         if once:
-            from app.worker.pipeline import rebuild
+            from app.worker.pipeline import NothingToBuild, rebuild
 
             click.echo("rebuilding:")
             try:
                 result = rebuild(settings, trigger="cli", progress=True)
+            except NothingToBuild as exc:
+                click.echo(str(exc))
+                return
             except Exception as exc:
                 raise click.ClickException(f"rebuild failed (the previous version keeps serving): {exc}") from exc
             click.echo(f"published {result.version} (run {result.run_id})")

@@ -79,6 +79,16 @@ def running_server(env: dict[str, str], workers: int = 2) -> Iterator[str]:
         proc.wait(timeout=20)
 
 
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Remove a benchmark's Redis keys (every benchmark writes under a prefix of its own)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

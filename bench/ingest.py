@@ -22,7 +22,7 @@ import orjson
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._server import ADMIN_KEY, percentile, running_server, scratch_database, server_env
+from bench._server import ADMIN_KEY, delete_prefix, percentile, running_server, scratch_database, server_env
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
 TYPES = ("view", "view", "view", "click", "add_to_cart", "purchase")
@@ -135,6 +135,7 @@ def main() -> None:
             single_rate, latencies = asyncio.run(
                 single_posts(base, make_events(50_000, 1000, 5000, seed=2), args.single_seconds, 8))
         copy_seconds = raw_copy(db, events)
+        delete_prefix(args.redis, prefix)
     copy_rate = len(events) / copy_seconds
     print(f"batch ingest   {accepted:,} events in {seconds:.2f} s = {http_rate:,.0f} events/s "
           f"({args.batch}/call, {args.concurrency} concurrent, {args.workers} server workers)")

@@ -25,7 +25,7 @@ import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._server import ADMIN_KEY, running_server, scratch_database, server_env
+from bench._server import ADMIN_KEY, delete_prefix, running_server, scratch_database, server_env
 
 
 def load_shop(database_url: str, redis_url: str, prefix: str, n_users: int, n_items: int) -> list[str]:
@@ -133,6 +133,7 @@ def main() -> None:
             trivial = wrk(base + "/healthz", args.seconds)
             print(f"peak           recommendations {peak:,.0f} req/s, /healthz {trivial:,.0f} req/s, "
                   f"ratio {peak / trivial:.2f}")
+        delete_prefix(args.redis, prefix)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from app.settings import Settings
 from app.store.client import make_redis
 from app.store.keys import Keys
 from app.worker import hydrate
-from app.worker.pipeline import RebuildBusy, rebuild
+from app.worker.pipeline import NothingToBuild, RebuildBusy, rebuild
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
             rebuild(settings, trigger="api" if job else "schedule", run_id=job)
         except RebuildBusy:
             log.info("worker.busy")
+        except NothingToBuild:
+            log.info("worker.nothing_to_build")
         except Exception:
             log.exception("worker.rebuild_failed")  # recorded in model_runs; the old version serves
         next_at = time.monotonic() + interval

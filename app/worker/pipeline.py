@@ -37,6 +37,10 @@ class RebuildBusy(RuntimeError):
     """Another rebuild holds the lock."""
 
 
+class NothingToBuild(RuntimeError):
+    """The shop has no events (or no items) yet: there is no model to build."""
+
+
 @dataclass
 class RunResult:
     run_id: int
@@ -103,6 +107,8 @@ def rebuild(
             run_id = _start_run(conn, run_id, trigger)
             try:
                 return _rebuild(conn, client, keys, settings, run_id, progress, now)
+            except NothingToBuild:
+                raise
             except BaseException as exc:
                 conn.execute(
                     "UPDATE model_runs SET status = 'failed', finished_at = now(),"
@@ -132,6 +138,13 @@ def _rebuild(
     started = time.perf_counter()
     with stages.stage("load"):
         snapshot = load_snapshot(conn, now)
+    if len(snapshot.log) == 0 or snapshot.log.n_items == 0:
+        conn.execute(
+            "UPDATE model_runs SET status = 'skipped', finished_at = now(), error = %s WHERE id = %s",
+            ("nothing to build yet: no events", run_id),
+        )
+        client.set(keys.hydrated(), str(time.time()))  # Redis already mirrors an empty shop
+        raise NothingToBuild("nothing to build yet: the shop has no events")
     with stages.stage("recommend"):
         recommender = build_recommender(snapshot, settings)
     with stages.stage("propensity"):

@@ -72,3 +72,15 @@ def test_redis_flush_is_rehydrated_by_the_next_rebuild(
     assert rds.lrange(keys.history(user), 0, 4) == history_before
     assert rds.hlen(keys.item_meta()) == len(loaded.shop.items)
     assert client.get(f"/v1/users/{user}/recommendations").json()["strategy"] == "hybrid"
+
+
+def test_an_empty_shop_is_skipped_quietly(settings: Settings, pg: psycopg.Connection, rds: redis.Redis) -> None:
+    from app.worker.pipeline import NothingToBuild
+
+    with pytest.raises(NothingToBuild):
+        rebuild(settings)
+    keys = Keys(settings.redis_prefix)
+    assert rds.get(keys.model_pointer()) is None
+    assert rds.exists(keys.hydrated())  # no busy retry loop on an empty install
+    status, error = pg.execute("SELECT status, error FROM model_runs").fetchone()
+    assert status == "skipped" and "no events" in error
