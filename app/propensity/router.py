@@ -51,4 +51,4 @@ async def audiences(
 async def lookalike(body: LookalikeIn, request: Request) -> LookalikeOut:
     """Shoppers who behave most like the seed users (from the user-user CF)."""
     state = request.app.state
-    return await service.lookalike(state.redis, state.keys, state.model_cache, body.user_ids, body.n)
+    return await service.lookalike(state.model_cache, body.user_ids, body.n)

@@ -21,7 +21,7 @@ from app.propensity.schemas import (
     Score,
 )
 from app.recommend.model_cache import ModelCache
-from app.store.codec import text, unpack_neighbours
+from app.store.codec import text
 from app.store.keys import Keys
 
 
@@ -127,27 +127,17 @@ async def audience(
     )
 
 
-async def lookalike(
-    redis: aioredis.Redis, keys: Keys, cache: ModelCache, seeds: list[str], n: int
-) -> LookalikeOut:
+async def lookalike(cache: ModelCache, seeds: list[str], n: int) -> LookalikeOut:
     """Users most similar to the seed audience: the seeds' lookalike lists, scores summed."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.get(keys.model_pointer())
-    pipe.get(keys.erasure_epoch())
-    version_raw, epoch = await pipe.execute()
-    if version_raw is None:
+    version, rows, ids = await cache.lookalike_rows(seeds)
+    if version is None:
         raise ModelNotReady(
             "No model yet: the first rebuild has not finished.", headers={"Retry-After": "30"}
         )
-    version = text(version_raw)
-    rows = await redis.hmget(keys.model(version, "user_nn"), seeds)
-    found = [r for r in rows if r]
-    arrays = await cache.get(version)
-    ids = await cache.user_ids(arrays, int(epoch or 0))
-    if not found:
+    if not rows:
         return LookalikeOut(model_version=version, seeds_found=0, users=[])
-    idx = np.concatenate([unpack_neighbours(r)[0] for r in found])
-    sc = np.concatenate([unpack_neighbours(r)[1] for r in found])
+    idx = np.concatenate([row[0] for row in rows])
+    sc = np.concatenate([row[1] for row in rows])
     total = np.bincount(idx, weights=sc, minlength=len(ids))
     seed_set = set(seeds)
     order = np.argsort(-total, kind="stable")
@@ -157,4 +147,4 @@ async def lookalike(
             break
         if ids[i] and ids[i] not in seed_set:
             users.append({"user_id": str(ids[i]), "score": round(float(total[i]), 6)})
-    return LookalikeOut(model_version=version, seeds_found=len(found), users=users)
+    return LookalikeOut(model_version=version, seeds_found=len(rows), users=users)

@@ -22,7 +22,7 @@ from app.recommend.algo_content import ContentModel
 from app.recommend.algo_matrix import InteractionConfig
 from app.recommend.algo_similarity import CFConfig
 from app.recommend.algo_validate import RecommenderConfig
-from app.store.codec import text
+from app.store.codec import text, unpack_neighbours
 from app.store.keys import Keys
 
 
@@ -107,6 +107,26 @@ class ModelCache:
             arrays.user_ids = np.array(text(raw).split("\n") if raw else [], dtype=object)
             arrays.user_epoch = epoch
         return arrays.user_ids
+
+    async def lookalike_rows(
+        self, user_ids: list[str]
+    ) -> tuple[str | None, list[tuple[NDArray[np.int32], NDArray[np.float32]]], NDArray[np.object_]]:
+        """The serving version, the lookalike rows of those `user_ids` that have one (dense user indices
+        and scores), and the id table the indices point into (erased users blanked).
+
+        Two round trips: pointer + erasure epoch, then the rows; the id table is cached per version.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.model_pointer())
+        pipe.get(self.keys.erasure_epoch())
+        version_raw, epoch = await pipe.execute()
+        if version_raw is None:
+            return None, [], np.zeros(0, dtype=object)
+        version = text(version_raw)
+        raw_rows = await self.redis.hmget(self.keys.model(version, "user_nn"), user_ids)
+        rows = [unpack_neighbours(r) for r in raw_rows if r]
+        ids = await self.user_ids(await self.get(version), int(epoch or 0)) if rows else np.zeros(0, dtype=object)
+        return version, rows, ids
 
     async def content(self, arrays: VersionArrays) -> ContentModel | None:
         """The fitted content state (idf + item matrix), for placing a new item at once."""

@@ -90,4 +90,4 @@ async def similar_items(
 async def similar_users(user_id: IdPath, request: Request, n: N = 10) -> SimilarUsers:
     """Nearest shoppers by behaviour (Pearson over co-interacted items, significance-weighted)."""
     state = request.app.state
-    return await similar.similar_users(state.redis, state.keys, state.model_cache, user_id, n)
+    return await similar.similar_users(state.model_cache, user_id, n)

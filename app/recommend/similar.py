@@ -113,22 +113,11 @@ async def similar_items(
                            strategy=strategy, items=items)
 
 
-async def similar_users(
-    redis: aioredis.Redis, keys: Keys, cache: ModelCache, user_id: str, n: int
-) -> SimilarUsers:
-    pipe = redis.pipeline(transaction=False)
-    pipe.get(keys.model_pointer())
-    pipe.get(keys.erasure_epoch())
-    version_raw, epoch_raw = await pipe.execute()
-    if version_raw is None:
-        return SimilarUsers(user_id=user_id, model_version=None, users=[])
-    version = version_raw.decode()
-    row = await redis.hget(keys.model(version, "user_nn"), user_id)
-    if not row:
+async def similar_users(cache: ModelCache, user_id: str, n: int) -> SimilarUsers:
+    version, rows, ids = await cache.lookalike_rows([user_id])
+    if not rows:
         return SimilarUsers(user_id=user_id, model_version=version, users=[])
-    arrays = await cache.get(version)
-    ids = await cache.user_ids(arrays, int(epoch_raw or 0))
-    idx, scores = unpack_neighbours(row)
+    idx, scores = rows[0]
     users = [
         SimilarUser(user_id=str(ids[i]), score=round(float(s), 6))
         for i, s in zip(idx, scores, strict=True)
