@@ -18,62 +18,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.demo.vocab import (
+    COLORS,
+    CONNECTORS,
+    COUNTRIES,
+    COUNTRY_P,
+    FILLER,
+    MAX_TOPICS,
+    PRICE_MEDIAN,
+    TAGS_EXTRA,
+    TOPIC_PROFILES,
+)
 from app.eventlog import EVENT_TYPES, TYPE_CODE, EventLog
 
 DAY = 86400.0
-_TOPIC_PROFILES: tuple[tuple[str, str, str, str, str], ...] = (
-    # (categories, modifiers, nouns, brands, materials) per topic; every word is unique to its topic
-    ("shoes sportswear", "trail breathable cushioned grippy lightweight tempo springy",
-     "runner sneaker mesh sole insole sock stride lace", "Stridewell Pacefield Kinetik", "mesh knit rubber"),
-    ("jackets outdoor", "waterproof insulated alpine rugged windproof packable summit",
-     "jacket parka fleece tent backpack lantern compass shell", "Northcrest Ridgeline Fjellpeak",
-     "nylon down polyester"),
-    ("kitchen", "nonstick ceramic enamel stainless seasoned copper cast",
-     "skillet knife kettle spatula whisk saucepan bakeware grinder", "Copperpot Hearthly Forgewell",
-     "steel ceramic iron"),
-    ("home furniture", "woven linen velvet rustic cozy scented handmade",
-     "cushion candle vase rug throw lamp blanket basket", "Loomhaus Emberly Oakhollow", "linen wool oak"),
-    ("electronics", "wireless bluetooth portable smart rechargeable compact digital",
-     "headphones speaker charger earbuds adapter display keyboard battery", "Voltiq Sonara Pixelon",
-     "aluminium plastic glass"),
-    ("beauty", "hydrating botanical gentle fragrant organic nourishing soothing",
-     "serum moisturizer cleanser balm lotion toner mask perfume", "Glowra Petalis Verdane",
-     "aloe shea argan"),
-    ("toys kids", "wooden colorful educational plush magnetic musical creative",
-     "puzzle blocks dinosaur playset crayons robot teddy train", "Tinkertot Playwell Bumblebee",
-     "wood plastic felt"),
-    ("office books", "leather ruled refillable hardcover ergonomic vintage pocket",
-     "notebook planner pen journal organizer stapler binder paperback", "Inkwell Papermill Quillcraft",
-     "paper leather brass"),
-    ("fitness sportswear", "adjustable padded heavy nonslip resistance foldable sweatproof",
-     "dumbbell kettlebell mat band roller bench bottle gloves", "Ironform Corefit Liftlab",
-     "neoprene steel foam"),
-    ("garden outdoor", "hardy perennial galvanized flowering raised weatherproof solar",
-     "planter hose trowel seeds pruner birdhouse sprinkler shears", "Greenthumb Fernway Rootstock",
-     "terracotta steel cedar"),
-    ("pets", "durable washable orthopedic squeaky calming crunchy chewy",
-     "leash collar kibble bed scratcher treats harness bowl", "Pawsome Barkley Whiskerco",
-     "nylon rubber fleece"),
-    ("jewelry accessories", "sterling golden dainty polished elegant handcrafted minimalist",
-     "necklace ring bracelet earrings pendant watch brooch anklet", "Aurelia Goldleaf Lunette",
-     "silver gold pearl"),
-)
-MAX_TOPICS = len(_TOPIC_PROFILES)
-_FILLER = ("classic", "premium", "everyday", "essential", "original", "deluxe", "signature", "new", "edition",
-           "series", "set", "pack")
-_TAGS_EXTRA = ("bestseller", "new", "sale", "gift", "eco")
-_CONNECTORS = ("with", "and", "plus", "featuring")
-_COLORS = ("black", "white", "grey", "navy", "red", "green", "beige", "blue", "brown", "pink")
-_PRICE_MEDIAN = {  # per category, in the shop's currency
-    "shoes": 90, "sportswear": 45, "jackets": 150, "outdoor": 110, "kitchen": 40, "home": 35,
-    "furniture": 280, "electronics": 120, "beauty": 25, "toys": 30, "kids": 25, "office": 15,
-    "books": 18, "fitness": 50, "garden": 30, "pets": 22, "jewelry": 85, "accessories": 40,
-}
-_COUNTRIES = ("DE", "FR", "NL", "GB", "US", "ES", "IT", "SE", "PL")
-_COUNTRY_P = (0.28, 0.14, 0.1, 0.12, 0.12, 0.08, 0.08, 0.04, 0.04)
-
-# Behaviour constants. _EVENTS_PER_SESSION is the measured mean (every event type) that turns
-# `events_per_user_mean` into a session rate; tests check the result lands near the target.
 _EVENTS_PER_SESSION = 6.2
 _VIEW_EXTRA_MEAN = 2.8  # views per session = 1 + Poisson(this)
 _BETA = 7.0  # taste . topics weight in the view softmax
@@ -193,7 +151,7 @@ def _make_items(
     main = rng.integers(0, n_topics, n_items)
     topics = 0.3 * rng.dirichlet(np.full(n_topics, 0.3), n_items)
     topics[np.arange(n_items), main] += 0.7
-    profiles = [tuple(p.split() for p in prof) for prof in _TOPIC_PROFILES[:n_topics]]
+    profiles = [tuple(p.split() for p in prof) for prof in TOPIC_PROFILES[:n_topics]]
     all_brands = [b for prof in profiles for b in prof[3]]
     price = np.empty(n_items)
     available = rng.random(n_items) < 0.95
@@ -205,18 +163,18 @@ def _make_items(
         word_topics = rng.choice(n_topics, size=4, p=topics[k])
         pairs = [(_pick(rng, profiles[s][1]), _pick(rng, profiles[s][2])) for s in word_topics]
         brand = _pick(rng, brands) if rng.random() < 0.85 else _pick(rng, all_brands)
-        title = " ".join(w.capitalize() for w in (_pick(rng, _FILLER), _pick(rng, mods), _pick(rng, nouns)))
+        title = " ".join(w.capitalize() for w in (_pick(rng, FILLER), _pick(rng, mods), _pick(rng, nouns)))
         clauses = [f"{m} {n}" for m, n in pairs]
-        text = "".join(f"{c} {_pick(rng, _CONNECTORS)} " for c in clauses[:-1]) + clauses[-1]
-        description = f"{title} by {brand}: {_pick(rng, _FILLER)} {text}."
+        text = "".join(f"{c} {_pick(rng, CONNECTORS)} " for c in clauses[:-1]) + clauses[-1]
+        description = f"{title} by {brand}: {_pick(rng, FILLER)} {text}."
         categories = [cats[0]] + ([cats[1]] if len(cats) > 1 and rng.random() < 0.5 else [])
         second = int(np.argsort(topics[k])[-2])
         if topics[k, second] > 0.2 and profiles[second][0][0] not in categories:
             categories.append(profiles[second][0][0])
-        price[k] = round(float(_PRICE_MEDIAN[categories[0]] * rng.lognormal(0.0, 0.45)), 2)
+        price[k] = round(float(PRICE_MEDIAN[categories[0]] * rng.lognormal(0.0, 0.45)), 2)
         tags = sorted({_pick(rng, mods), _pick(rng, nouns), pairs[-1][0]})
         if rng.random() < 0.3:
-            tags.append(_pick(rng, _TAGS_EXTRA))
+            tags.append(_pick(rng, TAGS_EXTRA))
         items.append({
             "item_id": f"item-{k + 1:04d}",
             "title": title,
@@ -226,7 +184,7 @@ def _make_items(
             "brand": brand,
             "price": float(price[k]),
             "available": bool(available[k]),
-            "attributes": {"color": _pick(rng, _COLORS), "material": _pick(rng, materials)},
+            "attributes": {"color": _pick(rng, COLORS), "material": _pick(rng, materials)},
         })
     return items, topics, main.astype(np.int64), price, available
 
@@ -246,14 +204,14 @@ def _make_users(
     signup_day = days - signup_ago
     churns = rng.random(n_users) < churn_rate
     churn_day = np.where(churns, rng.uniform(0.1 * days, days, n_users), np.inf)
-    country = rng.choice(len(_COUNTRIES), n_users, p=_COUNTRY_P)
+    country = rng.choice(len(COUNTRIES), n_users, p=COUNTRY_P)
     q = np.quantile(activity, [0.5, 0.85])
     segment = np.where(signup_ago <= 30, "new", np.where(activity >= q[1], "loyal",
                                                          np.where(activity >= q[0], "regular", "casual")))
     rows = zip(country.tolist(), segment.tolist(), signup_ago.tolist(), strict=True)
     users = [
         {"user_id": f"user-{k + 1:05d}",
-         "attributes": {"country": _COUNTRIES[c], "segment": str(s), "signup_days_ago": int(a)}}
+         "attributes": {"country": COUNTRIES[c], "segment": str(s), "signup_days_ago": int(a)}}
         for k, (c, s, a) in enumerate(rows)
     ]
     return users, taste, activity, signup_day, churn_day
