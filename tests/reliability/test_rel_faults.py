@@ -301,3 +301,18 @@ def test_recommendations_without_redis_degrade_to_postgres_popularity(
     session = no_redis.post("/v1/recommendations/session", json={"item_ids": ["hot"]}).json()
     assert [i["item_id"] for i in session["items"]] == ["warm"]
     assert no_redis.app.state.redis_fallbacks["recommendations.user"] == 1  # type: ignore[attr-defined]
+
+
+def test_reads_served_from_redis_keep_answering_without_postgres(
+    client: TestClient, settings: Settings
+) -> None:
+    client.post("/v1/items", json={"items": [{"item_id": "a", "title": "A"}, {"item_id": "b", "title": "B"}]})
+    client.post("/v1/events", json={"events": [{"user_id": "u1", "item_id": "a", "type": "view"},
+                                               {"user_id": "u2", "item_id": "b", "type": "purchase"}]})
+    dead = settings.model_copy(update={"database_url": DEAD_POSTGRES})
+    with TestClient(create_app(dead), headers=AUTH) as no_postgres:
+        r = no_postgres.get("/v1/users/u1/recommendations?n=5")
+        assert r.status_code == 200, r.text
+        assert r.json()["items"] and r.json()["strategy"] == "popularity_no_model"
+        assert no_postgres.post("/v1/events", json={"events": [
+            {"user_id": "u1", "item_id": "a", "type": "view"}]}).status_code == 503
