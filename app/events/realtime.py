@@ -86,11 +86,13 @@ async def apply_events(
         return True
     history: dict[str, list[str]] = defaultdict(list)
     bought: dict[str, list[str]] = defaultdict(list)
+    seen: dict[str, set[str]] = defaultdict(set)
     popularity: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     recstats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for e in sorted(events, key=lambda e: e.ts):
         if e.item_id is not None:
             history[e.user_id].append(encode_history(e.ts, e.type, e.item_id, e.value))
+            seen[e.user_id].add(e.item_id)
             if e.type == "purchase":
                 bought[e.user_id].append(e.item_id)
             if e.item_id in categories and POPULARITY_WEIGHTS[e.type] > 0:
@@ -106,7 +108,7 @@ async def apply_events(
     for user_id, entries in history.items():
         args += [keys.history(user_id), len(entries), *entries]
     sets = [(keys.purchased(u), items) for u, items in bought.items()]
-    sets += [(keys.seen(u), sorted({e.split("|", 3)[3] for e in entries})) for u, entries in history.items()]
+    sets += [(keys.seen(u), sorted(items)) for u, items in seen.items()]
     args.append(len(sets))
     for key, members in sets:
         args += [key, len(members), *members]
