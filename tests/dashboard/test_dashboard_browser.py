@@ -6,25 +6,16 @@ fails, never skips, when the browser is missing. Leaves a screenshot in tests/ar
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
 from tests.conftest import ADMIN_KEY, isolated_settings
+from tests.server import ServerProcess
 from tests.serving.conftest import load_shop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,47 +24,6 @@ SCREENSHOT = ROOT / "tests" / "artifacts" / "dashboard.png"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CHARTS = ("chart-events", "chart-offline", "chart-earned", "chart-propensity")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _server(settings: Settings) -> Iterator[tuple[str, Path]]:
-    """`uvicorn app.asgi:app` with access logging on; yields (base URL, log file)."""
-    assert settings.database_url and settings.redis_url
-    port = _free_port()
-    env = {**os.environ, "SHOPMIND_DATABASE_URL": settings.database_url, "SHOPMIND_REDIS_URL": settings.redis_url,
-           "SHOPMIND_REDIS_PREFIX": settings.redis_prefix, "SHOPMIND_ADMIN_KEY": ADMIN_KEY}
-    with tempfile.NamedTemporaryFile(prefix="shopmind-dashboard-", suffix=".log") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "info"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError("uvicorn exited: " + Path(log.name).read_text(errors="replace")[-2000:])
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("uvicorn did not answer /healthz in time")
-                time.sleep(0.2)
-            yield base, Path(log.name)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
 
 
 def _attribute(client: TestClient, user_ids: list[str]) -> None:
@@ -96,7 +46,9 @@ def test_dashboard_renders_charts_and_try_it_in_chromium(database_url: str, redi
                     "`apt-get update && apt-get install -y chromium` (.ci/run does this when it is missing).")
     from playwright.sync_api import sync_playwright
 
-    with isolated_settings(database_url, redis_url) as settings, _server(settings) as (base, log), \
+    with isolated_settings(database_url, redis_url) as settings, ServerProcess(
+        database_url, redis_url, settings.redis_prefix, access_log=True
+    ) as server, \
             sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -105,8 +57,8 @@ def test_dashboard_renders_charts_and_try_it_in_chromium(database_url: str, redi
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda exc: problems.append(str(exc)))
 
-            page.goto(f"{base}/dashboard?key={ADMIN_KEY}")
-            assert page.url == f"{base}/dashboard", "the key must be dropped from the URL"
+            page.goto(f"{server.base_url}/dashboard?key={ADMIN_KEY}")
+            assert page.url == f"{server.base_url}/dashboard", "the key must be dropped from the URL"
             cookie = next(c for c in page.context.cookies() if c["name"] == "shopmind_dashboard")
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             # a fresh install: no events, no model — the page still renders, without script errors
@@ -146,6 +98,6 @@ def test_dashboard_renders_charts_and_try_it_in_chromium(database_url: str, redi
             assert not problems, problems  # no script errors, no CSP violations
         finally:
             browser.close()
-        access_log = log.read_text(errors="replace")
+        access_log = server.output()
         assert "/dashboard?key=[redacted]" in access_log, access_log[-2000:]
         assert ADMIN_KEY not in access_log, "the access log must not show the key"

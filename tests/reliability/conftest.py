@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import create_key
 from app.db import make_engine
-from tests.reliability.server import ServerProcess
+from tests.server import ServerProcess
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from app.migrate import upgrade
 from app.settings import Settings
 from app.store.keys import Keys
 from tests.conftest import ADMIN_KEY
-from tests.reliability.server import ServerProcess
+from tests.server import ServerProcess
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_POSTGRES = "postgresql://postgres@127.0.0.1:1/shopmind"

@@ -19,7 +19,7 @@ import httpx
 
 from app.settings import Settings
 from tests.conftest import ADMIN_KEY
-from tests.reliability.server import ServerProcess
+from tests.server import ServerProcess
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
 

@@ -1,4 +1,4 @@
-"""A real API server process for tests that need one (kill tests, fuzzing): `uvicorn app.asgi:app`."""
+"""A real API server process for tests that need one (kill tests, fuzzing, the browser): `uvicorn app.asgi:app`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 
 from tests.conftest import ADMIN_KEY
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -26,7 +26,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, database_url: str, redis_url: str, redis_prefix: str, **settings: str) -> None:
+    def __init__(
+        self, database_url: str, redis_url: str, redis_prefix: str, access_log: bool = False, **settings: str
+    ) -> None:
+        self.access_log = access_log
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -44,8 +47,8 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
+             *(["--log-level", "info"] if self.access_log else ["--log-level", "warning", "--no-access-log"])],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -58,6 +61,10 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError("uvicorn did not answer /healthz in time")
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.log.name)
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
