@@ -21,9 +21,9 @@ import click
 import orjson
 from tqdm import tqdm
 
-from app.events.schemas import EventIn
+from app.events.schemas import EVENT_FIELDS
 
-FIELDS: tuple[str, ...] = tuple(EventIn.model_fields)
+FIELDS = EVENT_FIELDS
 REQUIRED = ("user_id", "type")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 

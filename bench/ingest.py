@@ -59,7 +59,10 @@ async def post_batches(base: str, bodies: list[bytes], concurrency: int) -> tupl
             r.raise_for_status()
             accepted += r.json()["accepted"]
 
-    async with httpx.AsyncClient(timeout=120) as client:
+    # A connection per call, as many shops' servers would open: kept-alive connections stay with the
+    # server worker that accepted them, and four of them can all land on one worker.
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=120, limits=fresh) as client:
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return time.perf_counter() - start, accepted

@@ -8,9 +8,11 @@ The worker rescales (rebuilds) these sets from Postgres at each rebuild, which a
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -19,7 +21,7 @@ from app.store.codec import encode_history, item_meta_json
 from app.store.keys import Keys
 
 if TYPE_CHECKING:
-    from app.events.service import StoredEvent
+    from app.events.validate import EventRow
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +32,48 @@ POPULARITY_WEIGHTS: dict[str, float] = {
 }
 
 
-# Every real-time write of a batch in one server-side call: one round trip and one command to parse,
-# instead of thousands of pipelined commands. The argument is one string of tokens, each ended by the
-# unit separator (0x1f, which no id, history entry or JSON text can contain): flat sections, each
-# prefixed by its count.
+# Every real-time write of a batch in one server-side call: one round trip, and one command per key
+# rather than per event. The argument is one JSON array of strings, read in order: sections, each
+# prefixed by its count. A history list is trimmed only once it outgrows the cap.
+# Popularity per category is applied here because the item's categories live in its Redis metadata;
+# an item without metadata is deleted (or unknown) and earns no popularity.
 _APPLY_SCRIPT = r"""
-local a, i = {}, 1
-for token in string.gmatch(ARGV[1], "([^\31]*)\31") do a[#a + 1] = token end
+local a, i = cjson.decode(ARGV[1]), 1
 local function nxt() local v = a[i]; i = i + 1; return v end
+local function many(command, key, n)
+  local reply
+  while n > 0 do
+    local m = math.min(n, 256)
+    reply = redis.call(command, key, unpack(a, i, i + m - 1))
+    i, n = i + m, n - m
+  end
+  return reply
+end
 local cap = tonumber(nxt()) - 1
 for _ = 1, tonumber(nxt()) do
-  local key, n = nxt(), tonumber(nxt())
-  for _ = 1, n do redis.call('LPUSH', key, nxt()) end
-  redis.call('LTRIM', key, 0, cap)
+  local key = nxt()
+  if many('LPUSH', key, tonumber(nxt())) > cap + 1 then redis.call('LTRIM', key, 0, cap) end
 end
 for _ = 1, tonumber(nxt()) do
-  local key, n = nxt(), tonumber(nxt())
-  for _ = 1, n do redis.call('SADD', key, nxt()) end
+  local key = nxt()
+  many('SADD', key, tonumber(nxt()))
 end
+local meta_key, new_meta = nxt(), nxt()
+for _ = 1, tonumber(nxt()) do redis.call('HSETNX', meta_key, nxt(), new_meta) end
+local pop_key, category_prefix, categories_key = nxt(), nxt(), nxt()
 for _ = 1, tonumber(nxt()) do
-  local key, member, inc = nxt(), nxt(), nxt()
-  redis.call('ZINCRBY', key, inc, member)
-end
-local cats_key, n = nxt(), tonumber(nxt())
-for _ = 1, n do redis.call('SADD', cats_key, nxt()) end
-local meta_key = nxt()
-for _ = 1, tonumber(nxt()) do
-  local field, value = nxt(), nxt()
-  redis.call('HSETNX', meta_key, field, value)
+  local item, inc = nxt(), nxt()
+  local meta = redis.call('HGET', meta_key, item)
+  if meta then
+    redis.call('ZINCRBY', pop_key, inc, item)
+    local categories = cjson.decode(meta)['c']
+    if type(categories) == 'table' then
+      for _, category in ipairs(categories) do
+        redis.call('ZINCRBY', category_prefix .. category, inc, item)
+        redis.call('SADD', categories_key, category)
+      end
+    end
+  end
 end
 local strategies_key = nxt()
 for _ = 1, tonumber(nxt()) do
@@ -69,65 +85,61 @@ return i - 1
 """
 
 
-def decayed_weight(event_type: str, ts: float, half_life_days: float) -> float:
-    return float(POPULARITY_WEIGHTS[event_type] * 2.0 ** ((ts - DECAY_EPOCH) / (half_life_days * 86400.0)))
+def _tokens(keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]) -> list[str]:
+    # This loop runs once per ingested event: plain dicts and locals, no helper calls.
+    history: dict[str, list[str]] = {}
+    seen: dict[str, set[str]] = {}
+    bought: dict[str, list[str]] = {}
+    popularity: dict[str, float] = {}
+    recstats: Counter[tuple[str, str]] = Counter()
+    per_second = 1.0 / (settings.popularity_half_life_days * 86400.0)
+    for r in sorted(rows, key=attrgetter("epoch")):  # oldest first, so the newest ends up at the head
+        user, item, event_type, epoch = r.user_id, r.item_id, r.type, r.epoch
+        if item is not None:
+            entry = encode_history(epoch, event_type, item, r.value)
+            entries = history.get(user)
+            if entries is None:
+                history[user], seen[user] = [entry], {item}
+            else:
+                entries.append(entry)
+                seen[user].add(item)
+            if event_type == "purchase":
+                bought.setdefault(user, []).append(item)
+            weight = POPULARITY_WEIGHTS[event_type]
+            if weight > 0:
+                decayed = weight * 2.0 ** ((epoch - DECAY_EPOCH) * per_second)
+                popularity[item] = popularity.get(item, 0.0) + decayed
+        if r.recommendation_id and "." in r.recommendation_id:
+            recstats[r.recommendation_id.split(".", 1)[0], event_type] += 1
+
+    out = [str(settings.history_length), str(len(history))]
+    for user, entries in history.items():
+        out += (keys.history(user), str(len(entries)), *entries)
+    out.append(str(len(bought) + len(seen)))
+    for user, items in bought.items():
+        out += (keys.purchased(user), str(len(items)), *items)
+    for user, members in seen.items():
+        out += (keys.seen(user), str(len(members)), *members)
+    out += [keys.item_meta(), item_meta_json([], None, True, None), str(len(created_items)), *created_items]
+    out += [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(), str(len(popularity))]
+    for item, score in popularity.items():
+        out += (item, repr(score))
+    out += [keys.recommendation_strategies(), str(len(recstats))]
+    for (strategy, event_type), n in recstats.items():
+        out += (strategy, keys.recommendation_stats(strategy), event_type, str(n))
+    return out
 
 
 async def apply_events(
-    redis: aioredis.Redis,
-    keys: Keys,
-    settings: Settings,
-    events: list[StoredEvent],
-    categories: dict[str, list[str]],
-    created_items: set[str],
+    redis: aioredis.Redis, keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]
 ) -> bool:
-    """Push accepted events into Redis in one pipelined round trip. False when Redis is unreachable."""
-    if not events:
+    """Push stored events into Redis in one round trip. False when Redis is unreachable."""
+    if not rows:
         return True
-    history: dict[str, list[str]] = defaultdict(list)
-    bought: dict[str, list[str]] = defaultdict(list)
-    seen: dict[str, set[str]] = defaultdict(set)
-    popularity: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    recstats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for e in sorted(events, key=lambda e: e.ts):
-        if e.item_id is not None:
-            history[e.user_id].append(encode_history(e.ts, e.type, e.item_id, e.value))
-            seen[e.user_id].add(e.item_id)
-            if e.type == "purchase":
-                bought[e.user_id].append(e.item_id)
-            if e.item_id in categories and POPULARITY_WEIGHTS[e.type] > 0:
-                w = decayed_weight(e.type, e.ts, settings.popularity_half_life_days)
-                popularity[keys.popularity()][e.item_id] += w
-                for category in categories[e.item_id]:
-                    popularity[keys.popularity_category(category)][e.item_id] += w
-        if e.recommendation_id and "." in e.recommendation_id:
-            recstats[e.recommendation_id.split(".", 1)[0]][e.type] += 1
-
-    args: list[str | float | int] = [settings.history_length]
-    args.append(len(history))
-    for user_id, entries in history.items():
-        args += [keys.history(user_id), len(entries), *entries]
-    sets = [(keys.purchased(u), items) for u, items in bought.items()]
-    sets += [(keys.seen(u), sorted(items)) for u, items in seen.items()]
-    args.append(len(sets))
-    for key, members in sets:
-        args += [key, len(members), *members]
-    increments = [(zkey, item_id, w) for zkey, inc in popularity.items() for item_id, w in inc.items()]
-    args.append(len(increments))
-    for zkey, item_id, w in increments:
-        args += [zkey, item_id, repr(w)]
-    cats = sorted({c for item_cats in categories.values() for c in item_cats})
-    args += [keys.popularity_categories(), len(cats), *cats]
-    args += [keys.item_meta(), len(created_items)]
-    for item_id in created_items:
-        args += [item_id, item_meta_json([], None, True, None)]
-    counts = [(strategy, t, n) for strategy, per_type in recstats.items() for t, n in per_type.items()]
-    args += [keys.recommendation_strategies(), len(counts)]
-    for strategy, event_type, n in counts:
-        args += [strategy, keys.recommendation_stats(strategy), event_type, n]
+    tokens = _tokens(keys, settings, rows, created_items)
     try:
-        await redis.eval(_APPLY_SCRIPT, 0, "".join(f"{a}\x1f" for a in args))
+        await redis.eval(_APPLY_SCRIPT, 0, orjson.dumps(tokens))
     except (RedisError, OSError) as exc:
-        log.warning("realtime.skipped", extra={"events": len(events), "error": type(exc).__name__})
+        log.warning("realtime.skipped", extra={"events": len(rows), "error": type(exc).__name__})
         return False
     return True

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, WithJsonSchema, with_config
+from typing_extensions import TypedDict  # pydantic reads TypedDicts from typing only on Python ≥ 3.12
 
 from app.common.types import ID_PATTERN, BoundedJSON, Id
 
@@ -13,37 +14,44 @@ EventType = Literal[
 ]
 
 
-class EventIn(BaseModel):
+# A TypedDict, not a model: validating a 1,000-event batch into plain dicts takes under half the time of
+# building 1,000 model instances, and ingest throughput is the point of this path. The two rules that
+# span fields (item_id unless an order-level purchase; a value on ratings) are checked in
+# `app.events.validate`, with the timestamp range.
+@with_config(ConfigDict(extra="forbid", allow_inf_nan=False))
+class EventIn(TypedDict, total=False):
     """One shopper action. Unknown fields are rejected so typos never pass silently."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    event_id: Annotated[
+        Id | None,
+        Field(description="De-duplication key; an event whose id was seen before is not stored again."),
+    ]
+    user_id: Required[Id]
+    item_id: Annotated[
+        Id | None, Field(description="Required for every type but an order-level purchase.")
+    ]
+    type: Required[EventType]
+    value: Annotated[
+        float | None, Field(ge=-1e6, le=1e6, description="Rating (1-5 usual) or quantity; required for ratings.")
+    ]
+    price: Annotated[float | None, Field(ge=0, le=1e9)]
+    timestamp: Annotated[
+        datetime | None,
+        Field(
+            description="ISO-8601 (UTC when no offset) or epoch seconds. Default: now. Rejected when more "
+            "than SHOPMIND_MAX_FUTURE_SECONDS (default 300) in the future or before 2000-01-01."
+        ),
+    ]
+    session_id: Id | None
+    recommendation_id: Annotated[
+        RecommendationId | None,
+        Field(description="The recommendation_id of the list the shopper acted on (attribution)."),
+    ]
+    properties: Annotated[BoundedJSON | None, Field(description="Free-form JSON, ≤ 8 KB, ≤ 4 levels.")]
 
-    event_id: Id | None = Field(
-        default=None, description="De-duplication key; an event whose id was seen before is not stored again."
-    )
-    user_id: Id
-    item_id: Id | None = Field(default=None, description="Required for every type but an order-level purchase.")
-    type: EventType
-    value: float | None = Field(default=None, ge=-1e6, le=1e6, description="Rating (1-5 usual) or quantity.")
-    price: float | None = Field(default=None, ge=0, le=1e9)
-    timestamp: datetime | None = Field(
-        default=None,
-        description="ISO-8601 (UTC when no offset) or epoch seconds. Default: now. "
-        "Rejected when more than SHOPMIND_MAX_FUTURE_SECONDS (default 300) in the future or before 2000-01-01.",
-    )
-    session_id: Id | None = None
-    recommendation_id: RecommendationId | None = Field(
-        default=None, description="The recommendation_id of the list the shopper acted on (attribution)."
-    )
-    properties: BoundedJSON | None = Field(default=None, description="Free-form JSON, ≤ 8 KB, ≤ 4 levels.")
 
-    @model_validator(mode="after")
-    def _item_needed(self) -> EventIn:
-        if self.item_id is None and self.type != "purchase":
-            raise ValueError(f"item_id is required for `{self.type}` events")
-        if self.type == "rating" and self.value is None:
-            raise ValueError("rating events need a `value`")
-        return self
+EVENT_FIELDS: tuple[str, ...] = tuple(EventIn.__annotations__)
+event_adapter: TypeAdapter[EventIn] = TypeAdapter(EventIn)
 
 
 class EventBatchIn(BaseModel):
@@ -53,9 +61,9 @@ class EventBatchIn(BaseModel):
     events: Annotated[
         list[dict[str, Any]],
         WithJsonSchema(
-            {"type": "array", "items": EventIn.model_json_schema(), "minItems": 1, "maxItems": 10_000}
+            {"type": "array", "items": event_adapter.json_schema(), "minItems": 1, "maxItems": 10_000}
         ),
-    ] = Field(description="1 to 10,000 events.")
+    ] = Field(min_length=1, description="1 to 10,000 events.")
 
 
 class RejectedEvent(BaseModel):

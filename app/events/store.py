@@ -1,0 +1,89 @@
+"""Writing a checked batch to Postgres in one transaction: its new users and items, then its events.
+
+Users and items this process stored before are skipped (`app.events.known`).
+
+Events are binary-COPYed straight into the events table: a batch of new events (the usual case) costs
+what a raw COPY costs. Only when the unique index on `event_id` objects — the batch repeats events
+already stored, say a client's retry — is the batch redone through a staging table with
+INSERT … ON CONFLICT DO NOTHING, which reports which ids were new. Rows go in sorted by event_id and
+ids sorted, so concurrent batches take their locks in one order and never deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import AsyncCursor
+from psycopg.errors import UniqueViolation
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.events.known import DELETIONS_QUERY, known_ids
+from app.events.validate import COLUMN_TYPES, COLUMNS, EventRow
+
+_COLUMN_LIST = ", ".join(COLUMNS)
+_INSERT_USERS = "INSERT INTO users (user_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING"
+_INSERT_ITEMS = "INSERT INTO items (item_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING item_id"
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    event_id text, user_id text, item_id text, type text, value float8, price float8, ts timestamptz,
+    session_id text, recommendation_id text, properties jsonb
+) ON COMMIT DELETE ROWS
+"""
+_FROM_STAGE = f"""
+INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM ingest_stage ORDER BY event_id
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+
+@dataclass(frozen=True)
+class Written:
+    rows: list[EventRow]
+    """The rows stored now; the others were stored before (duplicates)."""
+    created_items: list[str]
+
+
+async def _copy(cur: AsyncCursor[tuple[object, ...]], table: str, rows: list[EventRow]) -> None:
+    async with cur.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(COLUMN_TYPES))
+        for row in rows:
+            await copy.write_row(row[:-1])
+
+
+async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool) -> Written:
+    known = known_ids(engine.url.render_as_string())
+    async with engine.begin() as conn:
+        raw = await conn.get_raw_connection()
+        pg = raw.driver_connection
+        assert pg is not None
+        async with pg.cursor() as cur:
+            await cur.execute(DELETIONS_QUERY)
+            deletions = (await cur.fetchone() or (0,))[0]
+            users, items = known.unknown(
+                deletions, sorted({r.user_id for r in rows}), sorted({r.item_id for r in rows if r.item_id})
+            )
+            created: list[str] = []
+            if users:
+                await cur.execute(_INSERT_USERS, (users,))
+            if items:
+                await cur.execute(_INSERT_ITEMS, (items,))
+                created = [r[0] for r in await cur.fetchall()]
+            if through_stage:
+                await cur.execute(_STAGE)
+                await _copy(cur, "ingest_stage", rows)
+                await cur.execute(_FROM_STAGE)
+                new = {r[0] for r in await cur.fetchall()}
+                rows = [r for r in rows if r.event_id in new]
+            else:
+                await _copy(cur, "events", rows)
+    known.stored(deletions, users, items)
+    return Written(rows, created)
+
+
+async def write_events(engine: AsyncEngine, rows: list[EventRow]) -> Written:
+    """Store the rows whose event_id is new; commits before returning."""
+    rows = sorted(rows, key=lambda r: r.event_id)
+    try:
+        return await _write(engine, rows, through_stage=False)
+    except UniqueViolation:
+        return await _write(engine, rows, through_stage=True)

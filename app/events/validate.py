@@ -1,0 +1,133 @@
+"""Checking an ingest batch event by event: every bad event is named with its reason, none sinks the batch.
+
+The whole batch is validated in one pydantic call; only when that fails are the events validated one by
+one to say which and why. The result is a list of rows in the events table's column order, de-duplicated
+by `event_id` inside the batch, ready for COPY.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
+
+from app.events.schemas import EventIn, RejectedEvent, event_adapter
+from app.settings import Settings
+
+_batch_adapter = TypeAdapter(list[EventIn])
+
+
+@with_config(ConfigDict(extra="forbid"))
+class _Body(TypedDict):
+    events: Annotated[list[EventIn], Field(min_length=1)]
+
+
+_body_adapter = TypeAdapter(_Body)
+
+COLUMNS = ("event_id", "user_id", "item_id", "type", "value", "price", "ts", "session_id",
+           "recommendation_id", "properties")
+COLUMN_TYPES = ("text", "text", "text", "text", "float8", "float8", "timestamptz", "text", "text", "jsonb")
+
+
+class EventRow(NamedTuple):
+    """One event as stored: the events table's columns in order, then the timestamp in epoch seconds."""
+
+    event_id: str
+    user_id: str
+    item_id: str | None
+    type: str
+    value: float | None
+    price: float | None
+    ts: datetime
+    session_id: str | None
+    recommendation_id: str | None
+    properties: dict[str, Any] | None
+    epoch: float
+
+
+@dataclass
+class CheckedBatch:
+    rows: list[EventRow] = field(default_factory=list)
+    repeated_ids: list[str] = field(default_factory=list)
+    """Event ids given twice in the batch: the later ones are duplicates of the first."""
+    rejected: list[RejectedEvent] = field(default_factory=list)
+
+
+def _readable(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"] if p != "__root__")
+        parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
+    return "; ".join(parts)
+
+
+def valid_body_events(body: bytes) -> list[EventIn] | None:
+    """The events of a request body valid throughout — the usual case, in one call from JSON bytes —
+    or None when anything in it is wrong, to be told apart event by event."""
+    try:
+        return _body_adapter.validate_json(body)["events"]
+    except ValidationError:
+        return None
+
+
+def _parse(raw: list[Any]) -> tuple[list[EventIn | None], dict[int, str]]:
+    try:
+        return list(_batch_adapter.validate_python(raw)), {}
+    except ValidationError:
+        pass
+    parsed: list[EventIn | None] = []
+    errors: dict[int, str] = {}
+    for index, raw_event in enumerate(raw):
+        try:
+            parsed.append(event_adapter.validate_python(raw_event))
+        except ValidationError as exc:
+            parsed.append(None)
+            errors[index] = _readable(exc)
+    return parsed, errors
+
+
+def check_batch(raw: list[Any], settings: Settings, now: datetime, *, validated: bool = False) -> CheckedBatch:
+    """`validated`: the events passed `EventIn` already (see `valid_body_events`)."""
+    parsed, errors = (raw, {}) if validated else _parse(raw)
+    batch = CheckedBatch()
+    taken: set[str] = set()
+    latest = now.timestamp() + settings.max_future_seconds
+    for index, event in enumerate(parsed):
+        if event is None:
+            raw_id = raw[index].get("event_id") if isinstance(raw[index], dict) else None
+            batch.rejected.append(RejectedEvent(
+                index=index, event_id=raw_id if isinstance(raw_id, str) else None, error=errors[index]))
+            continue
+        event_id = event.get("event_id")
+        item_id = event.get("item_id")
+        ts = event.get("timestamp") or now
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        epoch = ts.timestamp()
+        error = None
+        if item_id is None and event["type"] != "purchase":
+            error = f"item_id is required for `{event['type']}` events"
+        elif event["type"] == "rating" and event.get("value") is None:
+            error = "rating events need a `value`"
+        elif epoch > latest:
+            error = f"timestamp: more than {settings.max_future_seconds:g} s in the future"
+        elif epoch < settings.min_timestamp:
+            error = "timestamp: before 2000-01-01"
+        if error is not None:
+            batch.rejected.append(RejectedEvent(index=index, event_id=event_id, error=error))
+            continue
+        if event_id is None:
+            event_id = uuid.uuid4().hex
+        elif event_id in taken:
+            batch.repeated_ids.append(event_id)
+            continue
+        taken.add(event_id)
+        batch.rows.append(EventRow(
+            event_id, event["user_id"], item_id, event["type"], event.get("value"), event.get("price"), ts,
+            event.get("session_id"), event.get("recommendation_id"), event.get("properties"), epoch,
+        ))
+    return batch
