@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 from fastapi.testclient import TestClient
+
+from app.db import make_async_engine
+from app.events import service
+from app.events.schemas import IngestResult
+from app.settings import Settings
+from app.store.client import make_async_redis
+from app.store.keys import Keys
 
 
 def _view(event_id: str, user: str, item: str = "i1") -> dict[str, object]:
@@ -67,3 +76,27 @@ def test_a_batch_mixing_new_and_stored_events_stores_only_the_new(client: TestCl
 def test_an_empty_batch_is_422(client: TestClient) -> None:
     r = client.post("/v1/events", json={"events": []})
     assert r.status_code == 422 and r.json()["error"] == "ValidationError"
+
+
+def test_concurrent_overlapping_batches_store_each_event_once(settings: Settings, pg: psycopg.Connection) -> None:
+    """Both batches COPY at once; the later one meets the unique index, waits, and redoes its batch."""
+    first = [_view(f"c{k}", f"user{k % 7}", f"item{k % 11}") for k in range(0, 600)]
+    second = [_view(f"c{k}", f"user{k % 7}", f"item{k % 11}") for k in range(400, 1000)]
+
+    async def run() -> list[IngestResult]:
+        assert settings.database_url
+        engine = make_async_engine(settings.database_url, pool_size=2)
+        redis = make_async_redis(settings.redis_url)
+        keys = Keys(settings.redis_prefix)
+        try:
+            return list(await asyncio.gather(
+                *(service.ingest(engine, redis, keys, settings, batch) for batch in (first, second))
+            ))
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    a, b = asyncio.run(run())
+    assert a.accepted + b.accepted == 1000
+    assert a.duplicates + b.duplicates == 200
+    assert pg.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (1000, 1000)
