@@ -7,6 +7,12 @@ one token; an empty bucket answers 429 with `Retry-After` (whole seconds, rounde
 is back. The bucket lives in Redis, so every API replica shares it, and the clock is Redis' own
 (`TIME`), so replicas with skewed clocks still agree.
 
+To spare a Redis round trip per request, a process takes tokens in small leases (5 % of a second's
+rate, at most 100 and at least the request's cost, so a slow key still asks Redis every time) and
+spends them locally. The bucket is charged when a lease is taken, so a key never gets more than its
+rate across replicas; a lease unspent after a second is dropped, so tokens cannot pile up, and a key
+may meet a 429 at most one lease per process early.
+
 Redis is a cache here, not a gate: when it cannot be reached the limiter fails open (logs, lets the
 request through) and stops asking for a few seconds so a dead Redis adds no latency per request.
 """
@@ -33,15 +39,20 @@ SCOPE_BREADTH: tuple[str, ...] = ("admin", "ingest", "read")
 FAIL_OPEN_SECONDS = 5.0
 """After a Redis error, requests pass unchecked for this long before Redis is tried again."""
 
-# KEYS[1] bucket hash; ARGV rate (tokens/s), burst (tokens), cost (tokens).
-# Returns {allowed (0/1), seconds until `cost` tokens are available (string: Lua numbers would be
-# truncated to integers on the way out)}.
+LEASE_SHARE = 0.05
+MAX_LEASE = 100.0
+LEASE_SECONDS = 1.0
+
+# KEYS[1] bucket hash; ARGV rate (tokens/s), burst (tokens), cost (tokens), lease (tokens wanted, >= cost).
+# Returns {tokens granted (the lease, or 0 when not even `cost` is there), seconds until `cost` tokens
+# are available} (strings: Lua numbers would be truncated to integers on the way out).
 _TOKEN_BUCKET = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
@@ -50,17 +61,17 @@ if tokens == nil or ts == nil then
   ts = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
+local granted = 0
 local wait = 0
 if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
+  granted = math.max(cost, math.min(lease, math.floor(tokens)))
+  tokens = tokens - granted
 else
   wait = (cost - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, string.format('%.6f', wait)}
+return {string.format('%.6f', granted), string.format('%.6f', wait)}
 """
 
 
@@ -80,26 +91,40 @@ class RateLimiter:
         self._settings = settings
         self._script = redis.register_script(_TOKEN_BUCKET)
         self._skip_until = 0.0
+        self._leases: dict[str, tuple[float, float]] = {}  # key id -> (tokens left, monotonic expiry)
 
     async def check(self, principal: Principal, cost: float = 1.0) -> None:
-        if time.monotonic() < self._skip_until:
+        now = time.monotonic()
+        if now < self._skip_until:
+            return
+        left, expires = self._leases.get(principal.key_id, (0.0, 0.0))
+        if left >= cost and now < expires:
+            self._leases[principal.key_id] = (left - cost, expires)
             return
         rate = rate_for(principal, self._settings)
         if rate <= 0:
             raise RateLimited("This key may not make requests (rate 0).", headers={"Retry-After": "3600"})
         burst = max(cost, rate * self._settings.rate_limit_burst_seconds)
+        lease = min(burst, max(cost, min(MAX_LEASE, rate * LEASE_SHARE)))
         try:
-            allowed, wait = await self._script(
-                keys=[self._keys.rate_limit(principal.key_id)], args=[rate, burst, cost]
+            granted, wait = await self._script(
+                keys=[self._keys.rate_limit(principal.key_id)], args=[rate, burst, cost, lease]
             )
         except (RedisError, OSError) as exc:
             self._skip_until = time.monotonic() + FAIL_OPEN_SECONDS
             log.warning("ratelimit.fail_open", extra={"error": type(exc).__name__})
             return
-        if int(allowed) != 1:
-            retry_after = max(1, math.ceil(float(wait)))
-            raise RateLimited(
-                f"Rate limit of {rate:g} requests/s (burst {burst:g}) exceeded for this key; "
-                f"retry in {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
-            )
+        if float(granted) >= cost:
+            if len(self._leases) > 10_000:
+                self._leases.clear()
+            # a concurrent request may have leased meanwhile: keep its unexpired tokens too
+            left, expires = self._leases.get(principal.key_id, (0.0, 0.0))
+            left = left if expires > now else 0.0
+            self._leases[principal.key_id] = (left + float(granted) - cost, now + LEASE_SECONDS)
+            return
+        retry_after = max(1, math.ceil(float(wait)))
+        raise RateLimited(
+            f"Rate limit of {rate:g} requests/s (burst {burst:g}) exceeded for this key; "
+            f"retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )

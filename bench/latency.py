@@ -93,6 +93,12 @@ def wrk(url: str, seconds: float, script: str | None = None) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
+def load() -> str:
+    """The box is shared: figures mean little without how busy it was."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=2000)
@@ -128,11 +134,11 @@ def main() -> None:
             rps = float(re.search(r"Requests/sec:\s+([\d.]+)", fixed).group(1))  # type: ignore[union-attr]
             codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", fixed)
             print(f"fixed rate     {rps:.0f} req/s held (target {args.rate}): p50 {p.get('50', 0):.1f} ms, "
-                  f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms; status codes {codes}")
+                  f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms; status codes {codes}; {load()}")
             peak = wrk(base + "/", args.seconds, lua.name)
             trivial = wrk(base + "/healthz", args.seconds)
             print(f"peak           recommendations {peak:,.0f} req/s, /healthz {trivial:,.0f} req/s, "
-                  f"ratio {peak / trivial:.2f}")
+                  f"ratio {peak / trivial:.2f}; {load()}")
         delete_prefix(args.redis, prefix)
 
 

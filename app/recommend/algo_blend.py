@@ -128,7 +128,14 @@ def score_user(
     src_idx, src_val, src_kind, src_hist = src_idx[valid], src_val[valid], src_kind[valid], src_hist[valid]
 
     pop_items = top_popular(popularity, config.n_popular)
-    items, inv = np.unique(np.concatenate([src_idx, pop_items]), return_inverse=True)
+    # np.unique(..., return_inverse=True) by a mask over the item range: same result, no sort
+    candidates = np.concatenate([src_idx, pop_items])
+    mask = np.zeros(len(popularity), dtype=bool)
+    mask[candidates] = True
+    items = np.flatnonzero(mask)
+    lookup = np.empty(len(popularity), dtype=np.intp)
+    lookup[items] = np.arange(len(items))
+    inv = lookup[candidates]
     inv_src = inv[: len(src_idx)]
     m = len(items)
     cf_raw = np.bincount(inv_src, weights=np.where(src_kind == 0, src_val, 0.0), minlength=m)
@@ -143,11 +150,15 @@ def score_user(
 
     # reason: the history item with the largest blended contribution to each candidate
     contrib = src_val * np.where(src_kind == 0, a[inv_src] / cf_max, (1.0 - a[inv_src]) / ct_max)
-    order = np.lexsort((-contrib, inv_src))
-    first = order[np.r_[True, inv_src[order][1:] != inv_src[order][:-1]]] if order.size else order
-    first = first[contrib[first] > 0]
+    # per candidate, the first source entry holding its largest contribution (ufunc.at, no sort)
+    best = np.full(m, -np.inf)
+    np.maximum.at(best, inv_src, contrib)
+    winners = np.flatnonzero(contrib == best[inv_src])
+    first = np.full(m, len(contrib), dtype=np.intp)
+    np.minimum.at(first, inv_src[winners], winners)
     reason = np.full(m, -1, dtype=np.int32)
-    reason[inv_src[first]] = src_hist[first]
+    won = best > 0
+    reason[won] = src_hist[first[won]]
 
     keep = (cf_raw != 0) | (ct_raw != 0) | np.isin(items, pop_items)
     if exclude is not None and len(exclude):

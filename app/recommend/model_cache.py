@@ -1,8 +1,9 @@
 """The static arrays of a published model version, loaded once per version into each API process.
 
-Neighbour rows stay in Redis (fetched per request for the user's history only); the id tables,
-evidence and popularity vectors are read once per version and kept here, keyed by version, so a
-request never mixes versions.
+The id tables, evidence and popularity vectors are read once per version and kept here, keyed by
+version, so a request never mixes versions. Item-item neighbour rows stay in Redis; the rows
+requests ask for are kept in a bounded per-version `RowCache`, so a hot item's rows cross the
+network once per version and process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from app.recommend.algo_blend import HybridConfig
 from app.recommend.algo_content import ContentModel
 from app.recommend.algo_matrix import InteractionConfig
 from app.recommend.algo_similarity import CFConfig
-from app.recommend.algo_validate import RecommenderConfig
+from app.recommend.algo_validate import RecommenderConfig, history_config
+from app.recommend.row_cache import RowCache
 from app.store.codec import text, unpack_neighbours
 from app.store.keys import Keys
 
@@ -42,6 +44,12 @@ def config_from_json(raw: str | None) -> RecommenderConfig:
     )
 
 
+ITEM_PARTS = ("cf", "content")
+"""The item-item neighbour hashes of a version, cached row by row in `VersionArrays.rows`."""
+
+Rows = tuple[NDArray[np.int32], NDArray[np.float32]]
+_EMPTY: Rows = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+
 
 @dataclass
 class VersionArrays:
@@ -55,7 +63,9 @@ class VersionArrays:
     user_ids: NDArray[np.object_] | None = None
     user_epoch: int = -1
     content: ContentModel | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, RowCache] = field(default_factory=dict)
+    history_config: InteractionConfig = field(default_factory=InteractionConfig)
+    """How serving weighs a live history (`algo_validate.history_config` of `config`), made once."""
 
 
 class ModelCache:
@@ -90,15 +100,37 @@ class ModelCache:
         items, evidence, popularity, meta = await pipe.execute()
         item_ids = np.array(items.decode().split("\n") if items else [], dtype=object)
         meta = {key.decode(): value.decode() for key, value in meta.items()}
+        config = config_from_json(meta.get("recommender_config"))
         return VersionArrays(
             version=version,
             item_ids=item_ids,
             item_pos={item_id: pos for pos, item_id in enumerate(item_ids)},
             evidence=np.frombuffer(evidence or b"", dtype="<f4"),
             popularity=np.frombuffer(popularity or b"", dtype="<f4"),
-            config=config_from_json(meta.get("recommender_config")),
+            config=config,
             built_at=float(meta.get("built_at", 0.0)),
+            rows={part: RowCache(len(item_ids)) for part in ITEM_PARTS},
+            history_config=history_config(config),
         )
+
+    async def neighbour_rows(self, arrays: VersionArrays, positions: list[int]) -> dict[str, Rows]:
+        """The CF and content rows of the items at `positions`: int32[h, width] indices (-1 padded)
+        and float32[h, width] scores per part, row r for positions[r].
+
+        Cached rows cost no I/O; the others are read in one round trip and cached for the version.
+        """
+        gathered = {part: arrays.rows[part].gather(positions) for part in ITEM_PARTS}
+        misses = [part for part in ITEM_PARTS if gathered[part][2]]
+        if misses:
+            pipe = self.redis.pipeline(transaction=False)
+            for part in misses:
+                pipe.hmget(self.keys.model(arrays.version, part),
+                           [arrays.item_ids[positions[row]] for row in gathered[part][2]])
+            for part, raw in zip(misses, await pipe.execute(), strict=True):
+                out_i, out_s, missing = gathered[part]
+                fetched = [unpack_neighbours(r) if r else _EMPTY for r in raw]
+                gathered[part] = (*arrays.rows[part].complete((out_i, out_s), positions, missing, fetched), [])
+        return {part: (out_i, out_s) for part, (out_i, out_s, _) in gathered.items()}
 
     async def user_ids(self, arrays: VersionArrays, epoch: int) -> NDArray[np.object_]:
         """The version's user id table; reloaded when a user was erased since (epoch changed)."""

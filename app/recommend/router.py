@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from redis.exceptions import RedisError
 
 from app.auth.deps import require
@@ -12,7 +12,7 @@ from app.fallback import note_redis_fallback
 from app.http import NOT_FOUND
 from app.recommend import similar
 from app.recommend.degraded import DegradedPopularity
-from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers
+from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers, UserRecommendationsQuery
 from app.recommend.service import Query as RecQuery
 from app.recommend.service import RecommendService
 
@@ -35,30 +35,28 @@ def _service(request: Request) -> RecommendService:
 
 @router.get("/users/{user_id}/recommendations", response_model=Recommendations)
 async def recommendations(
-    user_id: IdPath,
-    request: Request,
-    n: N = 10,
-    category: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-    exclude_seen: Annotated[bool, Query(description="true: drop every item the user interacted with; "
-                                        "false: drop only purchased items.")] = False,
-    available_only: bool = True,
-    alpha: Annotated[float | None, Query(ge=0, le=1, description="Override the CF weight.")] = None,
-    min_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
-    max_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
-    explain: Annotated[bool, Query(description="Reasons are always included; kept for compatibility.")] = True,
-) -> Recommendations:
+    user_id: IdPath, request: Request, params: Annotated[UserRecommendationsQuery, Query()]
+) -> Response:
     """Hybrid recommendations over the shopper's live history (an event posted a moment ago counts).
 
     Cold shoppers get popularity (flagged in `strategy`); never an empty list while eligible items exist.
     """
-    if min_price is not None and max_price is not None and min_price > max_price:
+    if params.min_price is not None and params.max_price is not None and params.min_price > params.max_price:
         raise BadRequest("min_price is above max_price.")
-    q = RecQuery(n=n, category=category, available_only=available_only, exclude_seen=exclude_seen,
-                 alpha=alpha, min_price=min_price, max_price=max_price)
+    q = RecQuery(n=params.n, category=params.category, available_only=params.available_only,
+                 exclude_seen=params.exclude_seen, alpha=params.alpha, min_price=params.min_price,
+                 max_price=params.max_price)
     try:
-        return await _service(request).for_user(user_id, q)
+        recs = await _service(request).for_user(user_id, q)
     except (RedisError, OSError):
-        return await _degraded(request, q, set(), "recommendations.user")
+        recs = await _degraded(request, q, set(), "recommendations.user")
+    return _json(recs)
+
+
+def _json(recs: Recommendations) -> Response:
+    """The answer serialised as is: the service has validated it already, so FastAPI's second pass
+    against `response_model` (kept for the OpenAPI schema) would only cost time."""
+    return Response(recs.__pydantic_serializer__.to_json(recs), media_type="application/json")
 
 
 @router.post("/recommendations/session", response_model=Recommendations)

@@ -1,8 +1,11 @@
 """Hybrid recommendations served from Redis, one pipelined round trip per stage.
 
-Stage 1 reads the model pointer and the shopper's live history; stage 2 the neighbour rows of the
-history items and the live popularity list; stage 3 the metadata of the best candidates (filters,
-titles for reasons). Scoring is `algo_blend.score_user`, the very function validation measured.
+Stage 1 reads the model pointer, the shopper's live history and exclusions and the live popularity
+list; stage 2 the neighbour rows of the history items — only those not yet in the version's
+in-process row cache, so usually no I/O — and the live content rows of history items newer than the
+model (only when there are some); stage 3 the metadata of the best candidates (filters, titles for
+reasons), always read live, so a deleted item disappears at once. Scoring is
+`algo_blend.score_user`, the very function validation measured.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -21,10 +24,9 @@ from app.eventlog import TYPE_CODE
 from app.recommend import reasons
 from app.recommend.algo_blend import score_user
 from app.recommend.algo_matrix import history_weights
-from app.recommend.algo_validate import history_config
 from app.recommend.model_cache import ModelCache, VersionArrays
-from app.recommend.schemas import Recommendations, RecommendedItem, Sources
-from app.store.codec import decode_history, decode_item_meta, text, unpack_neighbours
+from app.recommend.schemas import Recommendations
+from app.store.codec import decode_history, decode_item_meta, score_pairs, text
 from app.store.keys import Keys
 
 HISTORY_LIMIT = 25  # with a half-life of 8 events, older entries weigh under 12 %
@@ -54,31 +56,13 @@ class Query:
         return not (self.max_price is not None and (price is None or price > self.max_price))
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
+    """One live history event (a tuple: 25 of them are built per request)."""
+
     ts: float
     type: str
     value: float | None
     item_id: str
-
-
-def _rows(raw: list[bytes | None]) -> tuple[list[NDArray[np.int32]], list[NDArray[np.float32]]]:
-    idx, sc = [], []
-    for r in raw:
-        i, s = unpack_neighbours(r) if r else (np.zeros(0, np.int32), np.zeros(0, np.float32))
-        idx.append(i)
-        sc.append(s)
-    return idx, sc
-
-
-def _stack(idx: list[NDArray[np.int32]], sc: list[NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]:
-    width = max((len(i) for i in idx), default=0) or 1
-    out_i = np.full((len(idx), width), -1, dtype=np.int32)
-    out_s = np.zeros((len(idx), width), dtype=np.float32)
-    for r, (i, s) in enumerate(zip(idx, sc, strict=True)):
-        out_i[r, : len(i)] = i
-        out_s[r, : len(s)] = s
-    return out_i, out_s
 
 
 class RecommendService:
@@ -92,65 +76,75 @@ class RecommendService:
         pipe.get(self.keys.model_pointer())
         pipe.lrange(self.keys.history(user_id), 0, HISTORY_LIMIT - 1)
         pipe.smembers(self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id))
-        version, raw_history, excluded = await pipe.execute()
-        history = [HistoryEntry(*decode_history(e)) for e in raw_history]
+        self._popular(pipe, q)
+        version, raw_history, excluded, popular = await pipe.execute()
+        history = [HistoryEntry._make(decode_history(e)) for e in raw_history]
         exclude = {b.decode() for b in excluded}
-        return await self.recommend(version.decode() if version else None, history, exclude, q)
+        return await self.recommend(version.decode() if version else None, history, exclude, q, popular)
 
     async def for_session(self, item_ids: list[str], q: Query) -> Recommendations:
-        version = await self.redis.get(self.keys.model_pointer())
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.model_pointer())
+        self._popular(pipe, q)
+        version, popular = await pipe.execute()
         now = time.time()
         # a basket listed newest first: earlier entries count as more recent
         history = [HistoryEntry(now - k, "view", None, item_id) for k, item_id in enumerate(item_ids)]
-        return await self.recommend(text(version) if version else None, history, set(item_ids), q)
+        return await self.recommend(text(version) if version else None, history, set(item_ids), q, popular)
+
+    def _popular(self, pipe: Any, q: Query) -> None:
+        """Queue the read of the live popularity list the filler draws from (raw reply: `score_pairs`)."""
+        key = self.keys.popularity_category(q.category) if q.category else self.keys.popularity()
+        pipe.execute_command("ZREVRANGE", key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, "WITHSCORES")
 
     async def recommend(
-        self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query
+        self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query,
+        popular: list[Any] | None = None,
     ) -> Recommendations:
+        """Recommendations from an already read history; `popular` is the raw reply of the live
+        popularity read (`_popular`), made here when the caller has not."""
         arrays = await self.cache.get(version) if version else None
-        pop_key = self.keys.popularity_category(q.category) if q.category else self.keys.popularity()
-        hist_ids: list[str] = []
+        hist_idx = np.zeros(0, dtype=np.int32)
         weights = np.zeros(0, dtype=np.float32)
         if arrays is not None and history:
             hist_idx, weights = self._weigh(arrays, history)
-            hist_ids = [str(arrays.item_ids[i]) for i in hist_idx]
         live_ids = [h.item_id for h in history if arrays is None or h.item_id not in arrays.item_pos]
-
-        pipe = self.redis.pipeline(transaction=False)
-        if arrays is not None and hist_ids:
-            pipe.hmget(self.keys.model(arrays.version, "cf"), hist_ids)
-            pipe.hmget(self.keys.model(arrays.version, "content"), hist_ids)
-        if live_ids:
-            pipe.hmget(self.keys.live_content(), live_ids[:HISTORY_LIMIT])
-        pipe.zrevrange(pop_key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, withscores=True)
-        results = await pipe.execute()
-        popular: list[tuple[bytes, float]] = results[-1]
+        live_rows: list[bytes | None] = []
+        if popular is None or live_ids:
+            pipe = self.redis.pipeline(transaction=False)
+            if popular is None:
+                self._popular(pipe, q)
+            if live_ids:
+                pipe.hmget(self.keys.live_content(), live_ids[:HISTORY_LIMIT])
+            results = await pipe.execute()
+            if popular is None:
+                popular = results[0]
+            if live_ids:
+                live_rows = results[-1]
 
         ranked: list[tuple[str, float, float, float, float, str | None]] = []  # id, total, cf, ct, pop, why
-        if arrays is not None and hist_ids:
-            cf_idx, cf_sc = _stack(*_rows(results[0]))
-            ct_rows = _rows(results[1])
-            ct_idx, ct_sc = _stack(*ct_rows)
+        if arrays is not None and len(hist_idx):
+            rows = await self.cache.neighbour_rows(arrays, hist_idx.tolist())
             hybrid = arrays.config.hybrid if q.alpha is None else replace(arrays.config.hybrid, alpha=q.alpha)
             exclude_idx = np.array([arrays.item_pos[i] for i in exclude if i in arrays.item_pos], dtype=np.int32)
             scores = score_user(
-                np.array([arrays.item_pos[i] for i in hist_ids], dtype=np.int32), weights,
-                cf_idx, cf_sc, ct_idx, ct_sc, arrays.evidence, arrays.popularity, hybrid,
+                hist_idx, weights, *rows["cf"], *rows["content"], arrays.evidence, arrays.popularity, hybrid,
                 exclude=exclude_idx, n=max(4 * q.n, q.n + 50),
             )
-            for k in range(len(scores.items)):
-                why = int(scores.reason[k])
-                ranked.append((
-                    str(arrays.item_ids[scores.items[k]]), float(scores.total[k]), float(scores.cf[k]),
-                    float(scores.content[k]), float(scores.popularity[k]),
-                    str(arrays.item_ids[why]) if why >= 0 else None,
-                ))
+            ids = arrays.item_ids
+            ranked = [
+                (ids[item], total, cf, ct, pop, ids[why] if why >= 0 else None)
+                for item, total, cf, ct, pop, why in zip(
+                    scores.items.tolist(), scores.total.tolist(), scores.cf.tolist(), scores.content.tolist(),
+                    scores.popularity.tolist(), scores.reason.tolist(), strict=True)
+            ]
         if live_ids and arrays is not None:
-            ranked.extend(self._live_content(arrays, results[-2], live_ids, exclude))
+            ranked.extend(self._live_content(arrays, live_rows, live_ids, exclude))
             ranked.sort(key=lambda r: -r[1])
 
-        top_pop = float(popular[0][1]) if popular and popular[0][1] > 0 else 1.0
-        fill = [(m.decode(), s / top_pop) for m, s in popular]
+        pairs = score_pairs(popular)
+        top_pop = pairs[0][1] if pairs and pairs[0][1] > 0 else 1.0
+        fill = [(m.decode(), s / top_pop) for m, s in pairs]
         last_type: dict[str, str] = {}
         for h in reversed(history):
             last_type[h.item_id] = h.type
@@ -168,15 +162,15 @@ class RecommendService:
         head = ranked[: 2 * q.n + 10]
         await fetch_meta([r[0] for r in head] + [r[5] for r in head if r[5]]
                          + ([f[0] for f in fill[: 2 * q.n + 10]] if len(head) < q.n else []))
-        items: list[RecommendedItem] = []
+        items: list[dict[str, Any]] = []  # validated once at the end: far cheaper than model by model
         chosen: set[str] = set()
 
         def take(item_id: str, total: float, cf: float, ct: float, pop: float, reason: str) -> None:
-            items.append(RecommendedItem(
-                item_id=item_id, score=round(total, 6),
-                sources=Sources(cf=round(cf, 6), content=round(ct, 6), popularity=round(pop, 6)),
-                reason=reason, title=(meta.get(item_id) or {}).get("t"),
-            ))
+            items.append({
+                "item_id": item_id, "score": round(total, 6),
+                "sources": {"cf": round(cf, 6), "content": round(ct, 6), "popularity": round(pop, 6)},
+                "reason": reason, "title": (meta.get(item_id) or {}).get("t"),
+            })
             chosen.add(item_id)
 
         def pick_ranked() -> None:
@@ -210,22 +204,25 @@ class RecommendService:
             strategy = "popularity_fallback"
         else:
             strategy = "hybrid"
-        return Recommendations(
-            recommendation_id=f"{strategy}.{uuid.uuid4().hex[:16]}", model_version=version,
-            strategy=strategy, items=items,
-        )
+        return Recommendations.model_validate({
+            "recommendation_id": f"{strategy}.{uuid.uuid4().hex[:16]}", "model_version": version,
+            "strategy": strategy, "items": items,
+        })
 
     def _weigh(
         self, arrays: VersionArrays, history: list[HistoryEntry]
     ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
-        known = [h for h in history if h.item_id in arrays.item_pos and h.type in TYPE_CODE]
+        pos = arrays.item_pos
+        known = [(pos[h.item_id], TYPE_CODE[h.type], np.nan if h.value is None else h.value, h.ts)
+                 for h in history if h.item_id in pos and h.type in TYPE_CODE]
         if not known:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        item = np.array([arrays.item_pos[h.item_id] for h in known], dtype=np.int32)
-        types = np.array([TYPE_CODE[h.type] for h in known], dtype=np.int8)
-        values = np.array([np.nan if h.value is None else h.value for h in known], dtype=np.float32)
-        ts = np.array([h.ts for h in known], dtype=np.float64)
-        idx, w = history_weights(item, types, values, ts, float(ts.max()), history_config(arrays.config))
+        columns = list(zip(*known, strict=True))
+        item = np.array(columns[0], dtype=np.int32)
+        types = np.array(columns[1], dtype=np.int8)
+        values = np.array(columns[2], dtype=np.float32)
+        ts = np.array(columns[3], dtype=np.float64)
+        idx, w = history_weights(item, types, values, ts, float(ts.max()), arrays.history_config)
         keep = w > 0
         return idx[keep], w[keep]
 

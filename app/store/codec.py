@@ -41,6 +41,19 @@ def decode_item_meta(raw: bytes | str | None) -> dict[str, Any] | None:
     return None if raw is None else dict(orjson.loads(raw))
 
 
+def score_pairs(raw: list[Any]) -> list[tuple[bytes, float]]:
+    """(member, score) pairs of a raw `ZREVRANGE ... WITHSCORES` reply, RESP3 ([[m, s], ...]) or RESP2
+    ([m, s, ...]).
+
+    redis-py's own reply parsing turns every RESP3 double back into text and then into a float
+    again, per member; on the serving path that costs more than the command itself.
+    """
+    if raw and not isinstance(raw[0], list):
+        pairs = iter(raw)
+        return [(member, float(score)) for member, score in zip(pairs, pairs, strict=True)]
+    return [(member, float(score)) for member, score in raw]
+
+
 def pack_neighbours(indices: NDArray[np.int32], scores: NDArray[np.float32]) -> bytes:
     """One neighbour row: int32 indices then float32 scores, same length (padding entries are -1)."""
     return np.ascontiguousarray(indices, dtype="<i4").tobytes() + np.ascontiguousarray(
