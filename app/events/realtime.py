@@ -61,19 +61,30 @@ end
 local meta_key, new_meta = nxt(), nxt()
 for _ = 1, tonumber(nxt()) do redis.call('HSETNX', meta_key, nxt(), new_meta) end
 local pop_key, category_prefix, categories_key = nxt(), nxt(), nxt()
-for _ = 1, tonumber(nxt()) do
-  local item, inc = nxt(), nxt()
-  local meta = redis.call('HGET', meta_key, item)
-  if meta then
-    redis.call('ZINCRBY', pop_key, inc, item)
-    local categories = cjson.decode(meta)['c']
-    if type(categories) == 'table' then
-      for _, category in ipairs(categories) do
-        redis.call('ZINCRBY', category_prefix .. category, inc, item)
-        redis.call('SADD', categories_key, category)
+local n = tonumber(nxt())
+local items, increments, categories = {}, {}, {}
+for j = 1, n do items[j], increments[j] = nxt(), nxt() end
+for first = 1, n, 256 do
+  local last = math.min(n, first + 255)
+  local metas = redis.call('HMGET', meta_key, unpack(items, first, last))
+  for j = first, last do
+    local meta = metas[j - first + 1]
+    if meta then
+      redis.call('ZINCRBY', pop_key, increments[j], items[j])
+      local item_categories = cjson.decode(meta)['c']
+      if type(item_categories) == 'table' then
+        for _, category in ipairs(item_categories) do
+          redis.call('ZINCRBY', category_prefix .. category, increments[j], items[j])
+          categories[category] = true
+        end
       end
     end
   end
+end
+local named = {}
+for category in pairs(categories) do named[#named + 1] = category end
+for first = 1, #named, 256 do
+  redis.call('SADD', categories_key, unpack(named, first, math.min(#named, first + 255)))
 end
 local strategies_key = nxt()
 for _ = 1, tonumber(nxt()) do
