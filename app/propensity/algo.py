@@ -65,10 +65,13 @@ def train_propensity(
     config: PropensityConfig = PropensityConfig(),
     item_categories: Sequence[Sequence[str]] | None = None,
     user_attributes: Sequence[Mapping[str, Any] | None] | None = None,
+    feature_cache: dict[tuple[float, FeatureSpec], FeatureMatrix] | None = None,
 ) -> TrainResult:
     """Holdout metrics, then the production model (see the module docstring for the windows).
 
-    now: epoch seconds; events at ``ts >= now`` are ignored entirely.
+    now: epoch seconds; events at ``ts >= now`` are ignored entirely. feature_cache: feature
+    matrices by (cut-off, spec), shared between targets of one rebuild (purchase and churn read the
+    same ones; building one is a pass over every event).
     """
     target = Target.parse(target) if isinstance(target, str) else target
     h = config.horizon_days * DAY
@@ -79,14 +82,14 @@ def train_propensity(
         max_levels=config.max_attribute_levels,
     )
     log = log.select(log.ts < now) if bool((log.ts >= now).any()) else log
-    cache: dict[float, FeatureMatrix] = {}
+    cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {} if feature_cache is None else feature_cache
 
     def features(cutoff: float) -> FeatureMatrix:
-        if cutoff not in cache:
-            cache[cutoff] = build_features(
+        if (cutoff, spec) not in cache:
+            cache[(cutoff, spec)] = build_features(
                 log, cutoff, spec, item_categories=item_categories, user_attributes=user_attributes
             )
-        return cache[cutoff]
+        return cache[(cutoff, spec)]
 
     def cut(j: int) -> float:
         return now - j * h  # every cut-off computed the same way, so the cache keys match exactly
@@ -97,11 +100,15 @@ def train_propensity(
         """Stacked rows of the cut-offs ``cut(first), cut(first + 1), ...`` (n_train_windows of them)."""
         xs, ys, gs, cuts = [], [], [], []
         fm = None
+        per_window = max(1, config.max_train_rows // config.n_train_windows)
         for k in range(config.n_train_windows):
             cutoff = cut(first + k)
             pop = np.flatnonzero(active_before(log, cutoff))
             if len(pop) == 0:
                 break
+            if len(pop) > per_window:
+                rng = np.random.default_rng(config.random_state + first + k)
+                pop = np.sort(rng.choice(pop, per_window, replace=False))
             fm = features(cutoff)
             xs.append(fm.X[pop])
             ys.append(labels(log, cutoff, config.horizon_days, target, item_categories)[pop])
@@ -121,6 +128,9 @@ def train_propensity(
     metrics: dict[str, Any] = {"target": str(target), "horizon_days": config.horizon_days}
     holdout = fit(2)
     eval_pop = np.flatnonzero(active_before(log, cut(1)))
+    if len(eval_pop) > config.max_train_rows:  # the metrics are as precise on a sample this size
+        rng = np.random.default_rng(config.random_state)
+        eval_pop = np.sort(rng.choice(eval_pop, config.max_train_rows, replace=False))
     if holdout is None or len(eval_pop) == 0:
         metrics["status"] = "insufficient_history"
     else:
@@ -135,8 +145,9 @@ def train_propensity(
             train_cutoffs=list(holdout.cutoffs),
             eval_cutoff=cut(1),
         )
-    for cutoff in [c for c in cache if c not in {cut(1 + k) for k in range(config.n_train_windows)}]:
-        del cache[cutoff]  # only the production cut-offs are read again
+    production = {(cut(1 + k), spec) for k in range(config.n_train_windows)}
+    for key in [key for key in cache if key[1] == spec and key not in production]:
+        del cache[key]  # only the production cut-offs are read again
     model = fit(1)
     if model is None:
         raise ValueError("no events before now - horizon: not enough history to train a propensity model")

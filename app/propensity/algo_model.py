@@ -7,7 +7,10 @@ Choices (see ``algo`` for the training windows they are fit on):
   (3 folds, grouped by user so a user's stacked rows stay in one fold): each fold's booster is fit
   weighted and calibrated on its held-out fold *unweighted*, so the averaged output is a
   probability of the true base rate, not of the re-weighted one. Isotonic calibration once both
-  classes have ``isotonic_min_class`` rows, sigmoid below.
+  classes have ``isotonic_min_class`` rows, sigmoid below. The booster reads quantile bin codes
+  (``algo_binning``: scikit-learn's own binning is slow under sample weights).
+* Training rows are a seeded sample of at most ``max_train_rows`` (split evenly over the stacked
+  windows): the booster's accuracy saturates long before a million shoppers, its cost does not.
 * Fewer than ``min_users`` rows or ``min_positives`` rows in the minority class: a logistic
   regression on log-damped, standardised features, unweighted (maximum likelihood is calibrated
   in-sample, and there is too little data to hold out for recalibration). One class only: a
@@ -30,11 +33,11 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import ThreadpoolController
 
+from app.propensity.algo_binning import QuantileBinner, group_folds
 from app.propensity.algo_explain import feature_importance
 from app.propensity.algo_metrics import best_f1_threshold
 from app.propensity.features import FeatureSpec
@@ -69,6 +72,7 @@ class PropensityConfig:
     max_threads / single_thread_below: OpenMP threads for fit and predict; inputs smaller than
                           ``single_thread_below`` rows run single-threaded (faster, and polite to
                           the API processes sharing the box)
+    max_train_rows:       rows per fit, all windows together (a seeded sample of the users above it)
     """
 
     horizon_days: float = 30.0
@@ -89,6 +93,7 @@ class PropensityConfig:
     calibration_ensemble: bool = True
     max_threads: int | None = None
     single_thread_below: int = 200_000
+    max_train_rows: int = 100_000
 
 
 @dataclass
@@ -147,6 +152,11 @@ def _class_weight(y: NDArray[np.bool_], cap: float) -> dict[int, float] | None:
     return {0: float(min(np.sqrt(1.0 / ratio), cap)), 1: 1.0}
 
 
+def _groups_per_class(y: NDArray[np.bool_], groups: NDArray[np.int64]) -> int:
+    """The fewer of: groups with a positive row, groups with a negative row (bounds the fold count)."""
+    return min(len(np.unique(groups[y])), len(np.unique(groups[~y])))
+
+
 def fit_model(
     X: NDArray[np.float32],
     y: NDArray[np.bool_],
@@ -186,7 +196,8 @@ def fit_model(
     else:
         kind = "gbm"
         calibration = "isotonic" if minority >= config.isotonic_min_class else "sigmoid"
-        folds = min(config.calibration_folds, minority)
+        grp = groups if groups is not None else np.arange(n)
+        folds = min(config.calibration_folds, _groups_per_class(y, grp))
         gbm = HistGradientBoostingClassifier(
             learning_rate=config.learning_rate,
             max_iter=config.max_iter,
@@ -197,10 +208,10 @@ def fit_model(
             class_weight=_class_weight(y, config.max_class_weight),
             random_state=config.random_state,
         )
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.random_state)
-        grp = groups if groups is not None else np.arange(n)
-        splits = list(splitter.split(X, y, grp))
-        estimator = CalibratedClassifierCV(gbm, method=calibration, cv=splits, ensemble=config.calibration_ensemble)
+        splits = group_folds(y, grp, folds, seed=config.random_state)
+        estimator = CalibratedClassifierCV(
+            make_pipeline(QuantileBinner(), gbm), method=calibration, cv=splits, ensemble=config.calibration_ensemble
+        )
         # OpenMP threads cost more than they give on small data, badly so on a busy box.
         with _threads(1 if n < config.single_thread_below else config.max_threads):
             estimator.fit(X, y)

@@ -26,7 +26,7 @@ from scipy.stats import rankdata
 from app.eventlog import EventLog
 from app.propensity.algo_explain import Factor, factor_arrays, render_factors
 from app.propensity.algo_model import PropensityModel
-from app.propensity.features import build_features
+from app.propensity.features import FeatureMatrix, build_features
 
 TIERS: tuple[str, ...] = ("low", "medium", "high")
 """Tier codes: index into this tuple."""
@@ -100,17 +100,26 @@ def score_users(
     user_attributes: Sequence[Mapping[str, Any] | None] | None = None,
     k: int = 3,
     factor_rows: NDArray[np.intp] | Sequence[int] | None = None,
+    factor_limit: int | None = None,
+    features: FeatureMatrix | None = None,
 ) -> PropensityScores:
     """Score all ``log.n_users`` users on features as of ``now`` (events with ts < now), with k factors each.
 
     Factors are the costly part (up to ``MAX_CANDIDATES`` extra predictions per user, ~0.4 ms per user
-    on two busy cores): ``factor_rows`` limits them to those users (others get -1), ``k = 0`` skips them.
+    on two busy cores): ``factor_rows`` limits them to those users (others get -1), ``factor_limit``
+    to that many users with the highest probability (the head of the audience, the users a campaign
+    acts on), ``k = 0`` skips them. ``features``: the matrix as of ``now``, when already built.
     """
-    fm = build_features(log, now, model.spec, item_categories=item_categories, user_attributes=user_attributes)
+    fm = features or build_features(
+        log, now, model.spec, item_categories=item_categories, user_attributes=user_attributes
+    )
     if fm.names != model.feature_names:
         raise ValueError("feature columns at scoring time differ from the model's; rebuild the model")
     p = model.predict_proba(fm.X)
     rows = None if factor_rows is None else np.asarray(factor_rows, dtype=np.intp)
+    if factor_limit is not None and (len(p) if rows is None else len(rows)) > factor_limit:
+        pool = np.arange(len(p)) if rows is None else rows
+        rows = np.sort(pool[np.argsort(-p[pool], kind="stable")[:factor_limit]])
     feat, impact, value = factor_arrays(model, fm.X, rows, k)
     if rows is not None:
         feat, impact, value = (

@@ -109,14 +109,58 @@ def fit_content(docs: Sequence[str], n_features: int = DEFAULT_N_FEATURES) -> Co
     return ContentModel(idf=idf, matrix=vectorize(docs, idf))
 
 
+#: Terms in more than this share of the catalog (and at least _COMMON_MIN_DF items) are "common".
+_COMMON_FRACTION = 0.05
+_COMMON_MIN_DF = 1000
+_MAX_COMMON = 64
+
+
 def content_neighbours(
     model: ContentModel, k: int = 100, block_bytes: int = DEFAULT_BLOCK_BYTES
 ) -> Neighbours:
-    """Cosine top-k over the catalog, block-wise; Neighbours over items, int32[n_items, k]."""
+    """Cosine top-k over the catalog, block-wise; Neighbours over items, int32[n_items, k].
+
+    Exact, but without the all-pairs product: a term most items carry ("new", a store-wide
+    category) makes nearly every pair similar by a sliver, so M M^T would be dense (10^10 entries
+    at 100k items). Pairs are scored in full only where they share a rarer term; a pair sharing
+    common terms only scores at most bound[i] = sum_t M[i, t] max_j M[j, t] over the common terms,
+    so an item whose k-th candidate already reaches that bound has its exact list. The few others
+    are recomputed against the whole catalog.
+    """
     m = model.matrix
-    mt = sp.csr_matrix(m.T)
     n = m.shape[0]
-    return blockwise_topk(n, n, k, lambda s, e: m[s:e] @ mt, block_bytes=block_bytes)
+    df = np.bincount(m.indices, minlength=m.shape[1])
+    common = np.flatnonzero(df > max(_COMMON_MIN_DF, _COMMON_FRACTION * n))
+    common = common[np.argsort(-df[common], kind="stable")][:_MAX_COMMON]
+    mt = sp.csr_matrix(m.T)
+    if len(common) == 0:
+        return blockwise_topk(n, n, k, lambda s, e: m[s:e] @ mt, block_bytes=block_bytes)
+    slot = np.full(m.shape[1], -1)
+    slot[common] = np.arange(len(common))
+    entry_slot = slot[m.indices]
+    is_common = entry_slot >= 0
+    dense_common = np.zeros((len(common), n), dtype=np.float32)  # term-major: one row per common term
+    rows = np.repeat(np.arange(n), np.diff(m.indptr))
+    dense_common[entry_slot[is_common], rows[is_common]] = m.data[is_common]
+    rare = sp.csr_matrix((np.where(is_common, 0.0, m.data).astype(np.float32), m.indices.copy(), m.indptr.copy()),
+                         shape=m.shape)
+    rare.eliminate_zeros()
+    rare_t = sp.csr_matrix(rare.T)
+
+    def block(start: int, stop: int) -> sp.csr_matrix:
+        cand = sp.csr_matrix(rare[start:stop] @ rare_t)  # pairs sharing a rare term
+        r = np.repeat(np.arange(start, stop), np.diff(cand.indptr))
+        for term in dense_common:
+            cand.data += term[r] * term[cand.indices]
+        return cand
+
+    out = blockwise_topk(n, n, k, block, block_bytes=block_bytes)
+    bound = dense_common.max(axis=1) @ dense_common
+    redo = np.flatnonzero(bound > out.scores[:, k - 1])
+    if len(redo):
+        exact = blockwise_topk(len(redo), n, k, lambda s, e: m[redo[s:e]] @ mt, block_bytes=block_bytes, row_ids=redo)
+        out.indices[redo], out.scores[redo] = exact.indices, exact.scores
+    return out
 
 
 def similar_to_document(

@@ -6,7 +6,9 @@ the scorer never needs to know which variant won validation.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,8 @@ from numpy.typing import NDArray
 
 #: Rows of a similarity block materialised at once are capped to about this many bytes (float32).
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024
+#: Blocks computed at once (each holds one block of memory); the worker box has two cores.
+BLOCK_THREADS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -89,15 +93,18 @@ def _topk_packed(
     block: sp.csr_matrix, k: int, row_ids: NDArray[np.integer] | None, signed: bool
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """`topk_dense` on a sparse block: each row's stored entries packed into [b, max_nnz_per_row],
-    so the cost follows nnz instead of b x n_cols (item-item products are sparse at scale)."""
+    so the cost follows nnz instead of b x n_cols (item-item products are sparse at scale).
+
+    The block must not hold duplicate entries (products and slices never do); its rows need not be
+    sorted, so the sort that `sum_duplicates` would do (a third of the time at 100k items) is skipped.
+    """
     block = sp.csr_matrix(block)
-    block.sum_duplicates()
     b = block.shape[0]
     counts = np.diff(block.indptr)
     width = max(1, int(counts.max(initial=0)))
     rows = np.repeat(np.arange(b), counts)
     pos = np.arange(block.nnz) - block.indptr[:-1][rows]
-    vals = np.zeros((b, width))
+    vals = np.zeros((b, width), dtype=np.result_type(block.dtype, np.float32))
     vals[rows, pos] = block.data
     if row_ids is not None:
         vals[rows, pos] = np.where(block.indices == np.asarray(row_ids)[rows], 0.0, block.data)
@@ -160,22 +167,38 @@ def blockwise_topk(
     exclude_self: bool = True,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     signed: bool = False,
+    row_ids: NDArray[np.integer] | None = None,
 ) -> Neighbours:
     """Run `block_fn(start, stop)` -> float[stop-start, n_cols] over row blocks and keep top-k.
 
     A block may be dense or sparse (sparse blocks are reduced over their stored entries only).
     Peak memory is about one block of `block_bytes` plus the k-wide outputs, whatever n_rows is.
+    With `exclude_self`, row r never lists its own column: r, or `row_ids[r]` when the rows are a
+    subset of the column entities.
     """
     rows_per_block = max(1, block_bytes // max(1, 8 * n_cols))
     out = Neighbours.empty(n_rows, k)
-    for start in range(0, n_rows, rows_per_block):
+
+    def run(start: int) -> None:
         stop = min(n_rows, start + rows_per_block)
         block = block_fn(start, stop)
-        ids = np.arange(start, stop) if exclude_self else None
+        ids = None
+        if exclude_self:
+            ids = np.arange(start, stop) if row_ids is None else np.asarray(row_ids)[start:stop]
         if sp.issparse(block):
             idx, sc = _topk_packed(sp.csr_matrix(block), k, ids, signed)
         else:
             idx, sc = topk_dense(np.asarray(block), k, ids, signed)
         out.indices[start:stop] = idx
         out.scores[start:stop] = sc
+
+    starts = range(0, n_rows, rows_per_block)
+    if len(starts) < 2 or BLOCK_THREADS < 2:
+        for start in starts:
+            run(start)
+        return out
+    # scipy's sparse products and numpy's partitions release the GIL: blocks overlap on the cores
+    with ThreadPoolExecutor(max_workers=BLOCK_THREADS) as pool:
+        for _ in pool.map(run, starts):
+            pass
     return out

@@ -27,7 +27,8 @@ def pearson_user_neighbours(
     min(|I_uv|, gamma) / gamma. Every sum is a sparse product restricted to the co-rated structure:
     numerator C C^T, left denominator (C o C) B^T, right denominator B (C o C)^T, |I_uv| = B B^T,
     with C the centred ratings and B their 0/1 pattern, all kept sparse (only pairs of users that
-    share an item are ever materialised). Pairs with a zero denominator score 0.
+    share an item are ever materialised), in float32. The first and the last come out of one complex
+    product, (C o C + iB) B^T. Pairs with a zero denominator score 0.
 
     Parameters
     ----------
@@ -38,49 +39,49 @@ def pearson_user_neighbours(
     -------
     Neighbours over users, indices int32[n_users, k], only positive weighted correlations.
     """
-    r = sp.csr_matrix(r, dtype=np.float64)
+    r = sp.csr_matrix(r, dtype=np.float32)
     r.sum_duplicates()
     n_users = r.shape[0]
     counts = np.diff(r.indptr)
-    means = np.asarray(r.sum(axis=1)).ravel() / np.maximum(counts, 1)
+    means = (np.asarray(r.sum(axis=1), dtype=np.float64).ravel() / np.maximum(counts, 1)).astype(np.float32)
     centred = r.copy()
     centred.data = r.data - np.repeat(means, counts)  # explicit zeros kept: they still count as co-rated
     pattern = r.copy()
     pattern.data = np.ones_like(r.data)
-    sq = centred.copy()
-    sq.data = centred.data**2
+    # (C o C) + iB: one complex product gives the left denominator (real) and |I_uv| (imaginary)
+    sq_and_one = sp.csr_matrix(((centred.data**2 + 1j).astype(np.complex64), r.indices, r.indptr), shape=r.shape)
+    sq_t = sp.csr_matrix(sp.csr_matrix((centred.data**2, r.indices, r.indptr), shape=r.shape).T)
     c_t = sp.csr_matrix(centred.T)
     b_t = sp.csr_matrix(pattern.T)
-    sq_t = sp.csr_matrix(sq.T)
 
-    def dense_block(start: int, stop: int, n_co: NDArray[np.float64]) -> NDArray[np.float64]:
-        num = (centred[start:stop] @ c_t).toarray()
-        denom = np.sqrt((sq[start:stop] @ b_t).toarray() * (pattern[start:stop] @ sq_t).toarray())
+    def weighted(num: NDArray[np.float32], left: NDArray[np.float32], right: NDArray[np.float32],
+                 n_co: NDArray[np.float32]) -> NDArray[np.float32]:
+        denom = np.sqrt(left * right)
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
-        return np.asarray(corr * (np.minimum(n_co, gamma) / gamma), dtype=np.float64)
+        return np.asarray(corr * (np.minimum(n_co, gamma) / gamma), dtype=np.float32)
 
-    def block(start: int, stop: int) -> sp.csr_matrix | NDArray[np.float64]:
+    def block(start: int, stop: int) -> sp.csr_matrix | NDArray[np.float32]:
         # the co-rated count fixes the structure (pairs sharing an item); read the sums there
-        n_co = sp.csr_matrix(pattern[start:stop] @ b_t)
-        if n_co.nnz > DENSE_PAIR_FRACTION * (stop - start) * n_users:  # dense arithmetic is faster
-            return dense_block(start, stop, n_co.toarray())
-        n_co.sort_indices()
-        cols = n_co.indices
-        keys = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(n_co.indptr)) * n_users + cols
+        both = sp.csr_matrix(sq_and_one[start:stop] @ b_t)
+        if both.nnz > DENSE_PAIR_FRACTION * (stop - start) * n_users:  # dense arithmetic is faster
+            both_d = both.toarray()
+            num = (centred[start:stop] @ c_t).toarray()
+            right = (pattern[start:stop] @ sq_t).toarray()
+            return weighted(num, both_d.real, right, both_d.imag)
+        both.sort_indices()
+        cols = both.indices
+        keys = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(both.indptr)) * n_users + cols
 
-        def at(m: sp.spmatrix) -> NDArray[np.float64]:
-            """m's values on n_co's structure (m's structure is a subset of it), float64[nnz(n_co)]."""
+        def at(m: sp.spmatrix) -> NDArray[np.float32]:
+            """m's values on the co-rated structure (m's structure is a subset of it), float32[nnz]."""
             m = sp.csr_matrix(m)
             m_keys = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(m.indptr)) * n_users + m.indices
-            out = np.zeros(len(keys))
+            out = np.zeros(len(keys), dtype=np.float32)
             out[np.searchsorted(keys, m_keys)] = m.data
             return out
 
-        num = at(centred[start:stop] @ c_t)
-        denom = np.sqrt(at(sq[start:stop] @ b_t) * at(pattern[start:stop] @ sq_t))
-        safe = np.where(denom > 0, denom, 1.0)
-        corr = np.where(denom > 0, num / safe, 0.0) * (np.minimum(n_co.data, gamma) / gamma)
-        return sp.csr_matrix((corr, cols, n_co.indptr), shape=n_co.shape)
+        corr = weighted(at(centred[start:stop] @ c_t), both.data.real, at(pattern[start:stop] @ sq_t), both.data.imag)
+        return sp.csr_matrix((corr, cols, both.indptr), shape=both.shape)
 
     return blockwise_topk(n_users, n_users, k, block, block_bytes=block_bytes)

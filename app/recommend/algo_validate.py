@@ -15,13 +15,14 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.eventlog import EventLog
-from app.recommend.algo_blend import HybridConfig, Sources, combine, propagate, sources, top_n
+from app.recommend.algo_blend import HybridConfig
 from app.recommend.algo_matrix import InteractionConfig, _type_weight_table, interactions
-from app.recommend.algo_metrics import ranking_metrics, time_holdout
+from app.recommend.algo_metrics import time_holdout
 from app.recommend.algo_neighbours import Neighbours, merge_neighbours
 from app.recommend.algo_popularity import item_evidence, popularity
 from app.recommend.algo_sequence import collaborative_neighbours, sequence_neighbours
 from app.recommend.algo_similarity import CF_VARIANTS, CFConfig, CFVariant, cf_neighbours
+from app.recommend.algo_validate_scoring import Trial, make_scorer
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 DEFAULT_SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.85)
@@ -114,59 +115,6 @@ def holdout_targets(
     return sp.csr_matrix(rel > 0), seen
 
 
-_Trial = tuple[str, sp.csr_matrix | None, bool, HybridConfig]  # name, CF matrix, use content, blend
-
-
-class _Scorer:
-    """Scores the validation users block by block for named trials -> top-20 lists -> metrics.
-
-    Normalised sources are cached per (CF matrix, use content) when all users fit in one block, so
-    the alpha and evidence_c stages do not redo the sparse products of the CF stage.
-    """
-
-    def __init__(self, history: sp.csr_matrix, seen: sp.csr_matrix, relevant: sp.csr_matrix,
-                 content: sp.csr_matrix, evidence: NDArray[np.float32], pop: NDArray[np.float32],
-                 block_bytes: int) -> None:
-        self.history, self.seen, self.relevant, self.content = history, seen, relevant, content
-        self.evidence, self.pop = evidence, pop
-        self.rows = max(1, block_bytes // (8 * 6 * max(1, content.shape[1])))
-        self.single_block = history.shape[0] <= self.rows
-        self._cache: dict[tuple[int, bool], Sources] = {}
-        self._raw: dict[int, NDArray[np.float64]] = {}
-
-    def _sources(self, start: int, stop: int, s_cf: sp.csr_matrix | None, use_content: bool) -> Sources:
-        key = (id(s_cf), use_content)
-        if self.single_block and key in self._cache:
-            return self._cache[key]
-        h = self.history[start:stop]
-        zero = np.zeros((stop - start, self.history.shape[1]))
-        ct_raw = zero
-        if use_content:
-            ct_raw = self._raw.get(id(self.content)) if self.single_block else None  # type: ignore[assignment]
-            if ct_raw is None:
-                ct_raw = propagate(h, self.content)
-                if self.single_block:
-                    self._raw[id(self.content)] = ct_raw
-        cf_raw = zero if s_cf is None else propagate(h, s_cf)
-        src = sources(cf_raw, ct_raw, self.seen[start:stop])
-        if self.single_block:
-            self._cache = {k: v for k, v in self._cache.items() if k[0] == id(None)}  # keep few
-            self._cache[key] = src
-        return src
-
-    def run(self, trials: Sequence[_Trial]) -> dict[str, dict[str, float]]:
-        """trials: (name, CF matrix or None, use content, blend) -> {name: ranking metrics}."""
-        n_users = self.history.shape[0]
-        tops = {name: np.full((n_users, 20), -1, dtype=np.int32) for name, _, _, _ in trials}
-        order = sorted(trials, key=lambda t: (id(t[1]), t[2]))  # one product per matrix and block
-        for start in range(0, n_users, self.rows):
-            stop = min(n_users, start + self.rows)
-            for name, s_cf, use_content, hyb in order:
-                src = self._sources(start, stop, s_cf, use_content)
-                tops[name][start:stop] = top_n(combine(src, self.evidence, self.pop, hyb), 20)
-        return {name: _metrics(top, self.relevant) for name, top in tops.items()}
-
-
 def validate(
     log: EventLog,
     content: Neighbours,
@@ -176,8 +124,7 @@ def validate(
     sequence_weights: Sequence[float] = DEFAULT_SEQUENCE_WEIGHTS,
     evidence_cs: Sequence[float] = DEFAULT_EVIDENCE_CS,
     test_fraction: float = 0.2,
-    max_users: int = 20_000,
-    block_bytes: int = 256 * 1024 * 1024,
+    max_users: int = 5_000,
     seed: int = 0,
 ) -> ValidationResult:
     """Hold out each user's most recent `test_fraction`, fit on the rest, choose the served config.
@@ -190,8 +137,8 @@ def validate(
     log : the full training log.  content : content Neighbours over items (catalog-only, fitted once).
     config : the starting config; its CF variant, sequence weight, alpha and evidence_c are replaced
         by the best found (everything else is kept).
-    max_users : evaluate a fixed random sample of at most this many held-out users.
-    block_bytes : dense scoring runs over user blocks of about this size (memory bound).
+    max_users : evaluate a fixed random sample of at most this many held-out users (NDCG@10 over
+        5k users is precise to about +-0.004; the cost grows with them).
 
     Returns
     -------
@@ -213,8 +160,8 @@ def validate(
     x = interactions(train, config.interaction, now)
     n_items = x.shape[1]
     pop = popularity(train, config.hybrid.pop_half_life_days, now, config.interaction)
-    scorer = _Scorer(user_histories(train, config)[users], seen[users], relevant[users],
-                     content.to_csr(n_items), item_evidence(x), pop, block_bytes)
+    scorer = make_scorer(user_histories(train, config)[users], seen[users], relevant[users],
+                         content.to_csr(n_items), item_evidence(x), pop)
     timings["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -242,7 +189,7 @@ def validate(
 
     t2 = time.perf_counter()
     cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
-    trials: list[_Trial] = [
+    trials: list[Trial] = [
         ("popularity", None, False, replace(h, pop_weight=1.0, n_popular=n_items)),
         ("content", None, True, replace(h, alpha=0.0, pop_weight=0.0)),
     ]
@@ -279,9 +226,3 @@ def validate(
     chosen = replace(config, cf=replace(cf, variant=variant, sequence_weight=weight), hybrid=h)
     timings["total"] = time.perf_counter() - t0
     return ValidationResult(config=chosen, metrics=metrics, timings=timings)
-
-
-def _metrics(top: NDArray[np.int32], relevant: sp.csr_matrix) -> dict[str, float]:
-    out = ranking_metrics(top, relevant, (10, 20))
-    out.pop("users")
-    return out

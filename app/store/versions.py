@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from itertools import islice
 
 import redis
 
@@ -16,6 +17,7 @@ from app.store.codec import text
 from app.store.keys import Keys
 
 _CHUNK = 5_000
+_CHUNKS_PER_ROUND_TRIP = 8
 GRACE_SECONDS = 600
 
 
@@ -44,27 +46,22 @@ class VersionWriter:
         """A hash written in pipelined chunks (fields may be a generator over millions of entries)."""
         key = self._key(part)
         pipe = self.client.pipeline(transaction=False)
-        batch: dict[str, bytes | str] = {}
-        for field, value in fields:
-            batch[field] = value
-            if len(batch) >= _CHUNK:
-                pipe.hset(key, mapping=batch)  # type: ignore[arg-type]
-                pipe.execute()
-                batch = {}
-        if batch:
+        it = iter(fields)
+        while batch := dict(islice(it, _CHUNK)):
             pipe.hset(key, mapping=batch)  # type: ignore[arg-type]
-            pipe.execute()
+            if len(pipe) >= _CHUNKS_PER_ROUND_TRIP:
+                pipe.execute()
+        pipe.execute()
 
     def zset(self, part: str, members: Iterable[tuple[str, float]]) -> None:
         key = self._key(part)
-        batch: dict[str, float] = {}
-        for member, score in members:
-            batch[member] = score
-            if len(batch) >= _CHUNK:
-                self.client.zadd(key, batch)
-                batch = {}
-        if batch:
-            self.client.zadd(key, batch)
+        pipe = self.client.pipeline(transaction=False)
+        it = iter(members)
+        while batch := dict(islice(it, _CHUNK)):
+            pipe.zadd(key, batch)
+            if len(pipe) >= _CHUNKS_PER_ROUND_TRIP:
+                pipe.execute()
+        pipe.execute()
 
     def meta(self, fields: Mapping[str, str | int | float]) -> None:
         self.client.hset(self._key("meta"), mapping=dict(fields))  # type: ignore[arg-type]

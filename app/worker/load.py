@@ -1,8 +1,8 @@
 """Read the source of truth (Postgres) into dense numpy arrays for a rebuild.
 
-Events stream through a server-side cursor in large batches; string ids become dense indices with one
-dict lookup each. Users and items come from their tables, so shoppers and products without events
-still get an index (propensity scores every user; content covers every item).
+Events stream as one binary COPY whose fixed-size rows numpy reads directly; Postgres joins the
+string ids to their dense indices. Users and items come from their tables, so shoppers and products
+without events still get an index (propensity scores every user; content covers every item).
 """
 
 from __future__ import annotations
@@ -14,10 +14,37 @@ from typing import Any
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
+from psycopg import sql
 
 from app.eventlog import TYPE_CODE, EventLog
 
-_BATCH = 200_000
+# One event as COPY ... (FORMAT binary) sends it: a field count, then (length, big-endian value) per
+# field. Every field is NOT NULL by construction, so every row has this exact size.
+_ROW = np.dtype([
+    ("n", ">i2"), ("l_user", ">i4"), ("user", ">i4"), ("l_item", ">i4"), ("item", ">i4"),
+    ("l_type", ">i4"), ("type", ">i2"), ("l_value", ">i4"), ("value", ">f8"), ("l_price", ">i4"),
+    ("price", ">f8"), ("l_ts", ">i4"), ("ts", ">f8"), ("l_session", ">i4"), ("session", ">i4"),
+])  # fmt: skip
+_HEADER = 19  # signature (11), flags (4), header extension length (4)
+_PARSE_BYTES = 64 * 1024 * 1024
+_TYPE_CASE = " ".join(f"WHEN '{name}' THEN {code}" for name, code in TYPE_CODE.items())
+# Dense indices are joined in Postgres (row_number in the same ORDER BY as the id tables above), so
+# ten million events cross the wire as fixed-size binary rows and never become Python objects.
+_EVENTS_SQL = f"""
+COPY (
+  SELECT coalesce(u.idx, -1)::int4,
+         CASE WHEN e.item_id IS NULL THEN -1 ELSE coalesce(i.idx, -2) END::int4,
+         CASE e.type {_TYPE_CASE} ELSE -1 END::int2,
+         coalesce(e.value, 'NaN')::float8, coalesce(e.price, 'NaN')::float8,
+         extract(epoch FROM e.ts)::float8, coalesce(s.idx, -1)::int4
+  FROM events e
+  LEFT JOIN (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS idx FROM users) u USING (user_id)
+  LEFT JOIN (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS idx FROM items) i USING (item_id)
+  LEFT JOIN (SELECT session_id, row_number() OVER () - 1 AS idx
+             FROM (SELECT DISTINCT session_id FROM events WHERE session_id IS NOT NULL) d) s USING (session_id)
+  WHERE e.ts <= to_timestamp(%s)
+) TO STDOUT (FORMAT binary)
+"""
 
 
 @dataclass(frozen=True)
@@ -37,11 +64,60 @@ class Snapshot:
     now: float
 
 
+_COLUMNS = {"user": np.int32, "item": np.int32, "type": np.int8, "value": np.float32, "price": np.float32,
+            "ts": np.float64, "session": np.int32}  # fmt: skip
+
+
+def _copy_events(conn: psycopg.Connection[Any], now: float) -> dict[str, NDArray[Any]]:
+    """Every event up to `now` as EventLog-typed columns (`_COLUMNS`), oldest first."""
+    parts: dict[str, list[NDArray[Any]]] = {name: [] for name in _COLUMNS}
+    pending = bytearray()
+    skip = _HEADER
+
+    def parse(final: bool) -> None:
+        """Rows received so far -> compact columns (29 bytes an event instead of 68 on the wire)."""
+        nonlocal pending, skip
+        body = memoryview(pending)[skip : len(pending) - (2 if final else 0)]  # the trailer is int16 -1
+        whole = len(body) // _ROW.itemsize * _ROW.itemsize
+        rows = np.frombuffer(body[:whole], dtype=_ROW)
+        for name, dtype in _COLUMNS.items():
+            parts[name].append(rows[name].astype(dtype))
+        del rows
+        pending = bytearray(body[whole:])
+        skip = 0
+
+    # Tables bulk-loaded since autovacuum last ran have no statistics: the planner then guesses a few
+    # thousand users and hashes the ten million joined events instead (48 s instead of 18 s).
+    never = conn.execute(
+        "SELECT relname FROM pg_class WHERE reltuples < 0"
+        " AND oid IN (to_regclass('users'), to_regclass('items'), to_regclass('events'))"
+    ).fetchall()
+    for (table,) in never:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    with conn.transaction(), conn.cursor() as cur:
+        # the joins' hash tables stay in memory instead of spilling to disk in batches; JIT
+        # compiling this plan costs more than it saves
+        cur.execute("SET LOCAL work_mem = '1GB'")
+        cur.execute("SET LOCAL jit = off")
+        with cur.copy(_EVENTS_SQL, (now,)) as copy:
+            for chunk in copy:
+                pending += chunk
+                if len(pending) >= _PARSE_BYTES:
+                    parse(final=False)
+    parse(final=True)
+    columns = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    parts.clear()
+    order = np.argsort(columns["ts"], kind="stable")  # oldest first; cheaper here than in Postgres
+    columns = {name: col[order] for name, col in columns.items()}
+    if (columns["user"] < 0).any() or (columns["item"] < -1).any() or (columns["type"] < 0).any():
+        raise ValueError("events reference unknown users, unknown items or unknown event types")
+    return columns
+
+
 def load_snapshot(conn: psycopg.Connection[Any], now: float | None = None) -> Snapshot:
     now = time.time() if now is None else now
     user_rows = conn.execute("SELECT user_id, attributes FROM users ORDER BY user_id").fetchall()
     user_ids = np.array([r[0] for r in user_rows], dtype=object)
-    user_pos = {u: k for k, u in enumerate(user_ids)}
 
     item_rows = conn.execute(
         "SELECT item_id, title, description, categories, tags, brand, price, available, attributes,"
@@ -53,49 +129,9 @@ def load_snapshot(conn: psycopg.Connection[Any], now: float | None = None) -> Sn
         for r in item_rows
     ]
     item_ids = np.array([r[0] for r in item_rows], dtype=object)
-    item_pos = {i: k for k, i in enumerate(item_ids)}
     deleted = np.array([bool(r[9]) for r in item_rows], dtype=bool)
     available = np.array([bool(r[7]) for r in item_rows], dtype=bool)
 
-    users: list[NDArray[np.int32]] = []
-    items_idx: list[NDArray[np.int32]] = []
-    types: list[NDArray[np.int8]] = []
-    values: list[NDArray[np.float32]] = []
-    prices: list[NDArray[np.float32]] = []
-    stamps: list[NDArray[np.float64]] = []
-    sessions: list[NDArray[np.int32]] = []
-    session_pos: dict[str, int] = {}
-    with conn.transaction(), conn.cursor(name="shopmind_rebuild_events") as cur:
-        cur.itersize = _BATCH
-        cur.execute(
-            "SELECT user_id, item_id, type, value, price, extract(epoch FROM ts)::float8, session_id"
-            " FROM events WHERE ts <= to_timestamp(%s) ORDER BY ts",
-            (now,),
-        )
-        while rows := cur.fetchmany(_BATCH):
-            u, i, t, v, p, ts, s = zip(*rows, strict=True)
-            users.append(np.fromiter((user_pos[x] for x in u), dtype=np.int32, count=len(rows)))
-            items_idx.append(
-                np.fromiter((item_pos[x] if x is not None else -1 for x in i), dtype=np.int32, count=len(rows))
-            )
-            types.append(np.fromiter((TYPE_CODE[x] for x in t), dtype=np.int8, count=len(rows)))
-            values.append(np.array(v, dtype=np.float64).astype(np.float32))
-            prices.append(np.array(p, dtype=np.float64).astype(np.float32))
-            stamps.append(np.array(ts, dtype=np.float64))
-            sessions.append(
-                np.fromiter(
-                    (session_pos.setdefault(x, len(session_pos)) if x is not None else -1 for x in s),
-                    dtype=np.int32, count=len(rows),
-                )
-            )
-
-    def cat(parts: list[NDArray[Any]], dtype: type) -> NDArray[Any]:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-
-    log = EventLog(
-        user=cat(users, np.int32), item=cat(items_idx, np.int32), type=cat(types, np.int8),
-        value=cat(values, np.float32), price=cat(prices, np.float32), ts=cat(stamps, np.float64),
-        session=cat(sessions, np.int32), user_ids=user_ids, item_ids=item_ids,
-    )
+    log = EventLog(**_copy_events(conn, now), user_ids=user_ids, item_ids=item_ids)
     catalog = Catalog(items=items, eligible=available & ~deleted, deleted=deleted)
     return Snapshot(log=log, catalog=catalog, user_attributes=[r[1] or {} for r in user_rows], now=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +14,15 @@ import numpy as np
 from app.propensity import (
     DAY,
     TIERS,
+    FeatureMatrix,
+    FeatureSpec,
     PropensityConfig,
     PropensityModel,
     PropensityScores,
     Target,
+    build_features,
+    describe_value,
     percentiles,
-    render_factors,
     score_users,
     tiers,
     train_propensity,
@@ -28,7 +32,6 @@ from app.store.versions import VersionWriter
 from app.worker.load import Snapshot
 
 log = logging.getLogger(__name__)
-_RENDER_CHUNK = 20_000
 
 
 @dataclass
@@ -51,10 +54,26 @@ class PropensityBuild:
         }
 
 
+#: Users per target whose top factors are computed (the most likely ones); the rest get none.
+FACTOR_USERS = 20_000
+#: Above this many users, one calibrated booster serves instead of the average of one per fold.
+ENSEMBLE_MAX_USERS = 200_000
+
+
 def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
-    config = dataclasses.replace(PropensityConfig(), horizon_days=settings.propensity_horizon_days)
+    """Train, validate and score every configured target.
+
+    At scale, scoring dominates (every user, and ~20 predictions per explained user): above
+    ENSEMBLE_MAX_USERS one booster serves instead of three (3x cheaper per prediction, ~0.005 AUC
+    lower), and factors are computed for the FACTOR_USERS most likely users per target.
+    """
+    config = dataclasses.replace(
+        PropensityConfig(), horizon_days=settings.propensity_horizon_days,
+        calibration_ensemble=snapshot.log.n_users <= ENSEMBLE_MAX_USERS,
+    )  # fmt: skip
     categories = [item["categories"] for item in snapshot.catalog.items]
     build = PropensityBuild(horizon_days=config.horizon_days)
+    cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {}
     for name in settings.propensity_targets:
         target = Target.parse(name)
         horizon = _trainable_horizon(snapshot, config.horizon_days)
@@ -65,14 +84,19 @@ def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
         try:
             result = train_propensity(
                 snapshot.log, snapshot.now, target, config=cfg, item_categories=categories,
-                user_attributes=snapshot.user_attributes,
+                user_attributes=snapshot.user_attributes, feature_cache=cache,
             )
         except ValueError as exc:  # not enough history yet: nothing to publish for this target
             build.metrics[str(target)] = {"status": "skipped", "reason": str(exc)}
             continue
+        spec = result.model.spec
+        if (snapshot.now, spec) not in cache:
+            cache[(snapshot.now, spec)] = build_features(
+                snapshot.log, snapshot.now, spec, item_categories=categories, user_attributes=snapshot.user_attributes
+            )
         scores = score_users(
             result.model, snapshot.log, snapshot.now, item_categories=categories,
-            user_attributes=snapshot.user_attributes,
+            user_attributes=snapshot.user_attributes, factor_limit=FACTOR_USERS, features=cache[(snapshot.now, spec)],
         )
         if horizon < config.horizon_days:
             scores = _stretch(scores, target, horizon, config.horizon_days)
@@ -109,22 +133,34 @@ def _stretch(scores: PropensityScores, target: Target, short: float, horizon: fl
     )
 
 
+def _number(x: float) -> str:
+    """A float exactly as `json.dumps` writes it."""
+    return repr(x) if math.isfinite(x) else json.dumps(x)
+
+
 def _user_records(build: TargetBuild) -> Any:
-    s = build.scores
-    n = len(s.user_ids)
-    for start in range(0, n, _RENDER_CHUNK):
-        stop = min(n, start + _RENDER_CHUNK)
-        factors = render_factors(
-            build.model, s.factor_feature[start:stop], s.factor_impact[start:stop], s.factor_value[start:stop]
-        )
-        for k in range(start, stop):
-            record = {
-                "p": round(float(s.probability[k]), 6),
-                "pc": round(float(s.percentile[k]), 4),
-                "t": TIERS[int(s.tier[k])],
-                "f": [f.as_dict() for f in factors[k - start]],
-            }
-            yield str(s.user_ids[k]), json.dumps(record, separators=(",", ":"))
+    """(user id, JSON record) per user: `{"p", "pc", "t", "f": [Factor.as_dict(), ...]}`, byte for
+    byte what `json.dumps(..., separators=(",", ":"))` makes of them, built with string formatting:
+    a million shoppers' dataclasses and dumps took minutes. A factor's text depends only on its
+    feature and value, so each distinct (feature, value) is described once."""
+    s, model = build.scores, build.model
+    names = [json.dumps(name) for name in model.feature_names]
+    cap, category = model.spec.recency_cap_days, model.spec.category or "category"
+    texts: dict[tuple[int, float], str] = {}
+
+    def factor(f: int, i: float, v: float) -> str:
+        text = texts.get((f, v))
+        if text is None:
+            text = texts[(f, v)] = json.dumps(describe_value(model.feature_names[f], v, cap, category))
+        return (f'{{"feature":{names[f]},"text":{text},"direction":"{"up" if i > 0 else "down"}",'
+                f'"impact":{_number(round(i, 4))},"value":{_number(round(v, 3))}}}')
+
+    tier_names = [TIERS[t] for t in s.tier.tolist()]
+    columns = zip(s.user_ids.tolist(), s.probability.tolist(), s.percentile.tolist(), tier_names,
+                  s.factor_feature.tolist(), s.factor_impact.tolist(), s.factor_value.tolist(), strict=True)
+    for user, p, pc, tier, feats, impacts, values in columns:
+        factors = ",".join(factor(f, i, v) for f, i, v in zip(feats, impacts, values, strict=True) if f >= 0)
+        yield str(user), f'{{"p":{_number(round(p, 6))},"pc":{_number(round(pc, 4))},"t":"{tier}","f":[{factors}]}}'
 
 
 def publish_propensity(writer: VersionWriter, snapshot: Snapshot, build: PropensityBuild) -> list[str]:

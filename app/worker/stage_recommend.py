@@ -16,7 +16,6 @@ from app.recommend.algo_neighbours import Neighbours
 from app.recommend.algo_users import pearson_user_neighbours
 from app.recommend.algo_validate import FittedModel, RecommenderConfig, fit, validate
 from app.settings import Settings
-from app.store.codec import pack_neighbours
 from app.store.versions import VersionWriter
 from app.worker.load import Snapshot
 
@@ -74,11 +73,22 @@ def build_recommender(snapshot: Snapshot, settings: Settings) -> RecommenderBuil
 
 
 def _rows(ids: NDArray[np.object_], nn: Neighbours, row_ids: NDArray[np.int64] | None = None) -> Any:
-    has = (nn.indices >= 0).any(axis=1)
-    for r in np.flatnonzero(has):
-        entity = ids[r if row_ids is None else row_ids[r]]
-        width = int((nn.indices[r] >= 0).sum())
-        yield str(entity), pack_neighbours(nn.indices[r, :width], nn.scores[r, :width])
+    """(entity id, `pack_neighbours` bytes) of every non-empty row, built in bulk: each row's valid
+    indices and then its scores are laid out contiguously in one buffer, which is sliced per row."""
+    width = (nn.indices >= 0).sum(axis=1)  # -1 padding sits at the end of each row
+    rows = np.flatnonzero(width)
+    width = width[rows]
+    keep = np.arange(nn.k)[None, :] < width[:, None]
+    ends = np.cumsum(2 * width)
+    within = np.arange(int(width.sum())) - np.repeat(np.cumsum(width) - width, width)
+    first = np.repeat(ends - 2 * width, width) + within  # where each valid index goes
+    flat = np.empty(int(ends[-1]) if len(ends) else 0, dtype="<i4")
+    flat[first] = nn.indices[rows][keep]
+    flat[first + np.repeat(width, width)] = nn.scores[rows].astype("<f4").view("<i4")[keep]
+    buf = flat.tobytes()
+    entity = ids[rows if row_ids is None else row_ids[rows]]
+    for e, stop, w in zip(entity.tolist(), (4 * ends).tolist(), width.tolist(), strict=True):
+        yield str(e), buf[stop - 8 * w : stop]
 
 
 def publish_recommender(writer: VersionWriter, snapshot: Snapshot, build: RecommenderBuild) -> None:

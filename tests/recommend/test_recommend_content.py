@@ -74,3 +74,21 @@ def test_vectorize_unseen_terms_use_max_idf() -> None:
     q = vectorize(["zebra"], model.idf)
     assert q.nnz == 1
     assert model.idf[q.indices[0]] == pytest.approx(np.log(3 / 1) + 1)
+
+
+def test_content_neighbours_prune_common_terms_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terms in most documents are handled by a bound; the lists equal the all-pairs computation."""
+    import scipy.sparse as sp
+
+    from app.recommend import algo_content
+    from app.recommend.algo_neighbours import blockwise_topk
+
+    rng = np.random.default_rng(0)
+    docs = [f"thing shop {' '.join(f'w{w}' for w in rng.integers(0, 40, 3))}" for _ in range(120)]
+    docs += ["thing shop", "thing"]  # rows with common terms only must be recomputed in full
+    model = fit_content(docs, n_features=2**12)
+    m = model.matrix
+    full = blockwise_topk(m.shape[0], m.shape[0], 5, lambda s, e: m[s:e] @ sp.csr_matrix(m.T))
+    monkeypatch.setattr(algo_content, "_COMMON_MIN_DF", 10)
+    pruned = content_neighbours(model, k=5)
+    np.testing.assert_allclose(pruned.scores, full.scores, rtol=1e-5)

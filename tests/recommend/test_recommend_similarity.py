@@ -173,3 +173,25 @@ def test_pearson_sparse_and_dense_paths_agree(seed: int, monkeypatch: pytest.Mon
     dense = pearson_user_neighbours(r, k=5, gamma=3)
     np.testing.assert_allclose(sparse.scores, dense.scores, rtol=1e-6)
     assert (sparse.indices >= 0).sum() > 20
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_pearson_equals_the_pairwise_formula(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((12, 8)) < 0.5, rng.integers(1, 6, (12, 8)), 0).astype(np.float64)
+    nb = pearson_user_neighbours(sp.csr_matrix(dense), k=11, gamma=3)
+    rated = dense > 0
+    means = dense.sum(axis=1) / np.maximum(rated.sum(axis=1), 1)
+    for u in range(12):
+        want = {}
+        for v in range(12):
+            co = rated[u] & rated[v]
+            if v == u or not co.any():
+                continue
+            a, b = dense[u, co] - means[u], dense[v, co] - means[v]
+            denom = math.sqrt((a @ a) * (b @ b))
+            score = (a @ b) / denom * min(co.sum(), 3) / 3 if denom > 0 else 0.0
+            if score > 1e-6:
+                want[v] = score
+        got = {v: s for v, s in _row(nb, u).items() if s > 1e-6}
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6)

@@ -73,3 +73,19 @@ def test_fit_shapes() -> None:
     users_per_item = np.bincount(np.unique(log.user * N_ITEMS + log.item) % N_ITEMS, minlength=N_ITEMS)
     np.testing.assert_array_equal(model.evidence, users_per_item)
     assert model.evidence.sum() == 80 * 8
+
+
+def test_dense_and_candidate_scoring_give_the_same_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large catalogs score each user's candidates only; the metrics are those of dense scoring
+    (up to which of several tied items fills a list's last places)."""
+    from app.recommend import algo_validate_scoring
+
+    log, docs = _shop(2)
+    content = content_neighbours(fit_content(docs), k=10)
+    config = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10))
+    dense = validate(log, content, config)
+    monkeypatch.setattr(algo_validate_scoring, "DENSE_BYTES", 0)
+    sparse = validate(log, content, config)
+    assert sparse.config == dense.config
+    assert sparse.metrics == pytest.approx(dense.metrics, abs=0.02)
+    assert sparse.metrics["hybrid.ndcg@10"] == pytest.approx(dense.metrics["hybrid.ndcg@10"], abs=1e-9)
