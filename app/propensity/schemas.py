@@ -20,7 +20,11 @@ class Score(BaseModel):
     probability: float = Field(ge=0, le=1)
     percentile: float | None = Field(description="Share of shoppers scored at or below this one.")
     tier: str = Field(description="high / medium / low, relative to the base rate.")
-    top_factors: list[FactorOut] = Field(default_factory=list)
+    top_factors: list[FactorOut] = Field(
+        default_factory=list,
+        description="What drives the score most, for the 20,000 likeliest shoppers per target (all of them in "
+        "smaller shops); empty for the others.",
+    )
     scored: bool = Field(description="False: unknown or newer than the last rebuild, given the base rate.")
 
 
