@@ -23,9 +23,8 @@ class KnownIds:
 
     def unknown(self, deletions: int, users: list[str], items: list[str]) -> tuple[list[str], list[str]]:
         """The given ids not known to be stored, given the current `deletions` counter."""
-        if deletions != self.deletions:
-            self.users.clear()
-            self.items.clear()
+        if deletions != self.deletions:  # something was deleted since: trust nothing (`stored` resets)
+            return users, items
         return [u for u in users if u not in self.users], [i for i in items if i not in self.items]
 
     def stored(self, deletions: int, users: list[str], items: list[str]) -> None:

@@ -1,7 +1,8 @@
 """Batch ingest: check each event on its own, store the batch in one transaction, then update Redis.
 
 Postgres commits before the real-time Redis update and before the answer: whatever we acknowledge is
-durable. A batch is three statements whatever its size (`app.events.store`), and the real-time update
+durable. Whatever its size, a batch is a few statements — a counter read, the inserts of users and
+items this process has not stored before, one COPY (`app.events.store`) — and the real-time update
 one server-side script call (`app.events.realtime`).
 """
 

@@ -23,12 +23,11 @@ from app.events.validate import COLUMN_TYPES, COLUMNS, EventRow
 _COLUMN_LIST = ", ".join(COLUMNS)
 _INSERT_USERS = "INSERT INTO users (user_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING"
 _INSERT_ITEMS = "INSERT INTO items (item_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING item_id"
-_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
-    event_id text, user_id text, item_id text, type text, value float8, price float8, ts timestamptz,
-    session_id text, recommendation_id text, properties jsonb
-) ON COMMIT DELETE ROWS
-"""
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
+    + ", ".join(f"{name} {kind}" for name, kind in zip(COLUMNS, COLUMN_TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS"
+)
 _FROM_STAGE = f"""
 INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM ingest_stage ORDER BY event_id
 ON CONFLICT (event_id) DO NOTHING

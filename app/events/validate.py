@@ -28,11 +28,6 @@ class _Body(TypedDict):
 
 _body_adapter = TypeAdapter(_Body)
 
-COLUMNS = ("event_id", "user_id", "item_id", "type", "value", "price", "ts", "session_id",
-           "recommendation_id", "properties")
-COLUMN_TYPES = ("text", "text", "text", "text", "float8", "float8", "timestamptz", "text", "text", "jsonb")
-
-
 class EventRow(NamedTuple):
     """One event as stored: the events table's columns in order, then the timestamp in epoch seconds."""
 
@@ -47,6 +42,11 @@ class EventRow(NamedTuple):
     recommendation_id: str | None
     properties: dict[str, Any] | None
     epoch: float
+
+
+COLUMNS: tuple[str, ...] = EventRow._fields[:-1]
+COLUMN_TYPES = ("text", "text", "text", "text", "float8", "float8", "timestamptz", "text", "text", "jsonb")
+"""Postgres types of COLUMNS, for binary COPY and the staging table."""
 
 
 @dataclass
