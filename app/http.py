@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import AppError
 
 log = logging.getLogger(__name__)
+
+QueryModel = TypeVar("QueryModel", bound=BaseModel)
 
 _STATUS_CODES = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
@@ -50,6 +52,33 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """`responses=` for every authenticated route: the error envelope, documented in the OpenAPI spec."""
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("No such user or item")}
+
+
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting `model`'s fields as query parameters, as FastAPI lists those of
+    `Annotated[Model, Query()]`, for a route that reads its query string with `query_model`."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return {"parameters": [
+        {"name": name, "in": "query", "required": name in required, "schema": prop,
+         **({"description": prop["description"]} if "description" in prop else {})}
+        for name, prop in schema["properties"].items()
+    ]}
+
+
+def query_model(model: type[QueryModel], request: Request) -> QueryModel:
+    """The query string validated as `model` in one pydantic call (a repeated name keeps its last
+    value, as FastAPI does); errors become the usual 422, located under "query".
+
+    FastAPI's own parsing of a query model spends ~0.1 ms per request field by field, which a route
+    answering in about a millisecond notices.
+    """
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
 
 
 def envelope(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:

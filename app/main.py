@@ -56,9 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
         app.state.redis = make_async_redis(settings.redis_url)
+        serving_redis = make_async_redis(settings.redis_url, command_timeouts=False)
         app.state.keys = Keys(settings.redis_prefix)
-        app.state.model_cache = ModelCache(app.state.redis, app.state.keys)
-        app.state.recommender = RecommendService(app.state.redis, app.state.keys, app.state.model_cache)
+        app.state.model_cache = ModelCache(serving_redis, app.state.keys)
+        app.state.recommender = RecommendService(serving_redis, app.state.keys, app.state.model_cache)
         app.state.degraded_popularity = DegradedPopularity(app.state.sessionmaker)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await serving_redis.aclose()
             await app.state.redis.aclose()
             await engine.dispose()
 

@@ -31,6 +31,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._server import ADMIN_KEY, delete_prefix, running_server, scratch_database, server_env
+from bench.ingest import CpuMeter
 
 
 def load_shop(database_url: str, redis_url: str, prefix: str, n_users: int, n_items: int) -> list[str]:
@@ -79,8 +80,8 @@ def load_shop(database_url: str, redis_url: str, prefix: str, n_users: int, n_it
     return users
 
 
-def offered(base: str, script: str, rate: int, seconds: float) -> tuple[float, dict[str, float]]:
-    """Requests/s achieved and latency percentiles (ms) with `rate` requests/s offered."""
+def offered(base: str, script: str, rate: int, seconds: float) -> tuple[float, dict[str, float], int]:
+    """Requests/s achieved, latency percentiles (ms) and requests made with `rate` requests/s offered."""
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(OFFER_CONNECTIONS), "-d", f"{int(seconds)}s", "--latency", "-s", script,
          "-H", f"Authorization: Bearer {ADMIN_KEY}", base + "/"],
@@ -91,7 +92,11 @@ def offered(base: str, script: str, rate: int, seconds: float) -> tuple[float, d
     unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     percentiles = {m.group(1): float(m.group(2)) * unit[m.group(3)]
                    for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), percentiles  # type: ignore[union-attr]
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), percentiles, made(out)  # type: ignore[union-attr]
+
+
+def made(wrk_output: str) -> int:
+    return int(re.search(r"(\d+) requests in", wrk_output).group(1))  # type: ignore[union-attr]
 
 
 OFFER_CONNECTIONS = 50
@@ -114,14 +119,14 @@ def walk_script(users: list[str]) -> str:
     )
 
 
-def wrk(url: str, seconds: float, script: str | None = None) -> float:
+def wrk(url: str, seconds: float, script: str | None = None) -> tuple[float, int]:
     cmd = ["wrk", "-t", "2", "-c", "32", "-d", f"{int(seconds)}s", "-H", f"Authorization: Bearer {ADMIN_KEY}"]
     if script:
         cmd += ["-s", script]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), made(out)  # type: ignore[union-attr]
 
 
 def load() -> str:
@@ -156,13 +161,23 @@ def main() -> None:
             lua.write(walk_script(users[:1000]))
             lua.flush()
             offered(base, lua.name, args.rate, 3)  # warm up: model arrays and rows cached in both workers
-            rps, p = offered(base, lua.name, args.rate, args.seconds)
+            meter = CpuMeter(base)
+            rps, p, _ = offered(base, lua.name, args.rate, args.seconds)
             print(f"offered rate   {args.rate} req/s offered, {rps:.0f} req/s served: p50 {p.get('50', 0):.1f} ms, "
                   f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms (target p99 <= 20 ms); {load()}")
-            peak = wrk(base + "/", args.seconds, lua.name)
-            trivial = wrk(base + "/healthz", args.seconds)
+            meter = CpuMeter(base)
+            peak, peak_made = wrk(base + "/", args.seconds, lua.name)
+            peak_cpu = meter.spent()
+            meter = CpuMeter(base)
+            trivial, trivial_made = wrk(base + "/healthz", args.seconds)
+            trivial_cpu = meter.spent()
             print(f"peak           recommendations {peak:,.0f} req/s, /healthz {trivial:,.0f} req/s, "
                   f"ratio {peak / trivial:.2f}; {load()}")
+            per_rec = {name: s / peak_made * 1e3 for name, s in peak_cpu.items()}
+            per_trivial = {name: s / trivial_made * 1e3 for name, s in trivial_cpu.items()}
+            # CPU per request hardly moves with the box's load, unlike requests/s
+            print("cpu per request recommendations " + ", ".join(f"{k} {v:.3f} ms" for k, v in per_rec.items())
+                  + "; /healthz " + ", ".join(f"{k} {v:.3f} ms" for k, v in per_trivial.items()))
         delete_prefix(args.redis, prefix)
 
 

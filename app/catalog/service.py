@@ -16,7 +16,7 @@ from app.catalog.schemas import ItemOut, ItemWithId
 from app.errors import ItemNotFound
 from app.recommend import live
 from app.recommend.model_cache import ModelCache
-from app.store.codec import item_meta_json
+from app.store.codec import item_meta_json, new_meta_epoch
 from app.store.keys import Keys
 
 _CHUNK = 1000  # rows per INSERT; keeps bind parameters far below the driver's limit
@@ -51,6 +51,7 @@ async def publish_items(
     }
     pipe = redis.pipeline(transaction=False)
     pipe.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type]
+    pipe.set(keys.item_meta_epoch(), new_meta_epoch())
     categories = {c for i in items for c in i.categories}
     if categories:
         pipe.sadd(keys.popularity_categories(), *categories)
@@ -77,7 +78,15 @@ async def delete_item(session: AsyncSession, redis: aioredis.Redis, keys: Keys, 
     if result.first() is None:
         raise ItemNotFound(f"No item `{item_id}`.")
     await session.flush()
-    await redis.hdel(keys.item_meta(), item_id)
+    await unpublish_item(redis, keys, item_id)
+
+
+async def unpublish_item(redis: aioredis.Redis, keys: Keys, item_id: str) -> None:
+    """Remove the item from serving: no list shows it from the next request on."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hdel(keys.item_meta(), item_id)
+    pipe.set(keys.item_meta_epoch(), new_meta_epoch())
+    await pipe.execute()
 
 
 async def item_exists(session: AsyncSession, item_id: str) -> bool:

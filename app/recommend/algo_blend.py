@@ -103,43 +103,49 @@ def score_user(
     exclude: NDArray[np.integer] | None = None,
     allowed: NDArray[np.bool_] | None = None,
     n: int | None = None,
+    popular: NDArray[np.intp] | None = None,
 ) -> UserScores:
     """Hybrid scores for one user (the serving path).
 
     Parameters
     ----------
     history_items : int[h] item indices of the history; history_weights : float[h] their strengths.
-    cf_indices, cf_scores : int[h, k], float[h, k] CF neighbour rows of the history items (-1 padded).
+    cf_indices, cf_scores : int[h, k], float[h, k] CF neighbour rows of the history items (-1 padded);
+        a row lists an item at most once, as top-k rows do (else the reason may not be the largest
+        contributor).
     content_indices, content_scores : int[h, k2], float[h, k2] content neighbour rows.
     evidence : float[n_items] users with evidence per item.  popularity : float[n_items].
     exclude : int[e] items never returned (seen/purchased).  allowed : bool[n_items] eligibility mask.
     n : keep the n best (None: all candidates).
+    popular : `top_popular(popularity, config.n_popular)` when the caller keeps it (it depends on the
+        model version only).
     """
     w = np.asarray(history_weights, dtype=np.float64)[:, None]
     h = len(history_items)
-    cf_idx, cf_sc = _rows(cf_indices, h), _rows(cf_scores, h)
-    ct_idx, ct_sc = _rows(content_indices, h), _rows(content_scores, h)
-    src_idx = np.concatenate([cf_idx.ravel(), ct_idx.ravel()]).astype(np.intp)
-    src_val = np.concatenate([(w * cf_sc).ravel(), (w * ct_sc).ravel()])
-    src_kind = np.repeat(np.array([0, 1]), [cf_idx.size, ct_idx.size])
-    src_hist = np.concatenate([np.repeat(np.asarray(history_items), cf_idx.shape[1]),
-                               np.repeat(np.asarray(history_items), ct_idx.shape[1])])
-    valid = (src_idx >= 0) & (src_val != 0)
-    src_idx, src_val, src_kind, src_hist = src_idx[valid], src_val[valid], src_kind[valid], src_hist[valid]
+    n_items = len(popularity)
+    cf_idx, ct_idx = _rows(cf_indices, h), _rows(content_indices, h)
+    cf_val, ct_val = w * _rows(cf_scores, h), w * _rows(content_scores, h)
+    # source entries, CF rows then content rows, row by row (the order that breaks ties between
+    # reasons), each with its slot: the history row it came from, content rows after the CF ones
+    cf_at = np.flatnonzero((cf_idx >= 0) & (cf_val != 0))
+    ct_at = np.flatnonzero((ct_idx >= 0) & (ct_val != 0))
+    src_idx = np.concatenate([cf_idx.ravel()[cf_at], ct_idx.ravel()[ct_at]]).astype(np.intp)
+    src_val = np.concatenate([cf_val.ravel()[cf_at], ct_val.ravel()[ct_at]])
+    src_slot = np.concatenate([cf_at // max(cf_idx.shape[1], 1), ct_at // max(ct_idx.shape[1], 1) + h])
+    n_cf = len(cf_at)
 
-    pop_items = top_popular(popularity, config.n_popular)
-    # np.unique(..., return_inverse=True) by a mask over the item range: same result, no sort
-    candidates = np.concatenate([src_idx, pop_items])
-    mask = np.zeros(len(popularity), dtype=bool)
-    mask[candidates] = True
+    pop_items = top_popular(popularity, config.n_popular) if popular is None else popular
+    # the candidates (sorted) and each source entry's candidate number, by a mask over the item range
+    mask = np.zeros(n_items, dtype=bool)
+    mask[src_idx] = True
+    mask[pop_items] = True
     items = np.flatnonzero(mask)
-    lookup = np.empty(len(popularity), dtype=np.intp)
-    lookup[items] = np.arange(len(items))
-    inv = lookup[candidates]
-    inv_src = inv[: len(src_idx)]
     m = len(items)
-    cf_raw = np.bincount(inv_src, weights=np.where(src_kind == 0, src_val, 0.0), minlength=m)
-    ct_raw = np.bincount(inv_src, weights=np.where(src_kind == 1, src_val, 0.0), minlength=m)
+    lookup = np.empty(n_items, dtype=np.intp)
+    lookup[items] = np.arange(m)
+    inv_src = lookup[src_idx]
+    cf_raw = np.bincount(inv_src[:n_cf], weights=src_val[:n_cf], minlength=m)
+    ct_raw = np.bincount(inv_src[n_cf:], weights=src_val[n_cf:], minlength=m)
     cf_max = float(np.abs(cf_raw).max(initial=0.0)) or 1.0
     ct_max = float(np.abs(ct_raw).max(initial=0.0)) or 1.0
     cf, ct = cf_raw / cf_max, ct_raw / ct_max
@@ -148,34 +154,62 @@ def score_user(
     a = _alpha(config.alpha, evidence[items], config.evidence_c)
     total = a * cf + (1.0 - a) * ct + config.pop_weight * pop
 
-    # reason: the history item with the largest blended contribution to each candidate
-    contrib = src_val * np.where(src_kind == 0, a[inv_src] / cf_max, (1.0 - a[inv_src]) / ct_max)
-    # per candidate, the first source entry holding its largest contribution (ufunc.at, no sort)
-    best = np.full(m, -np.inf)
-    np.maximum.at(best, inv_src, contrib)
-    winners = np.flatnonzero(contrib == best[inv_src])
-    first = np.full(m, len(contrib), dtype=np.intp)
-    np.minimum.at(first, inv_src[winners], winners)
-    reason = np.full(m, -1, dtype=np.int32)
-    won = best > 0
-    reason[won] = src_hist[first[won]]
-
-    keep = (cf_raw != 0) | (ct_raw != 0) | np.isin(items, pop_items)
+    keep = (cf_raw != 0) | (ct_raw != 0)
+    keep[lookup[pop_items]] = True
     if exclude is not None and len(exclude):
-        keep &= ~np.isin(items, exclude)
+        ex = np.asarray(exclude, dtype=np.intp)
+        ex = ex[(ex >= 0) & (ex < n_items)]
+        keep[lookup[ex[mask[ex]]]] = False
     if allowed is not None:
         keep &= allowed[items]
-    rank = np.flatnonzero(keep)[np.argsort(-total[keep], kind="stable")]
-    if n is not None:
-        rank = rank[:n]
+    rank = np.flatnonzero(keep)
+    if n is not None and n < len(rank):
+        # only the candidates at least as good as the n-th best (ties included) need sorting
+        neg = -total[rank]
+        rank = rank[neg <= np.partition(neg, n - 1)[n - 1]]
+    rank = rank[np.argsort(-total[rank], kind="stable")][:n]
     return UserScores(
         items=items[rank].astype(np.int32),
         total=total[rank].astype(np.float32),
         cf=cf[rank].astype(np.float32),
         content=ct[rank].astype(np.float32),
         popularity=pop[rank].astype(np.float32),
-        reason=reason[rank],
+        reason=_reasons(rank, inv_src, src_val, src_slot, n_cf, a, cf_max, ct_max, np.asarray(history_items)),
     )
+
+
+def _reasons(
+    rank: NDArray[np.intp],
+    inv_src: NDArray[np.intp],
+    src_val: NDArray[np.float64],
+    src_slot: NDArray[np.intp],
+    n_cf: int,
+    a: NDArray[np.float64],
+    cf_max: float,
+    ct_max: float,
+    history_items: NDArray[np.integer],
+) -> NDArray[np.int32]:
+    """Per ranked candidate, the history item with the largest blended contribution to its total (the
+    first source entry holding it), -1 when nothing contributed positively. Only the returned
+    candidates are looked at: the rest of the catalog never needs a reason."""
+    h = len(history_items)
+    reason = np.full(len(rank), -1, dtype=np.int32)
+    if not h or not len(rank):
+        return reason
+    place = np.full(len(a), -1, dtype=np.intp)
+    place[rank] = np.arange(len(rank))
+    at = place[inv_src]
+    entry = np.flatnonzero(at >= 0)
+    cand = inv_src[entry]
+    contrib = src_val[entry] * np.where(entry < n_cf, a[cand] / cf_max, (1.0 - a[cand]) / ct_max)
+    # A neighbour row holds an item once, so a [candidate, slot] table has one entry per cell, and its
+    # row-wise argmax (the first of equal maxima, slots in entry order) keeps the tie-break.
+    table = np.full((len(rank), 2 * h), -np.inf)
+    table[at[entry], src_slot[entry]] = contrib
+    best = table.argmax(axis=1)
+    won = table[np.arange(len(rank)), best] > 0
+    reason[won] = history_items[best[won] % h]
+    return reason
 
 
 def propagate(history: sp.csr_matrix, s: sp.csr_matrix) -> NDArray[np.float64]:

@@ -7,6 +7,7 @@ clip, so they cancel positive evidence but never become negative similarity mass
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -53,10 +54,17 @@ class InteractionConfig:
 
 
 def _type_weight_table(weights: Mapping[str, float]) -> NDArray[np.float64]:
-    unknown = set(weights) - set(EVENT_TYPES)
+    """Weight per type code, float64[len(EVENT_TYPES)] (a fresh copy: callers write into it)."""
+    return _weight_table(tuple(sorted(weights.items()))).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _weight_table(weights: tuple[tuple[str, float], ...]) -> NDArray[np.float64]:
+    unknown = {name for name, _ in weights} - set(EVENT_TYPES)
     if unknown:
         raise ValueError(f"unknown event types in weights: {sorted(unknown)}")
-    return np.array([float(weights.get(name, 0.0)) for name in EVENT_TYPES], dtype=np.float64)
+    by_name = dict(weights)
+    return np.array([float(by_name.get(name, 0.0)) for name in EVENT_TYPES], dtype=np.float64)
 
 
 def decay(
@@ -185,20 +193,37 @@ def history_weights(
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """One user's recent events -> (item indices int32[h], strengths float32[h]), strongest first.
 
-    Exactly the per-row computation of `interactions`, so serving weighs a history as the batch
-    validation does. Events with item < 0 and items with no net positive evidence are dropped.
+    Exactly the per-row computation of `interactions` (`event_weights` + `_aggregate` for a single
+    user, summing in the same order), so serving weighs a history as the batch validation does.
+    Events with item < 0 and items with no net positive evidence are dropped. Written out for one
+    user because it runs per request, on some 25 events, where numpy's per-call cost dominates.
     """
     keep = item >= 0
     item, type_code, value, ts = item[keep], type_code[keep], value[keep], ts[keep]
-    zeros = np.zeros(item.shape, dtype=np.int32)
-    w = event_weights(zeros, type_code, value, ts, 1, now, config)
-    # `_aggregate` for a single row without building a sparse matrix (this runs per request)
-    items, inverse = np.unique(item, return_inverse=True)
-    strength = np.log1p(np.maximum(np.bincount(inverse, weights=w, minlength=len(items)), 0.0)).astype(np.float32)
+    n = len(item)
+    if not n:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+    w = _type_weight_table(config.weights)[type_code.astype(np.intp)]
+    is_rating = (type_code == TYPE_CODE["rating"]) & np.isfinite(value)
+    if is_rating.any():
+        r = value[is_rating].astype(np.float64)
+        # the user's mean rating, summed in order as np.bincount does for the whole log
+        centre = sum(r.tolist()) / len(r) if config.rating_centering else config.rating_midpoint
+        w[is_rating] = w[is_rating] + config.rating_scale * (r - centre)
+    w = w * decay(ts, float(now), config.half_life_days)
+    if np.isfinite(config.half_life_events) and config.half_life_events > 0:
+        rank = np.empty(n, dtype=np.float64)  # `recency_rank` for one user
+        rank[np.lexsort((np.arange(n), ts))] = np.arange(n - 1, -1, -1, dtype=np.float64)
+        w = w * np.exp2(-rank / config.half_life_events)
+    # `_aggregate` for a single row, without building a sparse matrix
+    sorted_items = np.sort(item)
+    items = sorted_items[np.concatenate(([True], sorted_items[1:] != sorted_items[:-1]))]
+    summed = np.bincount(np.searchsorted(items, item), weights=w, minlength=len(items))
+    strength = np.log1p(np.maximum(summed, 0.0)).astype(np.float32)
     positive = strength > 0
     items, strength = items[positive], strength[positive]
-    order = np.argsort(-strength, kind="stable")
-    return items[order].astype(np.int32), strength[order]
+    ranked = np.argsort(-strength, kind="stable")
+    return items[ranked].astype(np.int32), strength[ranked]
 
 
 def ratings_matrix(log: EventLog) -> sp.csr_matrix:

@@ -4,6 +4,10 @@ The id tables, evidence and popularity vectors are read once per version and kep
 version, so a request never mixes versions. Item-item neighbour rows stay in Redis; the rows
 requests ask for are kept in a bounded per-version `RowCache`, so a hot item's rows cross the
 network once per version and process.
+
+The client may have no per-command timeout (the serving one has none, see `store.client`), so every
+round trip here is bounded: a request's reads by `TIMEOUT_SECONDS`, a version's one-off loads (megabytes
+on a large catalog) by `LOAD_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -18,14 +22,18 @@ import redis.asyncio as aioredis
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from app.recommend.algo_blend import HybridConfig
+from app.recommend.algo_blend import HybridConfig, top_popular
 from app.recommend.algo_content import ContentModel
 from app.recommend.algo_matrix import InteractionConfig
 from app.recommend.algo_similarity import CFConfig
 from app.recommend.algo_validate import RecommenderConfig, history_config
 from app.recommend.row_cache import RowCache
+from app.store.batch import round_trip
+from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import text, unpack_neighbours
 from app.store.keys import Keys
+
+LOAD_TIMEOUT_SECONDS = 30.0
 
 
 def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
@@ -66,6 +74,8 @@ class VersionArrays:
     rows: dict[str, RowCache] = field(default_factory=dict)
     history_config: InteractionConfig = field(default_factory=InteractionConfig)
     """How serving weighs a live history (`algo_validate.history_config` of `config`), made once."""
+    popular: NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    """`algo_blend.top_popular` of the version, which every request's candidates include."""
 
 
 class ModelCache:
@@ -97,20 +107,23 @@ class ModelCache:
         pipe.get(k.model(version, "evidence"))
         pipe.get(k.model(version, "popularity"))
         pipe.hgetall(k.model(version, "meta"))
-        items, evidence, popularity, meta = await pipe.execute()
+        async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+            items, evidence, popularity, meta = await pipe.execute()
         item_ids = np.array(items.decode().split("\n") if items else [], dtype=object)
         meta = {key.decode(): value.decode() for key, value in meta.items()}
         config = config_from_json(meta.get("recommender_config"))
+        popularity_arr = np.frombuffer(popularity or b"", dtype="<f4")
         return VersionArrays(
             version=version,
             item_ids=item_ids,
             item_pos={item_id: pos for pos, item_id in enumerate(item_ids)},
             evidence=np.frombuffer(evidence or b"", dtype="<f4"),
-            popularity=np.frombuffer(popularity or b"", dtype="<f4"),
+            popularity=popularity_arr,
             config=config,
             built_at=float(meta.get("built_at", 0.0)),
             rows={part: RowCache(len(item_ids)) for part in ITEM_PARTS},
             history_config=history_config(config),
+            popular=top_popular(popularity_arr, config.hybrid.n_popular),
         )
 
     async def neighbour_rows(self, arrays: VersionArrays, positions: list[int]) -> dict[str, Rows]:
@@ -122,11 +135,12 @@ class ModelCache:
         gathered = {part: arrays.rows[part].gather(positions) for part in ITEM_PARTS}
         misses = [part for part in ITEM_PARTS if gathered[part][2]]
         if misses:
-            pipe = self.redis.pipeline(transaction=False)
-            for part in misses:
-                pipe.hmget(self.keys.model(arrays.version, part),
-                           [arrays.item_ids[positions[row]] for row in gathered[part][2]])
-            for part, raw in zip(misses, await pipe.execute(), strict=True):
+            replies = await round_trip(self.redis, [
+                ("HMGET", self.keys.model(arrays.version, part),
+                 *[arrays.item_ids[positions[row]] for row in gathered[part][2]])
+                for part in misses
+            ], TIMEOUT_SECONDS)
+            for part, raw in zip(misses, replies, strict=True):
                 out_i, out_s, missing = gathered[part]
                 fetched = [unpack_neighbours(r) if r else _EMPTY for r in raw]
                 gathered[part] = (*arrays.rows[part].complete((out_i, out_s), positions, missing, fetched), [])
@@ -135,7 +149,8 @@ class ModelCache:
     async def user_ids(self, arrays: VersionArrays, epoch: int) -> NDArray[np.object_]:
         """The version's user id table; reloaded when a user was erased since (epoch changed)."""
         if arrays.user_ids is None or arrays.user_epoch != epoch:
-            raw = await self.redis.get(self.keys.model(arrays.version, "users"))
+            async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+                raw = await self.redis.get(self.keys.model(arrays.version, "users"))
             arrays.user_ids = np.array(text(raw).split("\n") if raw else [], dtype=object)
             arrays.user_epoch = epoch
         return arrays.user_ids
@@ -151,11 +166,13 @@ class ModelCache:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.model_pointer())
         pipe.get(self.keys.erasure_epoch())
-        version_raw, epoch = await pipe.execute()
+        async with asyncio.timeout(TIMEOUT_SECONDS):
+            version_raw, epoch = await pipe.execute()
         if version_raw is None:
             return None, [], np.zeros(0, dtype=object)
         version = text(version_raw)
-        raw_rows = await self.redis.hmget(self.keys.model(version, "user_nn"), user_ids)
+        async with asyncio.timeout(TIMEOUT_SECONDS):
+            raw_rows = await self.redis.hmget(self.keys.model(version, "user_nn"), user_ids)
         rows = [unpack_neighbours(r) for r in raw_rows if r]
         ids = await self.user_ids(await self.get(version), int(epoch or 0)) if rows else np.zeros(0, dtype=object)
         return version, rows, ids
@@ -167,7 +184,8 @@ class ModelCache:
             pipe = self.redis.pipeline(transaction=False)
             for part in ("content_idf", "content_indptr", "content_indices", "content_data"):
                 pipe.get(k.model(v, part))
-            idf, indptr, indices, data = await pipe.execute()
+            async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+                idf, indptr, indices, data = await pipe.execute()
             if idf is None or indptr is None:
                 return None
             matrix = sp.csr_matrix(

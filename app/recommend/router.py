@@ -9,7 +9,7 @@ from app.auth.deps import require
 from app.common.types import ID_PATTERN
 from app.errors import BadRequest
 from app.fallback import note_redis_fallback
-from app.http import NOT_FOUND
+from app.http import NOT_FOUND, query_model, query_parameters
 from app.recommend import similar
 from app.recommend.degraded import DegradedPopularity
 from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers, UserRecommendationsQuery
@@ -33,14 +33,14 @@ def _service(request: Request) -> RecommendService:
     return service
 
 
-@router.get("/users/{user_id}/recommendations", response_model=Recommendations)
-async def recommendations(
-    user_id: IdPath, request: Request, params: Annotated[UserRecommendationsQuery, Query()]
-) -> Response:
+@router.get("/users/{user_id}/recommendations", response_model=Recommendations,
+            openapi_extra=query_parameters(UserRecommendationsQuery))
+async def recommendations(user_id: IdPath, request: Request) -> Response:
     """Hybrid recommendations over the shopper's live history (an event posted a moment ago counts).
 
     Cold shoppers get popularity (flagged in `strategy`); never an empty list while eligible items exist.
     """
+    params = query_model(UserRecommendationsQuery, request)
     if params.min_price is not None and params.max_price is not None and params.min_price > params.max_price:
         raise BadRequest("min_price is above max_price.")
     q = RecQuery(n=params.n, category=params.category, available_only=params.available_only,

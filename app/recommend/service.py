@@ -1,11 +1,16 @@
 """Hybrid recommendations served from Redis, one pipelined round trip per stage.
 
-Stage 1 reads the model pointer, the shopper's live history and exclusions and the live popularity
-list; stage 2 the neighbour rows of the history items — only those not yet in the version's
-in-process row cache, so usually no I/O — and the live content rows of history items newer than the
-model (only when there are some); stage 3 the metadata of the best candidates (filters, titles for
-reasons), always read live, so a deleted item disappears at once. Scoring is
+Stage 1 reads the model pointer, the shopper's live history and exclusions, the live popularity
+list and the catalog's metadata epoch; stage 2 the neighbour rows of the history items — only those
+not yet in the version's in-process row cache, so usually no I/O — and the live content rows of
+history items newer than the model (only when there are some); stage 3 the metadata of the best
+candidates (filters, titles for reasons) that this process has not read since the catalog last
+changed (`meta_cache`), so a deleted item still disappears at once. Scoring is
 `algo_blend.score_user`, the very function validation measured.
+
+Each round trip is one `store.batch.round_trip`, bounded by its own timeout (the client has no
+per-command timeout, see `store.client`); a timeout is an OSError, which the routes answer from
+Postgres like any Redis outage.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from app.eventlog import TYPE_CODE
 from app.recommend import reasons
 from app.recommend.algo_blend import score_user
 from app.recommend.algo_matrix import history_weights
+from app.recommend.meta_cache import MetaCache
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations
+from app.store.batch import Command, round_trip
+from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import decode_history, decode_item_meta, score_pairs, text
 from app.store.keys import Keys
 
@@ -70,39 +78,45 @@ class RecommendService:
         self.redis = redis
         self.keys = keys
         self.cache = cache
+        self.meta = MetaCache()
+
+    async def _run(self, *commands: Command) -> list[Any]:
+        return await round_trip(self.redis, commands, TIMEOUT_SECONDS)
 
     async def for_user(self, user_id: str, q: Query) -> Recommendations:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.keys.model_pointer())
-        pipe.lrange(self.keys.history(user_id), 0, HISTORY_LIMIT - 1)
-        pipe.smembers(self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id))
-        self._popular(pipe, q)
-        version, raw_history, excluded, popular = await pipe.execute()
+        version, epoch, raw_history, excluded, popular = await self._run(
+            ("GET", self.keys.model_pointer()),
+            ("GET", self.keys.item_meta_epoch()),
+            ("LRANGE", self.keys.history(user_id), 0, HISTORY_LIMIT - 1),
+            ("SMEMBERS", self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id)),
+            self._popular(q),
+        )
         history = [HistoryEntry._make(decode_history(e)) for e in raw_history]
         exclude = {b.decode() for b in excluded}
-        return await self.recommend(version.decode() if version else None, history, exclude, q, popular)
+        return await self.recommend(version.decode() if version else None, history, exclude, q, popular, epoch)
 
     async def for_session(self, item_ids: list[str], q: Query) -> Recommendations:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.keys.model_pointer())
-        self._popular(pipe, q)
-        version, popular = await pipe.execute()
+        version, epoch, popular = await self._run(
+            ("GET", self.keys.model_pointer()), ("GET", self.keys.item_meta_epoch()), self._popular(q)
+        )
         now = time.time()
         # a basket listed newest first: earlier entries count as more recent
         history = [HistoryEntry(now - k, "view", None, item_id) for k, item_id in enumerate(item_ids)]
-        return await self.recommend(text(version) if version else None, history, set(item_ids), q, popular)
+        return await self.recommend(text(version) if version else None, history, set(item_ids), q, popular,
+                                    epoch)
 
-    def _popular(self, pipe: Any, q: Query) -> None:
-        """Queue the read of the live popularity list the filler draws from (raw reply: `score_pairs`)."""
+    def _popular(self, q: Query) -> Command:
+        """The read of the live popularity list the filler draws from (raw reply: `score_pairs`)."""
         key = self.keys.popularity_category(q.category) if q.category else self.keys.popularity()
-        pipe.execute_command("ZREVRANGE", key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, "WITHSCORES")
+        return ("ZREVRANGE", key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, "WITHSCORES")
 
     async def recommend(
         self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query,
-        popular: list[Any] | None = None,
+        popular: list[Any] | None = None, epoch: bytes | None = None,
     ) -> Recommendations:
         """Recommendations from an already read history; `popular` is the raw reply of the live
-        popularity read (`_popular`), made here when the caller has not."""
+        popularity read (`_popular`) and `epoch` of the metadata epoch, both read here when the caller
+        has not."""
         arrays = await self.cache.get(version) if version else None
         hist_idx = np.zeros(0, dtype=np.int32)
         weights = np.zeros(0, dtype=np.float32)
@@ -111,14 +125,14 @@ class RecommendService:
         live_ids = [h.item_id for h in history if arrays is None or h.item_id not in arrays.item_pos]
         live_rows: list[bytes | None] = []
         if popular is None or live_ids:
-            pipe = self.redis.pipeline(transaction=False)
+            commands: list[Command] = []
             if popular is None:
-                self._popular(pipe, q)
+                commands += [self._popular(q), ("GET", self.keys.item_meta_epoch())]
             if live_ids:
-                pipe.hmget(self.keys.live_content(), live_ids[:HISTORY_LIMIT])
-            results = await pipe.execute()
+                commands.append(("HMGET", self.keys.live_content(), *live_ids[:HISTORY_LIMIT]))
+            results = await self._run(*commands)
             if popular is None:
-                popular = results[0]
+                popular, epoch = results[0], results[1]
             if live_ids:
                 live_rows = results[-1]
 
@@ -129,7 +143,7 @@ class RecommendService:
             exclude_idx = np.array([arrays.item_pos[i] for i in exclude if i in arrays.item_pos], dtype=np.int32)
             scores = score_user(
                 hist_idx, weights, *rows["cf"], *rows["content"], arrays.evidence, arrays.popularity, hybrid,
-                exclude=exclude_idx, n=max(4 * q.n, q.n + 50),
+                exclude=exclude_idx, n=max(4 * q.n, q.n + 50), popular=arrays.popular,
             )
             ids = arrays.item_ids
             ranked = [
@@ -148,14 +162,22 @@ class RecommendService:
         last_type: dict[str, str] = {}
         for h in reversed(history):
             last_type[h.item_id] = h.type
+        known = self.meta.known(epoch)
         meta: dict[str, dict[str, Any] | None] = {}
 
         async def fetch_meta(ids: list[str]) -> None:
-            missing = [i for i in dict.fromkeys(ids) if i not in meta]
+            missing = []
+            for item_id in ids:
+                if item_id not in meta:
+                    found = known.get(item_id)
+                    meta[item_id] = found
+                    if found is None:
+                        missing.append(item_id)
             if missing:
-                for item_id, raw in zip(missing, await self.redis.hmget(self.keys.item_meta(), missing),
-                                        strict=True):
-                    meta[item_id] = decode_item_meta(raw)
+                (raw,) = await self._run(("HMGET", self.keys.item_meta(), *missing))
+                fetched = [(item_id, decode_item_meta(r)) for item_id, r in zip(missing, raw, strict=True)]
+                meta.update(fetched)
+                self.meta.keep(epoch, fetched)
 
         # Metadata of the likely winners (and the history items their reasons name) in one round trip;
         # a second one only when filters rejected so many that the list must go deeper.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,11 @@ def item_meta_json(
 ) -> str:
     return json.dumps({"c": categories, "p": price, "a": available, "t": title, "b": brand},
                       separators=(",", ":"))
+
+
+def new_meta_epoch() -> str:
+    """A value for `Keys.item_meta_epoch` after a write to `item_meta`: unique, never repeated."""
+    return secrets.token_hex(8)
 
 
 def decode_item_meta(raw: bytes | str | None) -> dict[str, Any] | None:

@@ -48,6 +48,11 @@ class Keys:
         """
         return f"{self.prefix}items:meta"
 
+    def item_meta_epoch(self) -> str:
+        """A token set afresh by every write to `item_meta` (upsert, delete, hydrate): API processes
+        keep the metadata they read until it changes (`recommend.meta_cache`)."""
+        return f"{self.prefix}items:meta:epoch"
+
     def recommendation_stats(self, strategy: str) -> str:
         """Hash event type -> count of events that carried a recommendation_id of this strategy."""
         return f"{self.prefix}recstats:{strategy}"

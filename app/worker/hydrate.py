@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from app.eventlog import EVENT_TYPES, TYPE_CODE
 from app.events.realtime import DECAY_EPOCH, POPULARITY_WEIGHTS
 from app.settings import Settings
-from app.store.codec import encode_history, item_meta_json
+from app.store.codec import encode_history, item_meta_json, new_meta_epoch
 from app.store.keys import Keys
 from app.worker.load import Snapshot
 
@@ -78,6 +78,7 @@ def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
     }
     if mapping:
         client.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type,unused-ignore]
+        client.set(keys.item_meta_epoch(), new_meta_epoch())
 
 
 _BATCH_COMMANDS = 20_000

@@ -106,6 +106,35 @@ def test_rebuild_endpoint_queues_a_job(loaded: LoadedShop, rds: redis.Redis) -> 
     assert queued == [str(r.json()["job_id"]).encode()]
 
 
+def test_a_bad_query_string_is_a_precise_4xx(loaded: LoadedShop) -> None:
+    user = _active_user(loaded)
+    for query, field in [("n=0", "n"), ("n=ten", "n"), ("alpha=2", "alpha"), ("exclude_seen=maybe", "exclude_seen"),
+                         ("category=", "category")]:
+        r = loaded.client.get(f"/v1/users/{user}/recommendations?{query}")
+        assert r.status_code == 422, (query, r.text)
+        body = r.json()
+        assert body["error"] == "ValidationError" and [e["loc"] for e in body["detail"]] == [["query", field]]
+    r = loaded.client.get(f"/v1/users/{user}/recommendations?min_price=50&max_price=10")
+    assert r.status_code == 400 and "min_price" in r.json()["detail"]
+    # a repeated name keeps its last value; unknown names are ignored
+    r = loaded.client.get(f"/v1/users/{user}/recommendations?n=2&n=3&utm_source=mail")
+    assert r.status_code == 200 and len(r.json()["items"]) == 3
+
+
+def test_an_item_made_unavailable_leaves_the_next_list(loaded: LoadedShop) -> None:
+    """Metadata is kept in process between catalog writes: the write itself must end that."""
+    user = _active_user(loaded)
+    before = loaded.client.get(f"/v1/users/{user}/recommendations?n=5").json()["items"]
+    gone = before[-1]["item_id"]
+    item = next(i for i in loaded.shop.items if i["item_id"] == gone)
+    update = {**{k: v for k, v in item.items() if k != "item_id"}, "available": False}
+    assert loaded.client.put(f"/v1/items/{gone}", json=update).status_code == 200
+    after = loaded.client.get(f"/v1/users/{user}/recommendations?n=20").json()["items"]
+    assert after and gone not in {i["item_id"] for i in after}
+    shown = loaded.client.get(f"/v1/users/{user}/recommendations?n=20&available_only=false").json()["items"]
+    assert gone in {i["item_id"] for i in shown}
+
+
 # Changes shared state: keep it last in the module.
 def test_deleted_item_disappears_from_every_list_at_once(loaded: LoadedShop) -> None:
     user = _active_user(loaded)

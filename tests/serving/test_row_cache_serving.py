@@ -1,5 +1,6 @@
 """The per-version neighbour row cache on real Redis: rows come from the serving version only, a new
-version starts from nothing, and a deleted item still disappears at once though its rows are cached."""
+version starts from nothing, and a deleted item still disappears at once though its rows and its
+metadata are cached."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import redis
 
+from app.catalog.service import unpublish_item
 from app.recommend.algo_validate import RecommenderConfig
 from app.recommend.model_cache import ModelCache
 from app.recommend.service import Query, RecommendService
@@ -46,7 +48,8 @@ def shop(rds: redis.Redis, redis_prefix: str) -> Iterator[Keys]:
 
 
 def _ask(redis_url: str, keys: Keys, steps: list[str]) -> list[list[str]]:
-    """Run `steps` ("recommend" or a Redis command line) in one process, as one API worker would."""
+    """Run `steps` ("recommend", "delete ITEM" as the catalog's DELETE does it, or a Redis command line)
+    in one process, as one API worker would."""
 
     async def run() -> list[list[str]]:
         client = make_async_redis(redis_url)
@@ -56,6 +59,8 @@ def _ask(redis_url: str, keys: Keys, steps: list[str]) -> list[list[str]]:
             if step == "recommend":
                 recs = await service.for_user("u", Query(n=2))
                 answers.append([i.item_id for i in recs.items if i.sources.cf > 0])
+            elif step.startswith("delete "):
+                await unpublish_item(client, keys, step.split()[1])
             else:
                 await client.execute_command(*step.split())
         await client.aclose()
@@ -85,5 +90,5 @@ def test_a_deleted_item_disappears_at_once_though_its_rows_are_cached(
     rds: redis.Redis, redis_url: str, shop: Keys
 ) -> None:
     _publish(rds, shop, "v1", {"a": [(1, 1.0), (2, 0.5)]})
-    answers = _ask(redis_url, shop, ["recommend", f"HDEL {shop.item_meta()} b", "recommend"])
+    answers = _ask(redis_url, shop, ["recommend", "delete b", "recommend"])
     assert answers == [["b", "c"], ["c"]]
