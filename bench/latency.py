@@ -16,6 +16,7 @@ a burst (p50 19 ms for a cold user whose request takes 1.4 ms alone).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -80,19 +82,46 @@ def load_shop(database_url: str, redis_url: str, prefix: str, n_users: int, n_it
     return users
 
 
-def offered(base: str, script: str, rate: int, seconds: float) -> tuple[float, dict[str, float], int]:
-    """Requests/s achieved, latency percentiles (ms) and requests made with `rate` requests/s offered."""
-    out = subprocess.run(
+def offered(base: str, script: str, rate: int, seconds: float) -> tuple[float, dict[str, float], int, list[int]]:
+    """Requests/s achieved, latency percentiles (ms), requests made and connections per server worker
+    with `rate` requests/s offered."""
+    wrk_run = subprocess.Popen(
         ["wrk", "-t", "2", "-c", str(OFFER_CONNECTIONS), "-d", f"{int(seconds)}s", "--latency", "-s", script,
          "-H", f"Authorization: Bearer {ADMIN_KEY}", base + "/"],
-        capture_output=True, text=True, check=True, env={**os.environ, "THINK_MS": f"{think_ms(rate):.3f}"},
-    ).stdout
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "THINK_MS": f"{think_ms(rate):.3f}"},
+    )
+    time.sleep(min(2.0, seconds / 2))
+    split = connections_per_worker(base)
+    out, _ = wrk_run.communicate()
+    if wrk_run.returncode:
+        raise SystemExit(f"wrk failed:\n{out}")
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     percentiles = {m.group(1): float(m.group(2)) * unit[m.group(3)]
                    for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), percentiles, made(out)  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rps, percentiles, made(out), split
+
+
+def connections_per_worker(base: str) -> list[int]:
+    """Established client connections held by each uvicorn worker process, largest first.
+
+    The workers race to accept, and whichever wakes first takes every connection waiting then: wrk's 50
+    connections, opened at once, can land 33/17, which loads one worker twice as much as the other.
+    """
+    port = int(base.rsplit(":", 1)[1])
+    counts = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "multiprocessing" not in cmdline and "spawn_main" not in cmdline:
+            continue
+        with contextlib.suppress(psutil.Error):
+            held = [c for c in proc.net_connections(kind="tcp")
+                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED]
+            if held:
+                counts.append(len(held))
+    return sorted(counts, reverse=True)
 
 
 def made(wrk_output: str) -> int:
@@ -161,10 +190,10 @@ def main() -> None:
             lua.write(walk_script(users[:1000]))
             lua.flush()
             offered(base, lua.name, args.rate, 3)  # warm up: model arrays and rows cached in both workers
-            meter = CpuMeter(base)
-            rps, p, _ = offered(base, lua.name, args.rate, args.seconds)
+            rps, p, _, split = offered(base, lua.name, args.rate, args.seconds)
             print(f"offered rate   {args.rate} req/s offered, {rps:.0f} req/s served: p50 {p.get('50', 0):.1f} ms, "
-                  f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms (target p99 <= 20 ms); {load()}")
+                  f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms (target p99 <= 20 ms); "
+                  f"connections per worker {'/'.join(map(str, split))}; {load()}")
             meter = CpuMeter(base)
             peak, peak_made = wrk(base + "/", args.seconds, lua.name)
             peak_cpu = meter.spent()

@@ -60,13 +60,14 @@ class KeyVerifier:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], admin_key: str | None, ttl: float):
         self._sessionmaker = sessionmaker
         self._admin_hash = hash_key(admin_key) if admin_key else None
+        self._admin = Principal(key_id="admin-env", scopes=frozenset({"admin"}))
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     async def verify(self, raw: str) -> Principal | None:
         digest = hash_key(raw)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
-            return Principal(key_id="admin-env", scopes=frozenset({"admin"}))
+            return self._admin
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:

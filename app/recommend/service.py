@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from app.eventlog import TYPE_CODE
 from app.recommend import reasons
-from app.recommend.algo_blend import score_user
+from app.recommend.algo_blend import UserScores, score_user
 from app.recommend.algo_matrix import history_weights
 from app.recommend.meta_cache import MetaCache
 from app.recommend.model_cache import ModelCache, VersionArrays
@@ -71,6 +71,22 @@ class HistoryEntry(NamedTuple):
     type: str
     value: float | None
     item_id: str
+
+
+Ranked = tuple[str, float, float, float, float, str | None]
+"""A scored candidate: item id, total, cf, content, popularity, the history item behind it (or None)."""
+
+
+def _ranked(ids: NDArray[np.object_], scores: UserScores, start: int, stop: int) -> list[Ranked]:
+    """Candidates start..stop of `scores` as tuples with string ids."""
+    part = slice(start, stop)
+    return [
+        (ids[item], total, cf, ct, pop, ids[why] if why >= 0 else None)
+        for item, total, cf, ct, pop, why in zip(
+            scores.items[part].tolist(), scores.total[part].tolist(), scores.cf[part].tolist(),
+            scores.content[part].tolist(), scores.popularity[part].tolist(), scores.reason[part].tolist(),
+            strict=True)
+    ]
 
 
 class RecommendService:
@@ -136,7 +152,9 @@ class RecommendService:
             if live_ids:
                 live_rows = results[-1]
 
-        ranked: list[tuple[str, float, float, float, float, str | None]] = []  # id, total, cf, ct, pop, why
+        ranked: list[Ranked] = []
+        scores: UserScores | None = None
+        head_size = 2 * q.n + 10
         if arrays is not None and len(hist_idx):
             rows = await self.cache.neighbour_rows(arrays, hist_idx.tolist())
             hybrid = arrays.config.hybrid if q.alpha is None else replace(arrays.config.hybrid, alpha=q.alpha)
@@ -145,15 +163,12 @@ class RecommendService:
                 hist_idx, weights, *rows["cf"], *rows["content"], arrays.evidence, arrays.popularity, hybrid,
                 exclude=exclude_idx, n=max(4 * q.n, q.n + 50), popular=arrays.popular,
             )
-            ids = arrays.item_ids
-            ranked = [
-                (ids[item], total, cf, ct, pop, ids[why] if why >= 0 else None)
-                for item, total, cf, ct, pop, why in zip(
-                    scores.items.tolist(), scores.total.tolist(), scores.cf.tolist(), scores.content.tolist(),
-                    scores.popularity.tolist(), scores.reason.tolist(), strict=True)
-            ]
+            ranked = _ranked(arrays.item_ids, scores, 0, head_size)  # the rest only if filters reject many
         if live_ids and arrays is not None:
-            ranked.extend(self._live_content(arrays, live_rows, live_ids, exclude))
+            if scores is not None:
+                ranked += _ranked(arrays.item_ids, scores, head_size, len(scores.items))
+                scores = None
+            ranked += self._live_content(arrays, live_rows, live_ids, exclude)
             ranked.sort(key=lambda r: -r[1])
 
         pairs = score_pairs(popular)
@@ -181,9 +196,9 @@ class RecommendService:
 
         # Metadata of the likely winners (and the history items their reasons name) in one round trip;
         # a second one only when filters rejected so many that the list must go deeper.
-        head = ranked[: 2 * q.n + 10]
+        head = ranked[:head_size]
         await fetch_meta([r[0] for r in head] + [r[5] for r in head if r[5]]
-                         + ([f[0] for f in fill[: 2 * q.n + 10]] if len(head) < q.n else []))
+                         + ([f[0] for f in fill[:head_size]] if len(head) < q.n else []))
         items: list[dict[str, Any]] = []  # validated once at the end: far cheaper than model by model
         chosen: set[str] = set()
 
@@ -207,6 +222,8 @@ class RecommendService:
 
         pick_ranked()
         if len(items) < q.n:
+            if scores is not None and arrays is not None:
+                ranked += _ranked(arrays.item_ids, scores, head_size, len(scores.items))
             await fetch_meta([r[0] for r in ranked] + [r[5] for r in ranked if r[5]]
                              + [f[0] for f in fill])
             pick_ranked()
@@ -251,9 +268,9 @@ class RecommendService:
     @staticmethod
     def _live_content(
         arrays: VersionArrays, raw: list[bytes | None], live_ids: list[str], exclude: set[str]
-    ) -> list[tuple[str, float, float, float, float, str | None]]:
+    ) -> list[Ranked]:
         """Candidates from items newer than the model: their content neighbours computed on upsert."""
-        out: dict[str, tuple[str, float, float, float, float, str | None]] = {}
+        out: dict[str, Ranked] = {}
         for source, row in zip(live_ids, raw, strict=False):
             if not row:
                 continue
