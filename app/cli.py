@@ -67,15 +67,15 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
-@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes.")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Server processes, each accepting on its own socket (SO_REUSEPORT).")
 @click.option("--demo/--no-demo", default=None,
               help="Load the synthetic demo shop first (default: on in embedded mode when the database is empty).")
 @click.option("--with-worker/--no-worker", default=None,
               help="Run the rebuild worker in this process (default: on in embedded mode).")
 def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bool | None) -> None:
     """Run the HTTP API (and, in embedded mode, the rebuild worker and demo data)."""
-    import uvicorn
-
+    from app import server_processes
     from app.migrate import upgrade
 
     embedded = get_settings().embedded
@@ -108,8 +108,7 @@ def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bo
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             with prometheus_multiprocess(workers):  # N > 1 workers: /metrics sums them all
-                uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                            access_log=False)
+                server_processes.run(host, port, workers, log_level="warning", access_log=False)
         finally:
             if worker_thread is not None:
                 worker_thread.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -55,11 +56,12 @@ def server_env(database_url: str, redis_url: str, prefix: str) -> dict[str, str]
 
 @contextlib.contextmanager
 def running_server(env: dict[str, str], workers: int = 2) -> Iterator[str]:
-    """`uvicorn app.asgi:app` with `workers` processes; yields its base URL."""
+    """`shopmind serve` with `workers` processes, as an operator runs it; yields its base URL."""
     port = free_port()
+    cli = shutil.which("shopmind", path=str(Path(sys.executable).parent)) or "shopmind"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        [cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+         "--no-demo", "--no-worker"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
