@@ -89,6 +89,13 @@ def _ranked(ids: NDArray[np.object_], scores: UserScores, start: int, stop: int)
     ]
 
 
+def _fill(popular: list[Any]) -> list[tuple[str, float]]:
+    """The live popularity reply as (item id, popularity relative to the first)."""
+    pairs = score_pairs(popular)
+    top = pairs[0][1] if pairs and pairs[0][1] > 0 else 1.0
+    return [(member.decode(), score / top) for member, score in pairs]
+
+
 class RecommendService:
     def __init__(self, redis: aioredis.Redis, keys: Keys, cache: ModelCache) -> None:
         self.redis = redis
@@ -171,9 +178,7 @@ class RecommendService:
             ranked += self._live_content(arrays, live_rows, live_ids, exclude)
             ranked.sort(key=lambda r: -r[1])
 
-        pairs = score_pairs(popular)
-        top_pop = pairs[0][1] if pairs and pairs[0][1] > 0 else 1.0
-        fill = [(m.decode(), s / top_pop) for m, s in pairs]
+        fill = _fill(popular) if len(ranked) < q.n else []  # else decoded only if filters need it
         last_type: dict[str, str] = {}
         for h in reversed(history):
             last_type[h.item_id] = h.type
@@ -224,6 +229,7 @@ class RecommendService:
         if len(items) < q.n:
             if scores is not None and arrays is not None:
                 ranked += _ranked(arrays.item_ids, scores, head_size, len(scores.items))
+            fill = fill or _fill(popular)
             await fetch_meta([r[0] for r in ranked] + [r[5] for r in ranked if r[5]]
                              + [f[0] for f in fill])
             pick_ranked()
