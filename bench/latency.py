@@ -1,11 +1,13 @@
 """Serving latency: GET /v1/users/{id}/recommendations under load, against a trivial endpoint.
 
-    python bench/latency.py [--users 2000] [--items 2000] [--rate 500] [--seconds 20]
+    python bench/latency.py [--users 2000] [--items 2000] [--rate 500] [--seconds 20] [--runs 3]
 
-Builds a shop whose benchmark users each have 50 history items, rebuilds, starts `uvicorn` with two
-workers, then (1) offers --rate requests/s and reports the latency percentiles and (2) finds peak
-throughput for the recommendation route and for GET /healthz of the same app. Both phases use `wrk`
-walking 1,000 benchmark users in turn (apt-get install wrk).
+Builds a shop whose benchmark users each have 50 history items, rebuilds, starts `shopmind serve
+--workers 2`, then (1) offers --rate requests/s, --runs times, and reports the latency percentiles and
+how the connections split between the workers, (2) finds peak throughput for the recommendation route
+and for GET /healthz of the same app, and (3) prints the CPU time per request of each, by process
+(which hardly moves with the box's load, unlike requests/s). All phases use `wrk` walking 1,000
+benchmark users in turn (apt-get install wrk).
 
 The offered load is 50 connections, each pausing a random (exponential) think time between its
 requests, so arrivals are spread like independent shoppers'. `hey -q` was used before: its workers
@@ -170,6 +172,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=3, help="offered-rate runs, each with fresh connections")
     ap.add_argument("--postgres", default=os.environ.get("SHOPMIND_BENCH_POSTGRES",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("SHOPMIND_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
@@ -190,10 +193,11 @@ def main() -> None:
             lua.write(walk_script(users[:1000]))
             lua.flush()
             offered(base, lua.name, args.rate, 3)  # warm up: model arrays and rows cached in both workers
-            rps, p, _, split = offered(base, lua.name, args.rate, args.seconds)
-            print(f"offered rate   {args.rate} req/s offered, {rps:.0f} req/s served: p50 {p.get('50', 0):.1f} ms, "
-                  f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms (target p99 <= 20 ms); "
-                  f"connections per worker {'/'.join(map(str, split))}; {load()}")
+            for _ in range(args.runs):  # each run opens its connections afresh: the split varies
+                rps, p, _, split = offered(base, lua.name, args.rate, args.seconds)
+                print(f"offered rate   {args.rate} req/s offered, {rps:.0f} req/s served: p50 {p.get('50', 0):.1f} ms, "
+                      f"p90 {p.get('90', 0):.1f} ms, p99 {p.get('99', 0):.1f} ms (target p99 <= 20 ms); "
+                      f"connections per worker {'/'.join(map(str, split))}; {load()}")
             meter = CpuMeter(base)
             peak, peak_made = wrk(base + "/", args.seconds, lua.name)
             peak_cpu = meter.spent()
