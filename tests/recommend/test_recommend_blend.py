@@ -119,3 +119,51 @@ def test_top_n_orders_and_pads() -> None:
     total = np.array([[0.1, -np.inf, 0.3, 0.2], [-np.inf] * 4])
     np.testing.assert_array_equal(top_n(total, 3), [[2, 3, 0], [-1, -1, -1]])
     np.testing.assert_array_equal(top_n(total, 6)[0], [2, 3, 0, -1, -1, -1])
+
+
+def _reasons_by_hand(h_items: np.ndarray, h_w: np.ndarray, cf: Neighbours, ct: Neighbours,
+                     evidence: np.ndarray, s_items: list[int], s_cf_max: float, s_ct_max: float,
+                     config: HybridConfig) -> list[int]:
+    """Per candidate, loop over every source entry (CF rows, then content rows, each row in order) and
+    keep the first with the largest blended contribution; -1 unless it is positive."""
+    out = []
+    for c in s_items:
+        ev = float(evidence[c])
+        a = config.alpha * (ev / (ev + config.evidence_c)) if config.evidence_c > 0 else config.alpha
+        best, why = -np.inf, -1
+        for part, share in ((cf, a / s_cf_max), (ct, (1.0 - a) / s_ct_max)):
+            for h, w in zip(h_items, h_w, strict=True):
+                for j, s in zip(part.indices[h], part.scores[h], strict=True):
+                    contribution = float(w) * float(s) * share
+                    if j == c and s != 0 and contribution > best:
+                        best, why = contribution, int(h)
+        out.append(why if best > 0 else -1)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_items=st.integers(2, 25), k=st.integers(1, 6), signed=st.booleans(),
+       alpha=st.floats(0, 1), evidence_c=st.sampled_from([0.0, 2.0]), n=st.sampled_from([None, 1, 3]))
+def test_each_reason_is_the_first_largest_contributor(seed: int, n_items: int, k: int, signed: bool,
+                                                      alpha: float, evidence_c: float, n: int | None) -> None:
+    history, cf, ct, evidence, pop, _ = _random_case(seed, 1, n_items, k, signed)
+    h_items, h_w = history[0].indices, history[0].data
+    if seed % 2:  # ties: equal weights and equal scores everywhere
+        h_w = np.ones_like(h_w)
+        cf = Neighbours(cf.indices, np.where(cf.indices >= 0, 0.5, 0.0).astype(np.float32))
+        ct = Neighbours(ct.indices, np.where(ct.indices >= 0, 0.5, 0.0).astype(np.float32))
+    config = HybridConfig(alpha=alpha, evidence_c=evidence_c, n_popular=3)
+    s = score_user(h_items, h_w, cf.indices[h_items], cf.scores[h_items], ct.indices[h_items],
+                   ct.scores[h_items], evidence, pop, config, n=n)
+    # the normalisers of score_user: the largest |raw| of each source over all candidates
+    raw_cf = np.zeros(n_items)
+    raw_ct = np.zeros(n_items)
+    for h, w in zip(h_items, h_w, strict=True):
+        for part, raw in ((cf, raw_cf), (ct, raw_ct)):
+            for j, sc in zip(part.indices[h], part.scores[h], strict=True):
+                if j >= 0:
+                    raw[j] += w * sc
+    cf_max = float(np.abs(raw_cf).max()) or 1.0
+    ct_max = float(np.abs(raw_ct).max()) or 1.0
+    assert s.reason.tolist() == _reasons_by_hand(h_items, h_w, cf, ct, evidence, s.items.tolist(), cf_max, ct_max,
+                                                 config)
