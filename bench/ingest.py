@@ -173,8 +173,10 @@ def main() -> None:
             with psycopg.connect(db, autocommit=True) as conn:
                 conn.execute("TRUNCATE events")
             meter = CpuMeter(base)
+            load_before = os.getloadavg()[0]
             seconds, accepted = asyncio.run(post_batches(base, bodies, args.concurrency))
             cpu = meter.spent()
+            load_after = os.getloadavg()[0]
             http_rate = accepted / seconds
             single_rate, latencies = asyncio.run(
                 single_posts(base, make_events(50_000, 1000, 5000, seed=2), args.single_seconds, 8))
@@ -187,6 +189,8 @@ def main() -> None:
     print(f"ratio          HTTP ingest / raw COPY = {http_rate / copy_rate:.2f}")
     print("cpu per 1,000   " + ", ".join(f"{name} {s / accepted * 1e6:.1f} ms" for name, s in cpu.items())
           + f" (raw COPY: {copy_seconds / len(events) * 1e6:.1f} ms wall)")
+    print(f"load average   {load_before:.2f} before the batch run, {load_after:.2f} after "
+          f"({os.cpu_count()} CPUs; events/s and the ratio are comparable only at similar loads)")
     print(f"single events  {single_rate:,} requests/s, p50 {percentile(latencies, 50):.1f} ms, "
           f"p99 {percentile(latencies, 99):.1f} ms (8 concurrent)")
 

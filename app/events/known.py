@@ -21,11 +21,12 @@ class KnownIds:
     items: set[str] = field(default_factory=set)
     deletions: int = -1
 
-    def unknown(self, deletions: int, users: list[str], items: list[str]) -> tuple[list[str], list[str]]:
-        """The given ids not known to be stored, given the current `deletions` counter."""
-        if deletions != self.deletions:  # something was deleted since: trust nothing (`stored` resets)
-            return users, items
-        return [u for u in users if u not in self.users], [i for i in items if i not in self.items]
+    def unknown(self, deletions: int, users: set[str], items: set[str]) -> tuple[list[str], list[str]]:
+        """The given ids not known to be stored, given the current `deletions` counter; each list sorted."""
+        if deletions == self.deletions:
+            users, items = users - self.users, items - self.items
+        # else something was deleted since: trust nothing (`stored` resets)
+        return sorted(users), sorted(items)
 
     def stored(self, deletions: int, users: list[str], items: list[str]) -> None:
         """Remember ids a committed batch holds, read under the counter value `deletions`."""

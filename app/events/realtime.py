@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from operator import attrgetter
+from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import orjson
@@ -33,111 +34,141 @@ POPULARITY_WEIGHTS: dict[str, float] = {
 
 
 # Every real-time write of a batch in one server-side call: one round trip, and one command per key
-# rather than per event. The argument is one JSON array of strings, read in order: sections, each
-# prefixed by its count. A history list is trimmed only once it outgrows the cap.
+# rather than per event. The argument is one JSON array read in order: sections, each prefixed by its
+# count (a JSON number). A user's history and seen-set come together (a user has both or neither),
+# named by the user id alone: the script puts the key around it.
+# A history list is trimmed only once it outgrows the cap.
 # Popularity per category is applied here because the item's categories live in its Redis metadata;
-# an item without metadata is deleted (or unknown) and earns no popularity.
+# an item without metadata is deleted (or unknown) and earns no popularity. Metadata without categories
+# (what ingest creates) is told by its first bytes rather than decoded.
+# Scores stay text (one ZINCRBY per item and category): a ZMSCORE and a ZADD per key measured dearer,
+# their number-text conversions costing more than the commands they save.
 _APPLY_SCRIPT = r"""
-local a, i = cjson.decode(ARGV[1]), 1
-local function nxt() local v = a[i]; i = i + 1; return v end
-local function many(command, key, n)
+local a = cjson.decode(ARGV[1])
+local call, unpack, min = redis.call, unpack, math.min
+local function many(command, key, first, n)
   local reply
-  while n > 0 do
-    local m = math.min(n, 256)
-    reply = redis.call(command, key, unpack(a, i, i + m - 1))
-    i, n = i + m, n - m
-  end
+  local last = first + n - 1
+  for s = first, last, 256 do reply = call(command, key, unpack(a, s, min(last, s + 255))) end
   return reply
 end
-local cap = tonumber(nxt()) - 1
-for _ = 1, tonumber(nxt()) do
-  local key = nxt()
-  if many('LPUSH', key, tonumber(nxt())) > cap + 1 then redis.call('LTRIM', key, 0, cap) end
+local cap, history_before, history_after, seen_before, seen_after = a[1], a[2], a[3], a[4], a[5]
+local i = 7
+for _ = 1, a[6] do
+  local user, n = a[i], a[i + 1]
+  local key = history_before .. user .. history_after
+  local length
+  if n == 1 then length = call('LPUSH', key, a[i + 2]) else length = many('LPUSH', key, i + 2, n) end
+  if length > cap then call('LTRIM', key, 0, cap - 1) end
+  i = i + 2 + n
+  key, n = seen_before .. user .. seen_after, a[i]
+  if n == 1 then call('SADD', key, a[i + 1]) else many('SADD', key, i + 1, n) end
+  i = i + 1 + n
 end
-for _ = 1, tonumber(nxt()) do
-  local key = nxt()
-  many('SADD', key, tonumber(nxt()))
+for _ = 1, a[i] do
+  local n = a[i + 2]
+  many('SADD', a[i + 1], i + 3, n)
+  i = i + 2 + n
 end
-local meta_key, new_meta = nxt(), nxt()
-for _ = 1, tonumber(nxt()) do redis.call('HSETNX', meta_key, nxt(), new_meta) end
-local pop_key, category_prefix, categories_key = nxt(), nxt(), nxt()
-local n = tonumber(nxt())
-local items, increments, categories = {}, {}, {}
-for j = 1, n do items[j], increments[j] = nxt(), nxt() end
-for first = 1, n, 256 do
-  local last = math.min(n, first + 255)
-  local metas = redis.call('HMGET', meta_key, unpack(items, first, last))
-  for j = first, last do
-    local meta = metas[j - first + 1]
+local meta_key, new_meta, n = a[i + 1], a[i + 2], a[i + 3]
+for j = i + 4, i + 3 + n do call('HSETNX', meta_key, a[j], new_meta) end
+i = i + 4 + n
+local pop_key, category_prefix, categories_key, pairs_end = a[i], a[i + 1], a[i + 2], i + 3 + 2 * a[i + 3]
+local categories = {}
+for first = i + 4, pairs_end, 512 do
+  local ids = {}
+  for j = first, min(pairs_end, first + 511), 2 do ids[#ids + 1] = a[j] end
+  local metas = call('HMGET', meta_key, unpack(ids))
+  for k, meta in ipairs(metas) do
     if meta then
-      redis.call('ZINCRBY', pop_key, increments[j], items[j])
-      local item_categories = cjson.decode(meta)['c']
-      if type(item_categories) == 'table' then
-        for _, category in ipairs(item_categories) do
-          redis.call('ZINCRBY', category_prefix .. category, increments[j], items[j])
-          categories[category] = true
+      local item, inc = ids[k], a[first + 2 * k - 1]
+      call('ZINCRBY', pop_key, inc, item)
+      if string.sub(meta, 1, 7) ~= '{"c":[]' then
+        local item_categories = cjson.decode(meta)['c']
+        if type(item_categories) == 'table' then
+          for _, category in ipairs(item_categories) do
+            call('ZINCRBY', category_prefix .. category, inc, item)
+            categories[category] = true
+          end
         end
       end
     end
   end
 end
+i = pairs_end + 1
 local named = {}
 for category in pairs(categories) do named[#named + 1] = category end
 for first = 1, #named, 256 do
-  redis.call('SADD', categories_key, unpack(named, first, math.min(#named, first + 255)))
+  call('SADD', categories_key, unpack(named, first, min(#named, first + 255)))
 end
-local strategies_key = nxt()
-for _ = 1, tonumber(nxt()) do
-  local strategy, key, field, inc = nxt(), nxt(), nxt(), nxt()
-  redis.call('SADD', strategies_key, strategy)
-  redis.call('HINCRBY', key, field, inc)
+local strategies_key = a[i]
+for j = i + 2, i + 1 + 4 * a[i + 1], 4 do
+  call('SADD', strategies_key, a[j])
+  call('HINCRBY', a[j + 1], a[j + 2], a[j + 3])
 end
-return i - 1
+return #a
 """
 
+_BY_EPOCH = itemgetter(10)
+_MARK = "\x00"  # never part of an id: control characters are rejected
 
-def _tokens(keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]) -> list[str]:
-    # This loop runs once per ingested event: plain dicts and locals, no helper calls.
-    history: dict[str, list[str]] = {}
-    seen: dict[str, set[str]] = {}
+
+def _around(key_of: Callable[[str], str]) -> tuple[str, str]:
+    """What `key_of` puts before and after an id: the script builds a batch's thousand user keys."""
+    before, _, after = key_of(_MARK).partition(_MARK)
+    return before, after
+
+
+def _tokens(keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]) -> list[object]:
+    # This loop runs once per ingested event: plain dicts and locals, no helper calls on the usual path.
+    history: dict[str, list[str]] = {}  # user -> [entry, item, entry, item, ...]
     bought: dict[str, list[str]] = {}
     popularity: dict[str, float] = {}
     recstats: Counter[tuple[str, str]] = Counter()
     per_second = 1.0 / (settings.popularity_half_life_days * 86400.0)
-    for r in sorted(rows, key=attrgetter("epoch")):  # oldest first, so the newest ends up at the head
-        user, item, event_type, epoch = r.user_id, r.item_id, r.type, r.epoch
+    weights, decay_epoch = POPULARITY_WEIGHTS, DECAY_EPOCH
+    # oldest first, so the newest ends up at the head
+    for _, user, item, event_type, value, _, _, _, recommendation_id, _, epoch in sorted(rows, key=_BY_EPOCH):
         if item is not None:
-            entry = encode_history(epoch, event_type, item, r.value)
-            entries = history.get(user)
-            if entries is None:
-                history[user], seen[user] = [entry], {item}
+            # `encode_history` written out for the usual valueless event (a test holds them equal)
+            entry = (f"{epoch:.3f}|{event_type}||{item}" if value is None
+                     else encode_history(epoch, event_type, item, value))
+            mine = history.get(user)
+            if mine is None:
+                history[user] = [entry, item]
             else:
-                entries.append(entry)
-                seen[user].add(item)
+                mine.append(entry)
+                mine.append(item)
             if event_type == "purchase":
                 bought.setdefault(user, []).append(item)
-            weight = POPULARITY_WEIGHTS[event_type]
+            weight = weights[event_type]
             if weight > 0:
-                decayed = weight * 2.0 ** ((epoch - DECAY_EPOCH) * per_second)
+                decayed = weight * 2.0 ** ((epoch - decay_epoch) * per_second)
                 popularity[item] = popularity.get(item, 0.0) + decayed
-        if r.recommendation_id and "." in r.recommendation_id:
-            recstats[r.recommendation_id.split(".", 1)[0], event_type] += 1
+        if recommendation_id and "." in recommendation_id:
+            recstats[recommendation_id.split(".", 1)[0], event_type] += 1
 
-    out = [str(settings.history_length), str(len(history))]
-    for user, entries in history.items():
-        out += (keys.history(user), str(len(entries)), *entries)
-    out.append(str(len(bought) + len(seen)))
+    history_before, history_after = _around(keys.history)
+    seen_before, seen_after = _around(keys.seen)
+    out: list[object] = [
+        settings.history_length, history_before, history_after, seen_before, seen_after, len(history)
+    ]
+    for user, mine in history.items():
+        if len(mine) == 2:
+            out += (user, 1, mine[0], 1, mine[1])
+        else:
+            members = set(mine[1::2])
+            out += (user, len(mine) // 2, *mine[0::2], len(members), *members)
+    out.append(len(bought))
     for user, items in bought.items():
-        out += (keys.purchased(user), str(len(items)), *items)
-    for user, members in seen.items():
-        out += (keys.seen(user), str(len(members)), *members)
-    out += [keys.item_meta(), item_meta_json([], None, True, None), str(len(created_items)), *created_items]
-    out += [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(), str(len(popularity))]
+        out += (keys.purchased(user), len(items), *items)
+    out += [keys.item_meta(), item_meta_json([], None, True, None), len(created_items), *created_items]
+    out += [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(), len(popularity)]
     for item, score in popularity.items():
-        out += (item, repr(score))
-    out += [keys.recommendation_strategies(), str(len(recstats))]
+        out += (item, repr(score))  # a string: JSON has no infinity
+    out += [keys.recommendation_strategies(), len(recstats)]
     for (strategy, event_type), n in recstats.items():
-        out += (strategy, keys.recommendation_stats(strategy), event_type, str(n))
+        out += (strategy, keys.recommendation_stats(strategy), event_type, n)
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,6 +23,8 @@ from app.events.validate import check_batch
 from app.observability import metrics
 from app.settings import Settings
 from app.store.keys import Keys
+
+_TYPE = itemgetter(3)
 
 
 async def ingest(
@@ -45,7 +48,7 @@ async def ingest(
             duplicate_ids += [r.event_id for r in batch.rows if r.event_id not in new]
 
     updated = await realtime.apply_events(redis, keys, settings, stored, created_items)
-    metrics.observe_ingest(Counter(r.type for r in stored), len(duplicate_ids), len(batch.rejected))
+    metrics.observe_ingest(Counter(map(_TYPE, stored)), len(duplicate_ids), len(batch.rejected))
     if not updated:
         metrics.realtime_skipped(len(stored))
     return IngestResult(

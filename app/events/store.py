@@ -12,15 +12,17 @@ ids sorted, so concurrent batches take their locks in one order and never deadlo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 from psycopg import AsyncCursor
 from psycopg.errors import UniqueViolation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.events.known import DELETIONS_QUERY, known_ids
-from app.events.validate import COLUMN_TYPES, COLUMNS, EventRow
+from app.events.validate import COLUMN_TYPES, COLUMNS, COPY_TYPES, EventRow
 
 _COLUMN_LIST = ", ".join(COLUMNS)
+_EVENT_ID, _USER_ID, _ITEM_ID = itemgetter(0), itemgetter(1), itemgetter(2)
 _INSERT_USERS = "INSERT INTO users (user_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING"
 _INSERT_ITEMS = "INSERT INTO items (item_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING item_id"
 _STAGE = (
@@ -44,9 +46,10 @@ class Written:
 
 async def _copy(cur: AsyncCursor[tuple[object, ...]], table: str, rows: list[EventRow]) -> None:
     async with cur.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(list(COLUMN_TYPES))
+        copy.set_types(list(COPY_TYPES))
+        write_row = copy.write_row
         for row in rows:
-            await copy.write_row(row[:-1])
+            await write_row(row[:-1])
 
 
 async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool) -> Written:
@@ -58,9 +61,9 @@ async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool)
         async with pg.cursor() as cur:
             await cur.execute(DELETIONS_QUERY)
             deletions = (await cur.fetchone() or (0,))[0]
-            users, items = known.unknown(
-                deletions, sorted({r.user_id for r in rows}), sorted({r.item_id for r in rows if r.item_id})
-            )
+            item_ids = set(map(_ITEM_ID, rows))
+            item_ids.discard(None)  # an order-level purchase
+            users, items = known.unknown(deletions, set(map(_USER_ID, rows)), item_ids)
             created: list[str] = []
             if users:
                 await cur.execute(_INSERT_USERS, (users,))
@@ -81,7 +84,7 @@ async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool)
 
 async def write_events(engine: AsyncEngine, rows: list[EventRow]) -> Written:
     """Store the rows whose event_id is new; commits before returning."""
-    rows = sorted(rows, key=lambda r: r.event_id)
+    rows = sorted(rows, key=_EVENT_ID)
     try:
         return await _write(engine, rows, through_stage=False)
     except UniqueViolation:
