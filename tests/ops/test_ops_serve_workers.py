@@ -35,7 +35,11 @@ def served(settings: Settings) -> Iterator[tuple[psutil.Process, int]]:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_healthy(port, 60)
-        yield psutil.Process(proc.pid), port
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60  # /healthz answers once one process is up; wait for both
+        while len(_servers(parent, port)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield parent, port
     finally:
         if proc.poll() is None:
             proc.kill()
