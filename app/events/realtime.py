@@ -2,7 +2,10 @@
 
 Popularity uses forward decay: an event at time t adds w·2^((t − T0)/half_life) to its item's score, so
 scores never need a decay sweep and ranking by score equals ranking by exponentially decayed counts.
-The worker rescales (rebuilds) these sets from Postgres at each rebuild, which also bounds growth.
+T0 is kept in Redis (`Keys.popularity_epoch`) and moves forward: every rebuild recomputes the sets from
+Postgres against a fresh T0, and an ingest that finds T0 more than REBASE_AFTER half-lives old rescales
+the sets in Redis first (one ZUNIONSTORE per set) — so scores stay far from float overflow however short
+the half-life and however long the service runs without a rebuild.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DECAY_EPOCH = 1_704_067_200.0  # 2024-01-01, T0 of the forward-decayed popularity scores
+LEGACY_DECAY_EPOCH = 1_704_067_200.0  # 2024-01-01: T0 of sets written before T0 was stored
+REBASE_AFTER = 64  # half-lives: scores stay below 2^64 × the events' weights
 POPULARITY_WEIGHTS: dict[str, float] = {
     "view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 2.0,
     "like": 2.0, "bookmark": 2.0, "remove_from_cart": 0.0, "dislike": 0.0,
@@ -73,7 +77,27 @@ end
 local meta_key, new_meta, n = a[i + 1], a[i + 2], a[i + 3]
 for j = i + 4, i + 3 + n do call('HSETNX', meta_key, a[j], new_meta) end
 i = i + 4 + n
-local pop_key, category_prefix, categories_key, pairs_end = a[i], a[i + 1], a[i + 2], i + 3 + 2 * a[i + 3]
+local pop_key, category_prefix, categories_key, epoch_key = a[i], a[i + 1], a[i + 2], a[i + 3]
+local scale = 1
+if a[i + 7] > 0 then
+  -- the increments are relative to the batch's own time (a[i + 4]); scale them to the stored T0
+  local base, per_second = a[i + 4], a[i + 5]
+  local t0 = tonumber(call('GET', epoch_key)) or a[i + 6]
+  local exponent = (tonumber(base) - t0) * per_second
+  if exponent > REBASE_AFTER then
+    local factor = 2 ^ -exponent
+    call('ZUNIONSTORE', pop_key, 1, pop_key, 'WEIGHTS', factor)
+    for _, category in ipairs(call('SMEMBERS', categories_key)) do
+      local key = category_prefix .. category
+      call('ZUNIONSTORE', key, 1, key, 'WEIGHTS', factor)
+    end
+    call('SET', epoch_key, base)
+  elseif exponent ~= 0 then
+    scale = 2 ^ exponent
+  end
+end
+i = i + 4
+local pairs_end = i + 3 + 2 * a[i + 3]
 local categories = {}
 for first = i + 4, pairs_end, 512 do
   local ids = {}
@@ -82,6 +106,7 @@ for first = i + 4, pairs_end, 512 do
   for k, meta in ipairs(metas) do
     if meta then
       local item, inc = ids[k], a[first + 2 * k - 1]
+      if scale ~= 1 then inc = tonumber(inc) * scale end
       call('ZINCRBY', pop_key, inc, item)
       if string.sub(meta, 1, 7) ~= '{"c":[]' then
         local item_categories = cjson.decode(meta)['c']
@@ -107,7 +132,7 @@ for j = i + 2, i + 1 + 4 * a[i + 1], 4 do
   call('HINCRBY', a[j + 1], a[j + 2], a[j + 3])
 end
 return #a
-"""
+""".replace("REBASE_AFTER", str(REBASE_AFTER))
 
 _BY_EPOCH = itemgetter(10)
 _MARK = "\x00"  # never part of an id: control characters are rejected
@@ -126,9 +151,10 @@ def _tokens(keys: Keys, settings: Settings, rows: list[EventRow], created_items:
     popularity: dict[str, float] = {}
     recstats: Counter[tuple[str, str]] = Counter()
     per_second = 1.0 / (settings.popularity_half_life_days * 86400.0)
-    weights, decay_epoch = POPULARITY_WEIGHTS, DECAY_EPOCH
-    # oldest first, so the newest ends up at the head
-    for _, user, item, event_type, value, _, _, _, recommendation_id, _, epoch in sorted(rows, key=_BY_EPOCH):
+    weights = POPULARITY_WEIGHTS
+    rows = sorted(rows, key=_BY_EPOCH)  # oldest first, so the newest ends up at the head
+    base = rows[-1][10]  # popularity increments are relative to the batch's latest event: at most w each
+    for _, user, item, event_type, value, _, _, _, recommendation_id, _, epoch in rows:
         if item is not None:
             # `encode_history` written out for the usual valueless event (a test holds them equal)
             entry = (f"{epoch:.3f}|{event_type}||{item}" if value is None
@@ -143,7 +169,7 @@ def _tokens(keys: Keys, settings: Settings, rows: list[EventRow], created_items:
                 bought.setdefault(user, []).append(item)
             weight = weights[event_type]
             if weight > 0:
-                decayed = weight * 2.0 ** ((epoch - decay_epoch) * per_second)
+                decayed = weight * 2.0 ** ((epoch - base) * per_second)
                 popularity[item] = popularity.get(item, 0.0) + decayed
         if recommendation_id and "." in recommendation_id:
             recstats[recommendation_id.split(".", 1)[0], event_type] += 1
@@ -163,7 +189,8 @@ def _tokens(keys: Keys, settings: Settings, rows: list[EventRow], created_items:
     for user, items in bought.items():
         out += (keys.purchased(user), len(items), *items)
     out += [keys.item_meta(), item_meta_json([], None, True, None), len(created_items), *created_items]
-    out += [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(), len(popularity)]
+    out += [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(),
+            keys.popularity_epoch(), repr(base), per_second, LEGACY_DECAY_EPOCH, len(popularity)]
     for item, score in popularity.items():
         out += (item, repr(score))  # a string: JSON has no infinity
     out += [keys.recommendation_strategies(), len(recstats)]

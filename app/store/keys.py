@@ -37,6 +37,11 @@ class Keys:
     def popularity_category(self, category: str) -> str:
         return f"{self.prefix}pop:cat:{category}"
 
+    def popularity_epoch(self) -> str:
+        """T0 of the forward-decayed popularity scores, epoch seconds (moved forward by rebuilds and,
+        when it grows old, by ingest: see events.realtime)."""
+        return f"{self.prefix}pop:t0"
+
     def popularity_categories(self) -> str:
         """Set of categories that have a popularity sorted set (for erasure and re-hydration)."""
         return f"{self.prefix}pop:cats"

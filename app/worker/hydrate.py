@@ -17,9 +17,9 @@ from hiredis import pack_command
 from numpy.typing import NDArray
 
 from app.eventlog import EVENT_TYPES, TYPE_CODE
-from app.events.realtime import DECAY_EPOCH, POPULARITY_WEIGHTS
+from app.events.realtime import POPULARITY_WEIGHTS
 from app.settings import Settings
-from app.store.codec import encode_history, item_meta_json, new_meta_epoch
+from app.store.codec import encode_history, item_meta_json, new_meta_epoch, text
 from app.store.keys import Keys
 from app.worker.load import Snapshot
 
@@ -39,12 +39,16 @@ def refresh_realtime(client: redis.Redis, keys: Keys, settings: Settings, snapsh
 
 
 def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
+    """Replace the popularity sets with scores recomputed from the event log against a fresh T0 (now),
+    swapped in with the new T0 in one transaction; sets left without members (every event of theirs
+    erased, a category emptied) are dropped."""
     log, catalog = snapshot.log, snapshot.catalog
     weights = np.array([POPULARITY_WEIGHTS[t] for t in EVENT_TYPES])[log.type.astype(np.intp)]
     use = (log.item >= 0) & (weights > 0)
     use[use] &= ~catalog.deleted[log.item[use]]
+    t0 = max(snapshot.now, float(log.ts.max()) if len(log.ts) else 0.0)
     half_life = settings.popularity_half_life_days * 86400.0
-    decayed = weights[use] * np.exp2((log.ts[use] - DECAY_EPOCH) / half_life)
+    decayed = weights[use] * np.exp2((log.ts[use] - t0) / half_life)
     score = np.bincount(log.item[use], weights=decayed, minlength=log.n_items)
     ranked = np.flatnonzero(score > 0)
     staged: dict[str, dict[str, float]] = {keys.popularity(): {}}
@@ -58,13 +62,21 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
         if members:
             pipe.zadd(key + ":staging", members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
+    categories = {k.rsplit(":", 1)[-1] for k, members in staged.items() if members and k != keys.popularity()}
+    emptied = {text(c) for c in client.smembers(keys.popularity_categories())} - categories
     pipe = client.pipeline(transaction=True)
     for key, members in staged.items():
         if members:
             pipe.rename(key + ":staging", key)
-    categories = [k for k in staged if k != keys.popularity()]
+    if not staged[keys.popularity()]:
+        pipe.delete(keys.popularity())
+    for category in emptied:
+        pipe.delete(keys.popularity_category(category))
+    if emptied:
+        pipe.srem(keys.popularity_categories(), *emptied)
     if categories:
-        pipe.sadd(keys.popularity_categories(), *[c.rsplit(":", 1)[-1] for c in categories])
+        pipe.sadd(keys.popularity_categories(), *categories)
+    pipe.set(keys.popularity_epoch(), repr(t0))
     pipe.execute()
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.events import validate
 from app.events.known import KnownIds
-from app.events.realtime import DECAY_EPOCH, POPULARITY_WEIGHTS
+from app.events.realtime import POPULARITY_WEIGHTS
 from app.settings import Settings
 from app.store.codec import decode_history, encode_history
 from app.store.keys import Keys
@@ -99,12 +99,13 @@ def test_popularity_summed_per_item_equals_one_increment_per_event(
     assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 300
 
     per_second = 1.0 / (settings.popularity_half_life_days * 86400.0)
+    t0 = float(rds.get(keys.popularity_epoch()))  # type: ignore[arg-type]
     expected: dict[str, float] = {}
     for e in events:  # one increment per event, the way a ZINCRBY per event would add them
         weight = POPULARITY_WEIGHTS[str(e["type"])]
         if weight > 0:
             item = str(e["item_id"])
-            expected[item] = expected.get(item, 0.0) + weight * 2.0 ** ((float(e["timestamp"]) - DECAY_EPOCH) * per_second)  # type: ignore[arg-type]
+            expected[item] = expected.get(item, 0.0) + weight * 2.0 ** ((float(e["timestamp"]) - t0) * per_second)  # type: ignore[arg-type]
     overall = dict(rds.zrange(keys.popularity(), 0, -1, withscores=True))
     assert overall == {k.encode(): pytest.approx(v, rel=1e-12) for k, v in expected.items()}
     assert rds.zscore(keys.popularity_category("shoes"), "shoe") == pytest.approx(expected["shoe"], rel=1e-12)
