@@ -92,7 +92,7 @@ def test_popularity_summed_per_item_equals_one_increment_per_event(
         {"item_id": "shoe", "categories": ["shoes", "sale", "sale"]},
         {"item_id": "sock", "categories": []},
     ]})
-    now = time.time()
+    now = float(int(time.time()))  # whole seconds: stored exactly
     events = [{"user_id": f"u{k % 7}", "item_id": ("shoe", "sock", "new")[k % 3],
                "type": ("view", "purchase", "add_to_cart", "dislike")[k % 4], "timestamp": now - 97 * k}
               for k in range(300)]

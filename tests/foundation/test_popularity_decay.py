@@ -54,7 +54,7 @@ def test_events_a_year_apart_with_a_short_half_life(
     keys = Keys(hourly.redis_prefix)
     hourly_client.put("/v1/items/old", json={"categories": ["c"]})
     hourly_client.put("/v1/items/new", json={"categories": ["c"]})
-    now = time.time()
+    now = float(int(time.time()))  # whole seconds: stored exactly (timestamps keep microseconds)
     old = [{"user_id": f"u{k}", "item_id": "old", "type": "purchase", "timestamp": now - 400 * DAY + k}
            for k in range(50)]
     new = [{"user_id": "u0", "item_id": "new", "type": "view", "timestamp": now - 60}]
@@ -84,7 +84,7 @@ def test_sets_written_before_t0_was_stored_are_rescaled(
     keys = Keys(settings.redis_prefix)
     client.put("/v1/items/a", json={"categories": ["shoes"]})
     client.put("/v1/items/b", json={"categories": ["shoes"]})
-    now = time.time()
+    now = float(int(time.time()))  # whole seconds: stored exactly (timestamps keep microseconds)
     per_second = 1 / (settings.popularity_half_life_days * DAY)
     assert (now - LEGACY_DECAY_EPOCH) * per_second > REBASE_AFTER
     legacy = 2.0 ** ((now - DAY - LEGACY_DECAY_EPOCH) * per_second)  # one view of `a` a day ago
@@ -108,7 +108,7 @@ def test_rebuild_moves_t0_to_now_and_drops_emptied_sets(
     keys = Keys(settings.redis_prefix)
     client.post("/v1/items", json={"items": [{"item_id": "x", "categories": ["kept"]},
                                              {"item_id": "y", "categories": ["gone"]}]})
-    now = time.time()
+    now = float(int(time.time()))  # whole seconds: stored exactly (timestamps keep microseconds)
     events = [{"user_id": "keeper", "item_id": "x", "type": "add_to_cart", "timestamp": now - 3 * DAY},
               {"user_id": "keeper", "item_id": "x", "type": "view", "timestamp": now - 100},
               {"user_id": "leaver", "item_id": "y", "type": "purchase", "timestamp": now - DAY}]
