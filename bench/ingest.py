@@ -26,7 +26,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import orjson
 import psutil
 import psycopg
@@ -34,7 +33,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._server import ADMIN_KEY, delete_prefix, percentile, running_server, scratch_database, server_env
 
-HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
 TYPES = ("view", "view", "view", "click", "add_to_cart", "purchase")
 
 
@@ -55,45 +53,49 @@ def make_events(n: int, users: int, items: int, seed: int) -> list[dict[str, obj
     ]
 
 
-async def _post(host: str, port: int, request: bytes) -> int:
-    """One call on a connection of its own; the `accepted` count of its answer."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
-        answer = await reader.readexactly(length)
-    finally:
-        writer.close()
+def _request(host: str, body: bytes, keep_alive: bool) -> bytes:
+    return (b"POST /v1/events HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAuthorization: Bearer "
+            + ADMIN_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
+            + (b"" if keep_alive else b"Connection: close\r\n")
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one request and read its answer; the `accepted` count of it."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+    answer = await reader.readexactly(length)
     if status != 200:
         raise RuntimeError(f"POST /v1/events answered {status}: {answer[:300]!r}")
     return int(orjson.loads(answer)["accepted"])
 
 
+# The load client shares this box's two cores with the server: both phases write their requests by
+# hand on plain sockets, as an HTTP library would spend a fifth of the CPU the server does on a call.
+
+
 async def post_batches(base: str, bodies: list[bytes], concurrency: int) -> tuple[float, int]:
     """Post every body, `concurrency` calls at a time; (seconds, events accepted).
 
-    The requests are written out in full before the clock starts and sent on plain sockets: the load
-    client shares this box's two cores with the server, and an HTTP library would spend a tenth of the
-    CPU the server does. A connection per call, as many shops' servers would open (and so the
-    calls spread over the server's processes rather than sticking to the ones that accepted a
-    kept-alive connection).
+    The requests are written out in full before the clock starts. A connection per call, as many shops'
+    servers would open (and so the calls spread over the server's processes rather than sticking to
+    the ones that accepted a kept-alive connection).
     """
     host, port = base.removeprefix("http://").rsplit(":", 1)
-    requests = [
-        b"POST /v1/events HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAuthorization: Bearer " + ADMIN_KEY.encode()
-        + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n" + body
-        for body in bodies
-    ]
+    requests = [_request(host, body, keep_alive=False) for body in bodies]
     pending = iter(requests)
     accepted = 0
 
     async def worker() -> None:
         nonlocal accepted
         for request in pending:
-            n = await _post(host, int(port), request)  # not `accepted += await …`: it would read first
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                n = await _exchange(reader, writer, request)  # not `accepted += await …`: it reads first
+            finally:
+                writer.close()
             accepted += n
 
     start = time.perf_counter()
@@ -103,25 +105,30 @@ async def post_batches(base: str, bodies: list[bytes], concurrency: int) -> tupl
 
 async def single_posts(base: str, events: list[dict[str, object]], seconds: float, concurrency: int
                        ) -> tuple[int, list[float]]:
+    """One event a call for `seconds`, `concurrency` kept-alive connections: (calls/s, latencies in ms)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
-    counter = iter(range(len(events)))
+    requests = iter([
+        _request(host, orjson.dumps({"events": [{**e, "event_id": f"single-{e['event_id']}"}]}), keep_alive=True)
+        for e in events
+    ])
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while time.perf_counter() < deadline:
-            k = next(counter, None)
-            if k is None:
-                return
-            body = orjson.dumps({"events": [{**events[k], "event_id": f"single-{events[k]['event_id']}"}]})
-            t0 = time.perf_counter()
-            r = await client.post(base + "/v1/events", content=body, headers=HEADERS)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            r.raise_for_status()
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for request in requests:
+                if time.perf_counter() >= deadline:
+                    return
+                t0 = time.perf_counter()
+                await _exchange(reader, writer, request)
+                latencies.append((time.perf_counter() - t0) * 1000)
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(timeout=30) as client:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return int(len(latencies) / (time.perf_counter() - start)), latencies
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return int(len(latencies) / (time.perf_counter() - start)), latencies
 
 
 class CpuMeter:

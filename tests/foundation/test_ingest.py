@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import psycopg
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from app.events.store import SMALL_BATCH
+from app.settings import Settings
 from app.store.keys import Keys
 
 
@@ -94,3 +98,38 @@ def test_history_is_capped(client: TestClient, rds: redis.Redis, settings) -> No
     events = [{"user_id": "u1", "item_id": f"i{k}", "type": "view"} for k in range(settings.history_length + 30)]
     client.post("/v1/events", json={"events": events})
     assert rds.llen(Keys(settings.redis_prefix).history("u1")) == settings.history_length
+
+
+@pytest.mark.parametrize("size", [1, SMALL_BATCH, SMALL_BATCH + 1, 3 * SMALL_BATCH])
+def test_both_write_paths_store_the_same(
+    client: TestClient, pg: psycopg.Connection, rds: redis.Redis, settings: Settings, size: int
+) -> None:
+    """Small batches go as pipelined INSERTs, larger ones by COPY: the stored rows, the duplicates, the
+    users and items created on the fly and the items' serving metadata come out the same."""
+    keys = Keys(settings.redis_prefix)
+    client.put("/v1/items/known", json={"categories": ["c"]})
+    old = [{"event_id": f"old{k}", "user_id": "u0", "item_id": "known", "type": "view"} for k in range(size // 2)]
+    if old:
+        assert client.post("/v1/events", json={"events": old}).json()["accepted"] == len(old)
+    new = range(size - len(old))
+    events = old + [
+        {"event_id": f"new{k:03d}", "user_id": f"u{k % 3}", "item_id": f"fresh{k % 4}", "type": "purchase",
+         "price": 2.5, "value": 1, "session_id": "s", "recommendation_id": "hybrid.x",
+         "properties": {"k": k}, "timestamp": f"2023-11-14T22:13:{k % 60:02d}.000001Z"}
+        for k in new
+    ]
+    body = client.post("/v1/events", json={"events": events}).json()
+    assert (body["accepted"], body["duplicates"]) == (len(new), len(old))
+    assert sorted(body["duplicate_event_ids"]) == sorted(e["event_id"] for e in old)
+    stored = pg.execute("SELECT event_id, user_id, item_id, type, value, price, ts, session_id, recommendation_id,"
+                        " properties FROM events WHERE event_id LIKE 'new%' ORDER BY event_id").fetchall()
+    assert stored == [
+        (f"new{k:03d}", f"u{k % 3}", f"fresh{k % 4}", "purchase", 1.0, 2.5,
+         datetime(2023, 11, 14, 22, 13, k % 60, 1, tzinfo=UTC), "s", "hybrid.x", {"k": k})
+        for k in new
+    ]
+    fresh = {f"fresh{k}" for k in range(min(4, len(new)))}
+    assert {r[0] for r in pg.execute("SELECT item_id FROM items")} == {"known"} | fresh
+    assert {r[0] for r in pg.execute("SELECT user_id FROM users")} == {f"u{k % 3}" for k in new} | ({"u0"} if old else set())
+    assert {m.decode() for m in rds.hkeys(keys.item_meta())} == {"known"} | fresh
+    assert rds.hget(keys.recommendation_stats("hybrid"), "purchase") == str(len(new)).encode()

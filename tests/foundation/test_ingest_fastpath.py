@@ -136,3 +136,13 @@ def test_unknown_ids_come_back_sorted_and_only_the_unknown() -> None:
     known.stored(0, ["a"], ["x"])
     assert known.unknown(0, {"c", "a", "b"}, {"x", "z"}) == (["b", "c"], ["z"])
     assert known.unknown(1, {"a"}, {"x"}) == (["a"], ["x"])  # something was deleted: trust nothing
+
+
+def test_a_redis_without_the_script_gets_it_again(client: TestClient, rds: redis.Redis, settings: Settings) -> None:
+    """The real-time script is called by its SHA; a restarted or flushed Redis no longer has it."""
+    keys = Keys(settings.redis_prefix)
+    rds.script_flush()
+    for k in range(2):  # the first call finds no script, the second finds it cached again
+        body = client.post("/v1/events", json={"events": [{"user_id": "s", "item_id": f"i{k}", "type": "view"}]}).json()
+        assert body["accepted"] == 1 and body["realtime_updated"] is True
+    assert [decode_history(h)[3] for h in rds.lrange(keys.history("s"), 0, -1)] == ["i1", "i0"]
