@@ -15,6 +15,7 @@ import itertools
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
+
+# implicit converts a matrix of its own to CSR inside recommend() and warns about it on every call
+warnings.filterwarnings("ignore", message="Method expects CSR input")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
