@@ -107,3 +107,11 @@ def test_every_shopmind_variable_is_a_setting(compose: dict[str, Any]) -> None:
     for name in APP_SERVICES:
         unknown = {k for k in _service(compose, name)["environment"] if k.startswith("SHOPMIND_")} - fields
         assert not unknown, f"{name}: no such setting {unknown}"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """The README's configuration table names every setting (the docs match the code)."""
+    table = (Path(__file__).resolve().parents[2] / "README.md").read_text().split("## Configuration", 1)[1]
+    table = table.split("\n\n**", 1)[0]
+    named = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.M))
+    assert named == {name.upper() for name in Settings.model_fields}
