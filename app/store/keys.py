@@ -77,6 +77,11 @@ class Keys:
         """Sorted set version -> publish time, of versions not yet scheduled to expire."""
         return f"{self.prefix}model:versions"
 
+    def model_expiring(self) -> str:
+        """Sorted set version -> the time its keys expire, of replaced versions still in their grace
+        period: erasure must reach their per-user state too."""
+        return f"{self.prefix}model:expiring"
+
     def model(self, version: str, part: str) -> str:
         return f"{self.prefix}{{m:{version}}}:{part}"
 

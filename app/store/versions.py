@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from itertools import islice
 
 import redis
+import redis.asyncio as aioredis
 
 from app.store.codec import text
 from app.store.keys import Keys
@@ -19,6 +20,15 @@ from app.store.keys import Keys
 _CHUNK = 5_000
 _CHUNKS_PER_ROUND_TRIP = 8
 GRACE_SECONDS = 600
+
+
+async def versions_holding_users(redis: aioredis.Redis, keys: Keys) -> list[str]:
+    """Every version whose keys still exist: the registered ones and those in their grace period."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrange(keys.model_versions(), 0, -1)
+    pipe.zrangebyscore(keys.model_expiring(), time.time(), "+inf")
+    registered, expiring = await pipe.execute()
+    return list(dict.fromkeys(text(v) for v in [*registered, *expiring]))
 
 
 def new_version() -> str:
@@ -75,6 +85,7 @@ class VersionWriter:
         pipe.set(self.keys.model_pointer(), self.version)
         pipe.execute()
         stale = self.client.zrange(registry, 0, -(keep + 1))
+        expiring = self.keys.model_expiring()
         expired = []
         for raw in stale:
             old = text(raw)
@@ -83,9 +94,11 @@ class VersionWriter:
             for key in members:
                 pipe.expire(key, GRACE_SECONDS)
             pipe.expire(self.keys.model(old, "keys"), GRACE_SECONDS)
+            pipe.zadd(expiring, {old: time.time() + GRACE_SECONDS})
             pipe.zrem(registry, old)
             pipe.execute()
             expired.append(old)
+        self.client.zremrangebyscore(expiring, "-inf", time.time())
         return expired
 
     def discard(self) -> None:

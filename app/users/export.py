@@ -21,6 +21,7 @@ from app.errors import UserNotFound
 from app.events.models import Event
 from app.store.codec import decode_history
 from app.store.keys import Keys
+from app.store.versions import versions_holding_users
 from app.users.models import User
 from app.users.schemas import (
     ExportedEvent,
@@ -110,11 +111,10 @@ async def redis_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> RedisU
     pipe.lrange(keys.history(user_id), 0, -1)
     pipe.smembers(keys.purchased(user_id))
     pipe.get(keys.model_pointer())
-    pipe.zrange(keys.model_versions(), 0, -1)
-    history_raw, purchased_raw, current_raw, versions_raw = await pipe.execute()
+    history_raw, purchased_raw, current_raw = await pipe.execute()
 
     current = _text(current_raw) if current_raw is not None else None
-    versions = [_text(v) for v in versions_raw]
+    versions = await versions_holding_users(redis, keys)
     if current is not None and current not in versions:
         versions.append(current)
     models = [await _model_state(redis, keys, version, user_id) for version in versions]

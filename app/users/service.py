@@ -17,6 +17,7 @@ from app.errors import BadRequest, UserNotFound
 from app.events.models import Event
 from app.store.codec import decode_history, text
 from app.store.keys import Keys
+from app.store.versions import versions_holding_users
 from app.users.models import User
 from app.users.schemas import UserIn, UserOut
 
@@ -54,8 +55,7 @@ async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> N
     """Remove every Redis trace of the user: real-time keys and per-user fields of the live model."""
     pipe = redis.pipeline(transaction=False)
     pipe.delete(*keys.user_keys(user_id))
-    for raw in await redis.zrange(keys.model_versions(), 0, -1):
-        version = text(raw)
+    for version in await versions_holding_users(redis, keys):
         hashes, zsets = await redis.hmget(keys.model(version, "meta"), ["user_parts", "user_zsets"])
         for part in text(hashes or b"").split(","):
             if part:

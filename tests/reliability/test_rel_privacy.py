@@ -127,12 +127,7 @@ def test_erasure_leaves_no_trace(
     assert client.delete(f"/v1/users/{USER}").status_code == 404
 
 
-def test_erasure_after_a_real_rebuild(
-    client: TestClient, rds: redis.Redis, settings: Settings, pg: psycopg.Connection[tuple[object, ...]]
-) -> None:
-    """The worker's own per-user model state (neighbours, scores, audiences, id table) is erased too."""
-    from app.worker.pipeline import rebuild
-
+def _shop_with_user(client: TestClient) -> None:
     rng = random.Random(7)
     users = [USER, *(f"shopper-{u}" for u in range(40))]
     items = [{"item_id": f"sku-{i}", "title": f"thing {i}", "categories": [f"cat{i % 4}"], "price": 10.0 + i}
@@ -145,6 +140,15 @@ def test_erasure_after_a_real_rebuild(
         events.append({"user_id": user, "item_id": item, "type": rng.choice(["view", "view", "add_to_cart", "purchase"]),
                        "timestamp": 1_760_000_000 + k * 600})
     assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 1500
+
+
+def test_erasure_after_a_real_rebuild(
+    client: TestClient, rds: redis.Redis, settings: Settings, pg: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """The worker's own per-user model state (neighbours, scores, audiences, id table) is erased too."""
+    from app.worker.pipeline import rebuild
+
+    _shop_with_user(client)
     result = rebuild(settings, trigger="test")
     assert result.version
     model_keys = [k for k in _mentions(rds, settings.redis_prefix, USER) if "{m:" in k]
@@ -155,3 +159,25 @@ def test_erasure_after_a_real_rebuild(
     assert client.delete(f"/v1/users/{USER}").status_code == 200
     assert _mentions(rds, settings.redis_prefix, USER) == []
     assert pg.execute("SELECT count(*) FROM events WHERE user_id = %s", (USER,)).fetchone() == (0,)
+
+
+def test_erasure_reaches_versions_in_their_grace_period(
+    client: TestClient, rds: redis.Redis, settings: Settings, pg: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """A replaced version keeps its keys for a while (in-flight readers): its state about the user is
+    exported and erased like the serving version's."""
+    from app.worker.pipeline import rebuild
+
+    _shop_with_user(client)
+    keep_one = settings.model_copy(update={"keep_versions": 1})
+    old, new = rebuild(keep_one, trigger="test").version, rebuild(keep_one, trigger="test").version
+    keys = Keys(settings.redis_prefix)
+    assert [v.decode() for v in rds.zrange(keys.model_versions(), 0, -1)] == [new]
+    assert rds.ttl(keys.model(old, "meta")) > 0, "the first version should be expiring, not gone"
+    held = {k.split("{m:")[1].split("}")[0] for k in _mentions(rds, settings.redis_prefix, USER) if "{m:" in k}
+    assert held == {old, new}
+    exported = client.get(f"/v1/users/{USER}/export").json()["redis"]["models"]
+    assert {m["version"] for m in exported if m["fields"] or m["scores"] or m["in_user_table"]} == {old, new}
+
+    assert client.delete(f"/v1/users/{USER}").status_code == 200
+    assert _mentions(rds, settings.redis_prefix, USER) == []
