@@ -51,31 +51,32 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
     decayed = weights[use] * np.exp2((log.ts[use] - t0) / half_life)
     score = np.bincount(log.item[use], weights=decayed, minlength=log.n_items)
     ranked = np.flatnonzero(score > 0)
-    staged: dict[str, dict[str, float]] = {keys.popularity(): {}}
+    overall: dict[str, float] = {}
+    by_category: dict[str, dict[str, float]] = {}  # category names may hold any character, ":" too
     for k in ranked:
         item_id = str(log.item_ids[k])
-        staged[keys.popularity()][item_id] = float(score[k])
+        overall[item_id] = float(score[k])
         for category in catalog.items[k]["categories"]:
-            staged.setdefault(keys.popularity_category(category), {})[item_id] = float(score[k])
+            by_category.setdefault(category, {})[item_id] = float(score[k])
+    staged = {keys.popularity(): overall} | {keys.popularity_category(c): m for c, m in by_category.items()}
     pipe = client.pipeline(transaction=False)
     for key, members in staged.items():
         if members:
             pipe.zadd(key + ":staging", members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
-    categories = {k.rsplit(":", 1)[-1] for k, members in staged.items() if members and k != keys.popularity()}
-    emptied = {text(c) for c in client.smembers(keys.popularity_categories())} - categories
+    emptied = {text(c) for c in client.smembers(keys.popularity_categories())} - by_category.keys()
     pipe = client.pipeline(transaction=True)
     for key, members in staged.items():
         if members:
             pipe.rename(key + ":staging", key)
-    if not staged[keys.popularity()]:
+    if not overall:
         pipe.delete(keys.popularity())
     for category in emptied:
         pipe.delete(keys.popularity_category(category))
     if emptied:
         pipe.srem(keys.popularity_categories(), *emptied)
-    if categories:
-        pipe.sadd(keys.popularity_categories(), *categories)
+    if by_category:
+        pipe.sadd(keys.popularity_categories(), *by_category)
     pipe.set(keys.popularity_epoch(), repr(t0))
     pipe.execute()
 

@@ -106,7 +106,7 @@ def test_rebuild_moves_t0_to_now_and_drops_emptied_sets(
     client: TestClient, settings: Settings, rds: redis.Redis, pg: psycopg.Connection
 ) -> None:
     keys = Keys(settings.redis_prefix)
-    client.post("/v1/items", json={"items": [{"item_id": "x", "categories": ["kept"]},
+    client.post("/v1/items", json={"items": [{"item_id": "x", "categories": ["kept", "Apparel:Shoes"]},
                                              {"item_id": "y", "categories": ["gone"]}]})
     now = float(int(time.time()))  # whole seconds: stored exactly (timestamps keep microseconds)
     events = [{"user_id": "keeper", "item_id": "x", "type": "add_to_cart", "timestamp": now - 3 * DAY},
@@ -123,9 +123,10 @@ def test_rebuild_moves_t0_to_now_and_drops_emptied_sets(
     assert t0 == now + 10
     expected = _expected(events[:2], t0, settings.popularity_half_life_days)
     assert _scores(rds, keys.popularity()) == {"x": pytest.approx(expected["x"], rel=1e-12)}
-    assert _scores(rds, keys.popularity_category("kept")) == {"x": pytest.approx(expected["x"], rel=1e-12)}
+    for category in ("kept", "Apparel:Shoes"):  # a name with a colon is a name like any other
+        assert _scores(rds, keys.popularity_category(category)) == {"x": pytest.approx(expected["x"], rel=1e-12)}
     assert not rds.exists(keys.popularity_category("gone"))
-    assert rds.smembers(keys.popularity_categories()) == {b"kept"}
+    assert rds.smembers(keys.popularity_categories()) == {b"kept", b"Apparel:Shoes"}
 
     later = {"user_id": "keeper", "item_id": "x", "type": "view", "timestamp": now + 5}
     assert client.post("/v1/events", json={"events": [later]}).json()["accepted"] == 1
