@@ -124,17 +124,64 @@ def _send(client: redis.Redis, commands: Iterator[tuple[str, ...]]) -> None:
 
 
 def _per_user(
-    user_keys: list[str], starts: list[int], stops: list[int], values: list[str], command: str, replace: bool
+    user_keys: list[str], starts: list[int], stops: list[int], values: list[str], command: str
 ) -> Iterator[tuple[str, ...]]:
-    """One `command` (RPUSH, SADD) per user with its slice of `values`, after a DEL when `replace`.
+    """One `command` (SADD) per user with its slice of `values`.
 
-    Keys stay one per command (no multi-key DEL): every user's keys share a hash tag, so this works
-    on Redis Cluster too.
+    Keys stay one per command: every user's keys share a hash tag, so this works on Redis Cluster too.
     """
     for key, a, b in zip(user_keys, starts, stops, strict=True):
-        if replace:
-            yield "DEL", key
         yield command, key, *values[a:b]
+
+
+# Ingest goes on while a flushed Redis is hydrated: a shopper's list may already hold entries pushed
+# since the flush (newer than the snapshot, or also in it). So each list is merged with its snapshot
+# entries rather than replaced: the union of both, newest first, capped. An entry is the same string
+# whichever side wrote it, so duplicates drop out and a hydrate run twice adds nothing. ARGV: the cap,
+# then per user its key, its entry count and the entries (newest first).
+_MERGE_HISTORIES = r"""
+local call, unpack, min, tonumber, match = redis.call, unpack, math.min, tonumber, string.match
+local cap = tonumber(ARGV[1])
+local function newer(x, y) return tonumber(match(x, '^[^|]*')) > tonumber(match(y, '^[^|]*')) end
+local i = 2
+while i <= #ARGV do
+  local key, n = ARGV[i], tonumber(ARGV[i + 1])
+  local current = call('LRANGE', key, 0, -1)
+  if #current == 0 then
+    call('RPUSH', key, unpack(ARGV, i + 2, i + 1 + min(n, cap)))
+  else
+    local merged, taken = {}, {}
+    for _, entry in ipairs(current) do
+      if not taken[entry] then taken[entry] = true; merged[#merged + 1] = entry end
+    end
+    for j = i + 2, i + 1 + n do
+      local entry = ARGV[j]
+      if not taken[entry] then taken[entry] = true; merged[#merged + 1] = entry end
+    end
+    table.sort(merged, newer)
+    call('DEL', key)
+    for first = 1, min(#merged, cap), 256 do
+      call('RPUSH', key, unpack(merged, first, min(#merged, cap, first + 255)))
+    end
+  end
+  i = i + 2 + n
+end
+return 0
+"""
+_MERGE_USERS_PER_CALL = 500
+
+
+def _merge_histories(
+    sha: str, cap: int, user_keys: list[str], starts: list[int], stops: list[int], entries: list[str]
+) -> Iterator[tuple[str, ...]]:
+    """EVALSHA calls of `_MERGE_HISTORIES`, `_MERGE_USERS_PER_CALL` users each."""
+    for first in range(0, len(user_keys), _MERGE_USERS_PER_CALL):
+        args: list[str] = ["EVALSHA", sha, "0", str(cap)]
+        for key, a, b in zip(user_keys[first:first + _MERGE_USERS_PER_CALL],
+                             starts[first:first + _MERGE_USERS_PER_CALL],
+                             stops[first:first + _MERGE_USERS_PER_CALL], strict=True):
+            args += (key, str(b - a), *entries[a:b])
+        yield tuple(args)
 
 
 def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
@@ -155,7 +202,9 @@ def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snap
     users = log.user[order]
     first, stop = _runs(users)
     user_ids = log.user_ids[users[first]].tolist() if first else []
-    _send(client, _per_user([keys.history(str(u)) for u in user_ids], first, stop, entries, "RPUSH", True))
+    sha = client.script_load(_MERGE_HISTORIES)
+    history_keys = [keys.history(str(u)) for u in user_ids]
+    _send(client, _merge_histories(sha, settings.history_length, history_keys, first, stop, entries))
     # purchases and seen items come from the whole log, not only the recent history
     purchase = TYPE_CODE["purchase"]
     pairs = np.unique(log.user[rows].astype(np.int64) * log.n_items + log.item[rows])
@@ -166,4 +215,4 @@ def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snap
         first, stop = _runs(pair_users)
         user_ids = log.user_ids[pair_users[first]].tolist() if first else []
         members = [item_ids[i] for i in pair_items.tolist()]
-        _send(client, _per_user([key_of(str(u)) for u in user_ids], first, stop, members, "SADD", False))
+        _send(client, _per_user([key_of(str(u)) for u in user_ids], first, stop, members, "SADD"))
