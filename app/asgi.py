@@ -14,6 +14,6 @@ app = create_app()
 gc.freeze()
 # A request's objects (a batch's dicts and rows, an answer's items) are freed by reference counting when
 # it ends. With the default first threshold (700 allocations) the collector examines them while they are
-# still alive, promotes them and later re-walks them in older generations: 27 % of the Python time of a
-# 1,000-event call, measured. At 50,000 they are gone by the time it looks; cycles wait a little longer.
+# still alive, promotes them and later re-walks them in older generations: about a sixth of a 1,000-event
+# call's instructions (callgrind). At 50,000 they are gone by the time it looks; cycles wait a little longer.
 gc.set_threshold(GEN0_THRESHOLD, 20, 10)

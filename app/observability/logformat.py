@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# uvicorn repeats its message with colours in `color_message`
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime",
+                                                                                    "color_message"}
 
 
 class KeyValueFormatter(logging.Formatter):

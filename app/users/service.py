@@ -52,7 +52,8 @@ async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
 
 
 async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> None:
-    """Remove every Redis trace of the user: real-time keys and per-user fields of the live model."""
+    """Remove every Redis trace of the user: real-time keys and per-user fields of every model version
+    still in Redis (the registered ones and those in their grace period)."""
     pipe = redis.pipeline(transaction=False)
     pipe.delete(*keys.user_keys(user_id))
     for version in await versions_holding_users(redis, keys):
