@@ -123,22 +123,20 @@ def _send(client: redis.Redis, commands: Iterator[tuple[str, ...]]) -> None:
         client.connection_pool.release(conn)
 
 
-def _per_user(
-    user_keys: list[str], starts: list[int], stops: list[int], values: list[str], command: str
+def _add_per_user(
+    user_keys: list[str], starts: list[int], stops: list[int], values: list[str]
 ) -> Iterator[tuple[str, ...]]:
-    """One `command` (SADD) per user with its slice of `values`.
-
-    Keys stay one per command: every user's keys share a hash tag, so this works on Redis Cluster too.
-    """
+    """One SADD per user with its slice of `values` (a set keeps what ingest added meanwhile)."""
     for key, a, b in zip(user_keys, starts, stops, strict=True):
-        yield command, key, *values[a:b]
+        yield "SADD", key, *values[a:b]
 
 
 # Ingest goes on while a flushed Redis is hydrated: a shopper's list may already hold entries pushed
 # since the flush (newer than the snapshot, or also in it). So each list is merged with its snapshot
 # entries rather than replaced: the union of both, newest first, capped. An entry is the same string
 # whichever side wrote it, so duplicates drop out and a hydrate run twice adds nothing. ARGV: the cap,
-# then per user its key, its entry count and the entries (newest first).
+# then per user its key, its entry count and the entries (newest first). Like the ingest script, it
+# names its keys in ARGV: one Redis, not a Cluster.
 _MERGE_HISTORIES = r"""
 local call, unpack, min, tonumber, match = redis.call, unpack, math.min, tonumber, string.match
 local cap = tonumber(ARGV[1])
@@ -175,11 +173,10 @@ def _merge_histories(
     sha: str, cap: int, user_keys: list[str], starts: list[int], stops: list[int], entries: list[str]
 ) -> Iterator[tuple[str, ...]]:
     """EVALSHA calls of `_MERGE_HISTORIES`, `_MERGE_USERS_PER_CALL` users each."""
-    for first in range(0, len(user_keys), _MERGE_USERS_PER_CALL):
+    users = list(zip(user_keys, starts, stops, strict=True))
+    for first in range(0, len(users), _MERGE_USERS_PER_CALL):
         args: list[str] = ["EVALSHA", sha, "0", str(cap)]
-        for key, a, b in zip(user_keys[first:first + _MERGE_USERS_PER_CALL],
-                             starts[first:first + _MERGE_USERS_PER_CALL],
-                             stops[first:first + _MERGE_USERS_PER_CALL], strict=True):
+        for key, a, b in users[first:first + _MERGE_USERS_PER_CALL]:
             args += (key, str(b - a), *entries[a:b])
         yield tuple(args)
 
@@ -215,4 +212,4 @@ def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snap
         first, stop = _runs(pair_users)
         user_ids = log.user_ids[pair_users[first]].tolist() if first else []
         members = [item_ids[i] for i in pair_items.tolist()]
-        _send(client, _per_user([key_of(str(u)) for u in user_ids], first, stop, members, "SADD"))
+        _send(client, _add_per_user([key_of(str(u)) for u in user_ids], first, stop, members))
