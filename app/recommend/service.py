@@ -16,6 +16,7 @@ Postgres like any Redis outage.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -258,18 +259,14 @@ class RecommendService:
         self, arrays: VersionArrays, history: list[HistoryEntry]
     ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         pos = arrays.item_pos
-        known = [(pos[h.item_id], TYPE_CODE[h.type], np.nan if h.value is None else h.value, h.ts)
-                 for h in history if h.item_id in pos and h.type in TYPE_CODE]
+        known = [h for h in history if h.item_id in pos and h.type in TYPE_CODE]
         if not known:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        columns = list(zip(*known, strict=True))
-        item = np.array(columns[0], dtype=np.int32)
-        types = np.array(columns[1], dtype=np.int8)
-        values = np.array(columns[2], dtype=np.float32)
-        ts = np.array(columns[3], dtype=np.float64)
-        idx, w = history_weights(item, types, values, ts, float(ts.max()), arrays.history_config)
-        keep = w > 0
-        return idx[keep], w[keep]
+        return history_weights(
+            [pos[h.item_id] for h in known], [TYPE_CODE[h.type] for h in known],
+            [math.nan if h.value is None else h.value for h in known], [h.ts for h in known],
+            max(h.ts for h in known), arrays.history_config,
+        )
 
     @staticmethod
     def _live_content(

@@ -96,20 +96,36 @@ def test_per_user_now() -> None:
     np.testing.assert_allclose(x[:, 0], np.log1p([1.0, 0.5]), rtol=1e-6)
 
 
-def test_history_weights_equal_the_matrix_row() -> None:
-    rng = np.random.default_rng(3)
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("half_life_days", "half_life_events", "centering"), [
+    (20.0, 5.0, True), (20.0, 5.0, False), (math.inf, 3.0, True), (7.0, math.inf, True),
+])
+def test_history_weights_equal_the_matrix_row(
+    seed: int, half_life_days: float, half_life_events: float, centering: bool
+) -> None:
+    """Serving's per-request weighting (plain Python) gives the validation matrix's row, to the bit:
+    repeats, negative events, fractional ratings, equal timestamps (a recency tie) included."""
+    rng = np.random.default_rng(seed)
     n = 40
-    types = rng.choice(["view", "click", "add_to_cart", "purchase", "rating", "dislike"], n)
-    log = _log([("u", f"i{rng.integers(6)}", str(t), float(NOW - rng.integers(0, 50) * DAY),
-                 float(rng.integers(1, 6)) if t == "rating" else None) for t in types],
+    types = rng.choice(["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "dislike"], n)
+    log = _log([("u", f"i{rng.integers(6)}", str(t), float(NOW - rng.integers(0, 8) * DAY),
+                 float(rng.integers(1, 6) + rng.choice([0.0, 0.3])) if t == "rating" else None) for t in types],
                universe=[f"i{k}" for k in range(6)])
-    cfg = InteractionConfig(half_life_days=20, half_life_events=5)
+    cfg = InteractionConfig(half_life_days=half_life_days, half_life_events=half_life_events,
+                            rating_centering=centering)
     row = interactions(log, cfg, NOW).toarray()[0]
-    idx, w = history_weights(log.item, log.type, log.value, log.ts, NOW, cfg)
+    idx, w = history_weights(log.item.tolist(), log.type.tolist(), log.value.tolist(), log.ts.tolist(), NOW, cfg)
+    assert idx.dtype == np.int32 and w.dtype == np.float32
     assert np.all(np.diff(w) <= 0)
-    dense = np.zeros(6, dtype=np.float32)
-    dense[idx] = w
-    np.testing.assert_allclose(dense, row, rtol=1e-6)
+    assert np.array_equal(np.sort(idx), np.flatnonzero(row))
+    np.testing.assert_array_equal(w, row[idx])
+
+
+def test_history_weights_drop_unknown_items_and_break_ties_by_item() -> None:
+    cfg = InteractionConfig(half_life_days=math.inf)
+    idx, w = history_weights([3, -1, 1, 2], [TYPE_CODE["view"]] * 4, [math.nan] * 4, [NOW] * 4, NOW, cfg)
+    assert idx.tolist() == [1, 2, 3]  # equal strengths: lower item first; item -1 dropped
+    np.testing.assert_allclose(w, np.log1p([1.0, 1.0, 1.0]), rtol=1e-6)
 
 
 def test_history_weights_empty() -> None:
