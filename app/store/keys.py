@@ -42,6 +42,11 @@ class Keys:
         when it grows old, by ingest: see events.realtime)."""
         return f"{self.prefix}pop:t0"
 
+    def popularity_mark(self, key: str) -> str:
+        """A copy of a popularity key (a set, or `popularity_epoch`) taken when a rebuild snapshots the
+        event log, so its swap can add what ingest put on the set since (`worker.hydrate`)."""
+        return f"{self.prefix}pop:mark:{key.removeprefix(self.prefix + 'pop:')}"
+
     def popularity_categories(self) -> str:
         """Set of categories that have a popularity sorted set (for erasure and re-hydration)."""
         return f"{self.prefix}pop:cats"

@@ -1,7 +1,8 @@
 """Re-hydrate Redis's real-time state from a Postgres snapshot.
 
 Every rebuild recomputes the popularity sets from the event log (which also rescales the
-forward-decayed scores). After Redis lost its data (flush, restart without persistence) the sentinel
+forward-decayed scores) and adds to them what ingest put on the live sets since its snapshot (see
+`mark_popularity`). After Redis lost its data (flush, restart without persistence) the sentinel
 key is gone, and the item metadata, recent histories and purchase sets are rebuilt too.
 """
 
@@ -19,7 +20,7 @@ from numpy.typing import NDArray
 from app.eventlog import EVENT_TYPES, TYPE_CODE
 from app.events.realtime import POPULARITY_WEIGHTS
 from app.settings import Settings
-from app.store.codec import encode_history, item_meta_json, new_meta_epoch, text
+from app.store.codec import encode_history, item_meta_json, new_meta_epoch
 from app.store.keys import Keys
 from app.worker.load import Snapshot
 
@@ -38,10 +39,90 @@ def refresh_realtime(client: redis.Redis, keys: Keys, settings: Settings, snapsh
         client.set(keys.hydrated(), str(time.time()))
 
 
+# ARGV 1-7 (`_popularity_keys`): the overall set, the category key prefix, the set of category names, T0,
+# then the marks of the overall set, of the category sets (a prefix) and of T0; ARGV 8: seconds the marks
+# live. One script, so the marks copy one instant of the live sets; its keys travel in ARGV (one Redis,
+# as ingest's script; COPY needs Redis 6.2).
+_MARK_POPULARITY = """
+local all_key, category_prefix, categories_key, epoch_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mark_all, mark_prefix, mark_epoch, ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local function mark(key, copy)
+  if redis.call('COPY', key, copy, 'REPLACE') == 1 then
+    redis.call('EXPIRE', copy, ttl)
+  else
+    redis.call('DEL', copy)
+  end
+end
+mark(all_key, mark_all)
+for _, category in ipairs(redis.call('SMEMBERS', categories_key)) do
+  mark(category_prefix .. category, mark_prefix .. category)
+end
+mark(epoch_key, mark_epoch)
+"""
+
+# Swap the staged sets in: set = staged + scale * (set - mark), where set - mark is what ingest added
+# since the snapshot and scale converts it from the live T0 to the new one (0 when there is no mark, or
+# when ingest moved T0 meanwhile: the increments are then lost until the next rebuild, as before
+# marks). Members left at 0 or below (erased, deleted, emptied) go; so does a set left empty.
+# ARGV 1-7 as _MARK_POPULARITY's, then the staging suffix, the new T0, 1 / half-life in seconds, and the
+# categories that have a staged set.
+_SWAP_POPULARITY = """
+local all_key, category_prefix, categories_key, epoch_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mark_all, mark_prefix, mark_epoch, staging = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local t0, per_second = tonumber(ARGV[9]), tonumber(ARGV[10])
+local live_t0 = tonumber(redis.call('GET', epoch_key))
+local scale = 0
+if live_t0 and live_t0 == tonumber(redis.call('GET', mark_epoch)) then
+  scale = 2 ^ ((live_t0 - t0) * per_second)
+end
+local function swap(key, mark, staged)
+  -- a staging set left by a rebuild that died is not this rebuild's: weight 0
+  redis.call('ZUNIONSTORE', key, 3, key .. staging, key, mark, 'WEIGHTS', staged and 1 or 0, scale, -scale)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', 0)
+  redis.call('DEL', key .. staging, mark)
+  return redis.call('EXISTS', key)
+end
+swap(all_key, mark_all, true)
+local categories = {}
+for _, category in ipairs(redis.call('SMEMBERS', categories_key)) do categories[category] = false end
+for k = 11, #ARGV do categories[ARGV[k]] = true end
+for category, staged in pairs(categories) do
+  if swap(category_prefix .. category, mark_prefix .. category, staged) == 1 then
+    redis.call('SADD', categories_key, category)
+  else
+    redis.call('SREM', categories_key, category)
+  end
+end
+redis.call('SET', epoch_key, ARGV[9])
+redis.call('DEL', mark_epoch)
+"""
+
+MARK_SECONDS = 24 * 3600  # marks of a rebuild that died expire on their own
+_STAGING = ":staging"  # suffix of a recomputed set before the swap
+
+
+def _popularity_keys(keys: Keys) -> list[str]:
+    """The live popularity keys and their marks, as both scripts take them (ARGV 1-7)."""
+    live = [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(),
+            keys.popularity_epoch()]
+    return [*live, keys.popularity_mark(live[0]), keys.popularity_mark(live[1]), keys.popularity_mark(live[3])]
+
+
+def mark_popularity(client: redis.Redis, keys: Keys) -> None:
+    """Copy the live popularity sets and their T0 just before the rebuild snapshots the event log.
+
+    Ingest keeps adding to the live sets while the rebuild runs (minutes on a large shop); the swap
+    in `_refresh_popularity` adds those increments (live minus mark) to the recomputed sets instead of
+    overwriting them. An event committed between the mark and the snapshot counts twice until the
+    next rebuild: a window of milliseconds instead of the whole rebuild's worth of lost increments.
+    """
+    client.eval(_MARK_POPULARITY, 0, *_popularity_keys(keys), MARK_SECONDS)
+
+
 def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
     """Replace the popularity sets with scores recomputed from the event log against a fresh T0 (now),
-    swapped in with the new T0 in one transaction; sets left without members (every event of theirs
-    erased, a category emptied) are dropped."""
+    plus what ingest added since `mark_popularity`, swapped in with the new T0 in one script; sets left
+    without members (every event of theirs erased, a category emptied) are dropped."""
     log, catalog = snapshot.log, snapshot.catalog
     weights = np.array([POPULARITY_WEIGHTS[t] for t in EVENT_TYPES])[log.type.astype(np.intp)]
     use = (log.item >= 0) & (weights > 0)
@@ -61,24 +142,11 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
     staged = {keys.popularity(): overall} | {keys.popularity_category(c): m for c, m in by_category.items()}
     pipe = client.pipeline(transaction=False)
     for key, members in staged.items():
+        pipe.delete(key + _STAGING)
         if members:
-            pipe.zadd(key + ":staging", members)  # type: ignore[arg-type,unused-ignore]
+            pipe.zadd(key + _STAGING, members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
-    emptied = {text(c) for c in client.smembers(keys.popularity_categories())} - by_category.keys()
-    pipe = client.pipeline(transaction=True)
-    for key, members in staged.items():
-        if members:
-            pipe.rename(key + ":staging", key)
-    if not overall:
-        pipe.delete(keys.popularity())
-    for category in emptied:
-        pipe.delete(keys.popularity_category(category))
-    if emptied:
-        pipe.srem(keys.popularity_categories(), *emptied)
-    if by_category:
-        pipe.sadd(keys.popularity_categories(), *by_category)
-    pipe.set(keys.popularity_epoch(), repr(t0))
-    pipe.execute()
+    client.eval(_SWAP_POPULARITY, 0, *_popularity_keys(keys), _STAGING, repr(t0), 1.0 / half_life, *by_category)
 
 
 def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:

@@ -137,6 +137,7 @@ def _rebuild(
     stages = _Stages(progress)
     started = time.perf_counter()
     with stages.stage("load"):
+        hydrate.mark_popularity(client, keys)  # what ingest adds from here on survives the swap
         snapshot = load_snapshot(conn, now)
     if len(snapshot.log) == 0 or snapshot.log.n_items == 0:
         conn.execute(

@@ -133,3 +133,46 @@ def test_rebuild_moves_t0_to_now_and_drops_emptied_sets(
     assert float(rds.get(keys.popularity_epoch())) == t0  # a recent T0 is kept
     expected = _expected([*events[:2], later], t0, settings.popularity_half_life_days)
     assert rds.zscore(keys.popularity(), "x") == pytest.approx(expected["x"], rel=1e-12)
+
+
+def test_increments_ingested_while_a_rebuild_runs_survive_its_swap(
+    client: TestClient, settings: Settings, rds: redis.Redis, pg: psycopg.Connection
+) -> None:
+    """The rebuild's sets come from its snapshot; events ingested after it (a rebuild of a large shop
+    runs for minutes) are added to them at the swap, not overwritten until the next rebuild."""
+    keys = Keys(settings.redis_prefix)
+    client.post("/v1/items", json={"items": [{"item_id": "x", "categories": ["shoes"]},
+                                             {"item_id": "y", "categories": ["shoes"]},
+                                             {"item_id": "z", "categories": ["new-in"]}]})
+    now = float(int(time.time()))
+    before = [{"user_id": "a", "item_id": "x", "type": "purchase", "timestamp": now - 2 * DAY},
+              {"user_id": "b", "item_id": "y", "type": "view", "timestamp": now - DAY}]
+    assert client.post("/v1/events", json={"events": before}).json()["accepted"] == 2
+    # a rebuild that died once left staging sets behind: they must not leak into this one
+    rds.zadd(keys.popularity_category("shoes") + ":staging", {"stale": 99.0})
+    rds.zadd(keys.popularity_category("discontinued") + ":staging", {"stale": 99.0})
+    rds.sadd(keys.popularity_categories(), "discontinued")
+
+    hydrate.mark_popularity(rds, keys)
+    snapshot = load_snapshot(pg, now)
+    during = [{"user_id": "c", "item_id": "y", "type": "add_to_cart", "timestamp": now + 1},
+              {"user_id": "c", "item_id": "z", "type": "view", "timestamp": now + 2}]
+    assert client.post("/v1/events", json={"events": during}).json()["accepted"] == 2
+    hydrate.refresh_realtime(rds, keys, settings, snapshot)
+
+    t0 = float(rds.get(keys.popularity_epoch()))  # type: ignore[arg-type]
+    assert t0 == now
+    expected = _expected(before + during, t0, settings.popularity_half_life_days)
+    assert _scores(rds, keys.popularity()) == {item: pytest.approx(s, rel=1e-9) for item, s in expected.items()}
+    assert _scores(rds, keys.popularity_category("shoes")) == {
+        "x": pytest.approx(expected["x"], rel=1e-9), "y": pytest.approx(expected["y"], rel=1e-9)}
+    assert _scores(rds, keys.popularity_category("new-in")) == {"z": pytest.approx(expected["z"], rel=1e-9)}
+    assert not rds.exists(keys.popularity_category("discontinued"))
+    assert {m.decode() for m in rds.smembers(keys.popularity_categories())} == {"shoes", "new-in"}
+    assert not rds.keys(keys.popularity_mark("*")) and not rds.keys("*:staging")  # nothing left behind
+
+    # without a mark (Redis lost it, or ingest moved T0 meanwhile) the swap is the plain recomputation
+    snapshot = load_snapshot(pg, now + 10)
+    hydrate.refresh_realtime(rds, keys, settings, snapshot)
+    expected = _expected(before + during, now + 10, settings.popularity_half_life_days)
+    assert _scores(rds, keys.popularity()) == {item: pytest.approx(s, rel=1e-9) for item, s in expected.items()}
