@@ -26,7 +26,7 @@ from app.store.client import make_redis
 from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
 from app.worker import hydrate
-from app.worker.load import load_snapshot
+from app.worker.load import analyze_unanalyzed, load_snapshot
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
 from app.worker.stage_recommend import build_recommender, publish_recommender
 
@@ -137,6 +137,7 @@ def _rebuild(
     stages = _Stages(progress)
     started = time.perf_counter()
     with stages.stage("load"):
+        analyze_unanalyzed(conn)
         hydrate.mark_popularity(client, keys)  # what ingest adds from here on survives the swap
         snapshot = load_snapshot(conn, now)
     if len(snapshot.log) == 0 or snapshot.log.n_items == 0:
