@@ -206,7 +206,7 @@ def history_weights(
         return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
     items = [item[k] for k in kept]
     stamps = [ts[k] for k in kept]
-    table = _weight_table(tuple(sorted(config.weights.items()))).tolist()
+    table = _type_weight_table(config.weights).tolist()
     w = [table[type_code[k]] for k in kept]
     values = np.asarray(value, dtype=np.float32).tolist()  # as the event log holds them
     rating = TYPE_CODE["rating"]
@@ -217,7 +217,7 @@ def history_weights(
         for j, r in rated:
             w[j] = w[j] + config.rating_scale * (r - centre)
     days = config.half_life_days
-    if math.isfinite(days) and days > 0:
+    if math.isfinite(days) and days > 0:  # `decay`, event by event
         w = [wj * math.exp2(-(max(now - t, 0.0) / SECONDS_PER_DAY) / days) for wj, t in zip(w, stamps, strict=True)]
     per_event = config.half_life_events
     if math.isfinite(per_event) and per_event > 0:

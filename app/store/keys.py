@@ -47,6 +47,11 @@ class Keys:
         event log, so its swap can add what ingest put on the set since (`worker.hydrate`)."""
         return f"{self.prefix}pop:mark:{key.removeprefix(self.prefix + 'pop:')}"
 
+    def popularity_staged(self, key: str) -> str:
+        """Where a rebuild writes its recomputed version of a popularity set before the swap (a key of
+        its own: a suffix on the live key could be another category's name)."""
+        return f"{self.prefix}pop:staged:{key.removeprefix(self.prefix + 'pop:')}"
+
     def popularity_categories(self) -> str:
         """Set of categories that have a popularity sorted set (for erasure and re-hydration)."""
         return f"{self.prefix}pop:cats"

@@ -39,13 +39,13 @@ def refresh_realtime(client: redis.Redis, keys: Keys, settings: Settings, snapsh
         client.set(keys.hydrated(), str(time.time()))
 
 
-# ARGV 1-7 (`_popularity_keys`): the overall set, the category key prefix, the set of category names, T0,
-# then the marks of the overall set, of the category sets (a prefix) and of T0; ARGV 8: seconds the marks
-# live. One script, so the marks copy one instant of the live sets; its keys travel in ARGV (one Redis,
-# as ingest's script; COPY needs Redis 6.2).
+# ARGV 1-9 (`_popularity_keys`): the overall set, the category key prefix, the set of category names, T0;
+# the marks of the overall set, of the category sets (a prefix) and of T0; the staged overall set and the
+# staged category sets' prefix. ARGV 10: seconds the marks live. One script, so the marks copy one instant
+# of the live sets; its keys travel in ARGV (one Redis, as ingest's script; COPY needs Redis 6.2).
 _MARK_POPULARITY = """
 local all_key, category_prefix, categories_key, epoch_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local mark_all, mark_prefix, mark_epoch, ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local mark_all, mark_prefix, mark_epoch, ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[10]
 local function mark(key, copy)
   if redis.call('COPY', key, copy, 'REPLACE') == 1 then
     redis.call('EXPIRE', copy, ttl)
@@ -64,48 +64,49 @@ mark(epoch_key, mark_epoch)
 # since the snapshot and scale converts it from the live T0 to the new one (0 when there is no mark, or
 # when ingest moved T0 meanwhile: the increments are then lost until the next rebuild, as before
 # marks). Members left at 0 or below (erased, deleted, emptied) go; so does a set left empty.
-# ARGV 1-7 as _MARK_POPULARITY's, then the staging suffix, the new T0, 1 / half-life in seconds, and the
-# categories that have a staged set.
+# ARGV 1-9 as _MARK_POPULARITY's, then the new T0, 1 / half-life in seconds, and the categories that have
+# a staged set.
 _SWAP_POPULARITY = """
 local all_key, category_prefix, categories_key, epoch_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local mark_all, mark_prefix, mark_epoch, staging = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local t0, per_second = tonumber(ARGV[9]), tonumber(ARGV[10])
+local mark_all, mark_prefix, mark_epoch = ARGV[5], ARGV[6], ARGV[7]
+local staged_all, staged_prefix = ARGV[8], ARGV[9]
+local t0, per_second = tonumber(ARGV[10]), tonumber(ARGV[11])
 local live_t0 = tonumber(redis.call('GET', epoch_key))
 local scale = 0
 if live_t0 and live_t0 == tonumber(redis.call('GET', mark_epoch)) then
   scale = 2 ^ ((live_t0 - t0) * per_second)
 end
-local function swap(key, mark, staged)
+local function swap(key, mark, staging, staged)
   -- a staging set left by a rebuild that died is not this rebuild's: weight 0
-  redis.call('ZUNIONSTORE', key, 3, key .. staging, key, mark, 'WEIGHTS', staged and 1 or 0, scale, -scale)
+  redis.call('ZUNIONSTORE', key, 3, staging, key, mark, 'WEIGHTS', staged and 1 or 0, scale, -scale)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', 0)
-  redis.call('DEL', key .. staging, mark)
+  redis.call('DEL', staging, mark)
   return redis.call('EXISTS', key)
 end
-swap(all_key, mark_all, true)
+swap(all_key, mark_all, staged_all, true)
 local categories = {}
 for _, category in ipairs(redis.call('SMEMBERS', categories_key)) do categories[category] = false end
-for k = 11, #ARGV do categories[ARGV[k]] = true end
+for k = 12, #ARGV do categories[ARGV[k]] = true end
 for category, staged in pairs(categories) do
-  if swap(category_prefix .. category, mark_prefix .. category, staged) == 1 then
+  if swap(category_prefix .. category, mark_prefix .. category, staged_prefix .. category, staged) == 1 then
     redis.call('SADD', categories_key, category)
   else
     redis.call('SREM', categories_key, category)
   end
 end
-redis.call('SET', epoch_key, ARGV[9])
+redis.call('SET', epoch_key, ARGV[10])
 redis.call('DEL', mark_epoch)
 """
 
 MARK_SECONDS = 24 * 3600  # marks of a rebuild that died expire on their own
-_STAGING = ":staging"  # suffix of a recomputed set before the swap
 
 
 def _popularity_keys(keys: Keys) -> list[str]:
-    """The live popularity keys and their marks, as both scripts take them (ARGV 1-7)."""
+    """The live popularity keys, their marks and their staged sets, as both scripts take them (ARGV 1-9)."""
     live = [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(),
             keys.popularity_epoch()]
-    return [*live, keys.popularity_mark(live[0]), keys.popularity_mark(live[1]), keys.popularity_mark(live[3])]
+    marks = [keys.popularity_mark(live[0]), keys.popularity_mark(live[1]), keys.popularity_mark(live[3])]
+    return [*live, *marks, keys.popularity_staged(live[0]), keys.popularity_staged(live[1])]
 
 
 def mark_popularity(client: redis.Redis, keys: Keys) -> None:
@@ -142,11 +143,11 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
     staged = {keys.popularity(): overall} | {keys.popularity_category(c): m for c, m in by_category.items()}
     pipe = client.pipeline(transaction=False)
     for key, members in staged.items():
-        pipe.delete(key + _STAGING)
+        pipe.delete(keys.popularity_staged(key))
         if members:
-            pipe.zadd(key + _STAGING, members)  # type: ignore[arg-type,unused-ignore]
+            pipe.zadd(keys.popularity_staged(key), members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
-    client.eval(_SWAP_POPULARITY, 0, *_popularity_keys(keys), _STAGING, repr(t0), 1.0 / half_life, *by_category)
+    client.eval(_SWAP_POPULARITY, 0, *_popularity_keys(keys), repr(t0), 1.0 / half_life, *by_category)
 
 
 def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
