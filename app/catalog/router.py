@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import require
 from app.catalog import service
@@ -18,7 +17,7 @@ from app.catalog.schemas import (
     ItemWithId,
 )
 from app.common.types import ID_PATTERN
-from app.db import get_session
+from app.db import SessionDep
 from app.errors import PayloadTooLarge
 from app.fallback import note_redis_fallback
 from app.http import NOT_FOUND
@@ -39,7 +38,7 @@ async def _publish(request: Request, items: list[ItemWithId], path: str) -> None
 
 @router.put("/{item_id}", response_model=ItemOut, dependencies=[Depends(require("ingest"))])
 async def put_item(
-    item_id: ItemIdPath, body: ItemIn, request: Request, session: AsyncSession = Depends(get_session)
+    item_id: ItemIdPath, body: ItemIn, request: Request, session: SessionDep
 ) -> ItemOut:
     """Create or replace an item. A deleted item put again becomes visible again."""
     item = ItemWithId(item_id=item_id, **body.model_dump())
@@ -51,7 +50,7 @@ async def put_item(
 
 @router.post("", response_model=ItemBatchOut, dependencies=[Depends(require("ingest"))])
 async def post_items(
-    body: ItemBatchIn, request: Request, session: AsyncSession = Depends(get_session)
+    body: ItemBatchIn, request: Request, session: SessionDep
 ) -> ItemBatchOut:
     """Create or replace up to 10,000 items in one call."""
     if len(body.items) > MAX_ITEMS_PER_BATCH:
@@ -65,7 +64,7 @@ async def post_items(
 @router.get(
     "/{item_id}", response_model=ItemOut, dependencies=[Depends(require("read"))], responses=NOT_FOUND
 )
-async def get_item(item_id: ItemIdPath, session: AsyncSession = Depends(get_session)) -> ItemOut:
+async def get_item(item_id: ItemIdPath, session: SessionDep) -> ItemOut:
     return await service.get_item(session, item_id)
 
 
@@ -73,7 +72,7 @@ async def get_item(item_id: ItemIdPath, session: AsyncSession = Depends(get_sess
     "/{item_id}", response_model=ItemDeleted, dependencies=[Depends(require("ingest"))], responses=NOT_FOUND
 )
 async def delete_item(
-    item_id: ItemIdPath, request: Request, session: AsyncSession = Depends(get_session)
+    item_id: ItemIdPath, request: Request, session: SessionDep
 ) -> ItemDeleted:
     """Hide the item from all recommendations at once; its history is kept."""
     await service.delete_item(session, request.app.state.redis, request.app.state.keys, item_id)

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import require
-from app.db import get_session
+from app.db import SessionDep
 from app.runs import service
 from app.runs.schemas import ModelsOut, RebuildQueued, RunOut
 
@@ -12,7 +11,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("", response_model=ModelsOut, dependencies=[Depends(require("read"))])
-async def get_models(request: Request, session: AsyncSession = Depends(get_session)) -> ModelsOut:
+async def get_models(request: Request, session: SessionDep) -> ModelsOut:
     """The serving model version with its offline metrics, and the history of rebuilds."""
     version, meta = await service.current_version(request.app.state.redis, request.app.state.keys)
     runs = [RunOut.model_validate(r) for r in await service.recent_runs(session)]
@@ -22,7 +21,7 @@ async def get_models(request: Request, session: AsyncSession = Depends(get_sessi
 
 @router.post("/rebuild", response_model=RebuildQueued, status_code=202,
              dependencies=[Depends(require("admin"))])
-async def rebuild(request: Request, session: AsyncSession = Depends(get_session)) -> RebuildQueued:
+async def rebuild(request: Request, session: SessionDep) -> RebuildQueued:
     """Queue a rebuild; answers at once with the job id (see `GET /v1/models` for its progress)."""
     run = await service.request_rebuild(session, request.app.state.redis, request.app.state.keys)
     return RebuildQueued(job_id=run.id, status=run.status)

@@ -3,11 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import require
 from app.common.types import ID_PATTERN
-from app.db import get_session
+from app.db import SessionDep
 from app.errors import UserNotFound
 from app.http import NOT_FOUND
 from app.users import export, service
@@ -19,7 +18,7 @@ UserIdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTER
 
 @router.put("/{user_id}", response_model=UserOut, dependencies=[Depends(require("ingest"))])
 async def put_user(
-    user_id: UserIdPath, body: UserIn, session: AsyncSession = Depends(get_session)
+    user_id: UserIdPath, body: UserIn, session: SessionDep
 ) -> UserOut:
     """Create a user or replace their attributes."""
     await service.upsert_user(session, user_id, body)
@@ -29,7 +28,7 @@ async def put_user(
 @router.get(
     "/{user_id}", response_model=UserOut, dependencies=[Depends(require("read"))], responses=NOT_FOUND
 )
-async def get_user(user_id: UserIdPath, session: AsyncSession = Depends(get_session)) -> UserOut:
+async def get_user(user_id: UserIdPath, session: SessionDep) -> UserOut:
     return await service.get_user(session, user_id)
 
 
@@ -37,7 +36,7 @@ async def get_user(user_id: UserIdPath, session: AsyncSession = Depends(get_sess
     "/{user_id}", response_model=UserErased, dependencies=[Depends(require("admin"))], responses=NOT_FOUND
 )
 async def delete_user(
-    user_id: UserIdPath, request: Request, session: AsyncSession = Depends(get_session)
+    user_id: UserIdPath, request: Request, session: SessionDep
 ) -> UserErased:
     """Erase the user (GDPR): their row, every event of theirs and all their Redis state.
 
@@ -61,7 +60,7 @@ async def delete_user(
     responses=NOT_FOUND,
 )
 async def export_user(
-    user_id: UserIdPath, request: Request, session: AsyncSession = Depends(get_session)
+    user_id: UserIdPath, request: Request, session: SessionDep
 ) -> UserExport:
     """Everything stored about the user (GDPR access): their row, all their events, their Redis state."""
     return await export.export_user(session, request.app.state.redis, request.app.state.keys, user_id)
@@ -72,7 +71,7 @@ async def export_user(
     responses=NOT_FOUND,
 )
 async def merge_user(
-    user_id: UserIdPath, body: MergeIn, request: Request, session: AsyncSession = Depends(get_session)
+    user_id: UserIdPath, body: MergeIn, request: Request, session: SessionDep
 ) -> MergeOut:
     """Move an anonymous user's events (and real-time state) to a known user, then drop the anonymous one.
 
