@@ -23,6 +23,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "bookmark",
 )
 TYPE_CODE: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
+#: Popularity earned per event of each type: the one table that ingest's live sets, the rebuild's
+#: recomputed sets and the Postgres fallback while Redis is down all read, so they rank alike.
+POPULARITY_WEIGHTS: dict[str, float] = {
+    "view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 2.0,
+    "like": 2.0, "bookmark": 2.0, "remove_from_cart": 0.0, "dislike": 0.0,
+}
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = Keys(settings.redis_prefix)
         app.state.model_cache = ModelCache(serving_redis, app.state.keys)
         app.state.recommender = RecommendService(serving_redis, app.state.keys, app.state.model_cache)
-        app.state.degraded_popularity = DegradedPopularity(app.state.sessionmaker)
+        app.state.degraded_popularity = DegradedPopularity(
+            app.state.sessionmaker, settings.popularity_half_life_days
+        )
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
         app.state.rate_limiter = RateLimiter(app.state.redis, app.state.keys, settings)

@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from app.eventlog import POPULARITY_WEIGHTS
 from app.settings import Settings
 from app.store.codec import encode_history, item_meta_json
 from app.store.keys import Keys
@@ -32,10 +33,6 @@ log = logging.getLogger(__name__)
 
 LEGACY_DECAY_EPOCH = 1_704_067_200.0  # 2024-01-01: T0 of sets written before T0 was stored
 REBASE_AFTER = 64  # half-lives: scores stay below 2^64 × the events' weights
-POPULARITY_WEIGHTS: dict[str, float] = {
-    "view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 2.0,
-    "like": 2.0, "bookmark": 2.0, "remove_from_cart": 0.0, "dislike": 0.0,
-}
 
 
 # Every real-time write of a batch in one server-side call: one round trip, and one command per key

@@ -21,11 +21,14 @@ IdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 N = Annotated[int, Query(ge=1, le=100, description="How many items.")]
 
 
-async def _degraded(request: Request, q: RecQuery, exclude: set[str], path: str) -> Recommendations:
+async def _degraded(
+    request: Request, q: RecQuery, exclude: set[str], path: str, user_id: str | None = None
+) -> Recommendations:
     """Redis is unreachable: answer from Postgres popularity rather than fail the shop's page."""
     note_redis_fallback(request.app.state, path)
     fallback: DegradedPopularity = request.app.state.degraded_popularity
-    return await fallback.recommend(q.n, q.category, q.available_only, exclude, q.min_price, q.max_price)
+    return await fallback.recommend(q.n, q.category, q.available_only, exclude, q.min_price, q.max_price,
+                                    user_id=user_id, exclude_seen=q.exclude_seen)
 
 
 def _service(request: Request) -> RecommendService:
@@ -49,7 +52,7 @@ async def recommendations(user_id: IdPath, request: Request) -> Response:
     try:
         recs = await _service(request).for_user(user_id, q)
     except (RedisError, OSError):
-        recs = await _degraded(request, q, set(), "recommendations.user")
+        recs = await _degraded(request, q, set(), "recommendations.user", user_id)
     return _json(recs)
 
 

@@ -17,8 +17,7 @@ import redis
 from hiredis import pack_command
 from numpy.typing import NDArray
 
-from app.eventlog import EVENT_TYPES, TYPE_CODE
-from app.events.realtime import POPULARITY_WEIGHTS
+from app.eventlog import EVENT_TYPES, POPULARITY_WEIGHTS, TYPE_CODE
 from app.settings import Settings
 from app.store.codec import encode_history, item_meta_json, new_meta_epoch
 from app.store.keys import Keys

@@ -292,7 +292,7 @@ def test_recommendations_without_redis_degrade_to_postgres_popularity(
     events += [{"user_id": "u1", "item_id": "warm", "type": "view"}, {"user_id": "u2", "item_id": "gone", "type": "purchase"}]
     assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 7
     assert client.delete("/v1/items/gone").status_code == 200
-    r = no_redis.get("/v1/users/u1/recommendations?n=5")
+    r = no_redis.get("/v1/users/newcomer/recommendations?n=5")  # u1 bought `hot`: excluded for u1
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["strategy"] == "degraded_popularity"
