@@ -31,6 +31,23 @@ async def versions_holding_users(redis: aioredis.Redis, keys: Keys) -> list[str]
     return list(dict.fromkeys(text(v) for v in [*registered, *expiring]))
 
 
+class PublishFenced(RuntimeError):
+    """The rebuild's lock is no longer its own (expired, taken over): it must not flip the pointer."""
+
+
+# KEYS: the version's key set, the registry, the pointer, the lock ('' for no fence).
+# ARGV: version, now, token, then the version's keys. Returns 0, changing nothing, if the lock moved.
+_FLIP = """
+if KEYS[4] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[3] then return 0 end
+for first = 4, #ARGV, 256 do
+  redis.call('SADD', KEYS[1], unpack(ARGV, first, math.min(#ARGV, first + 255)))
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[1])
+return 1
+"""
+
+
 def new_version() -> str:
     return time.strftime("v%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
@@ -76,14 +93,20 @@ class VersionWriter:
     def meta(self, fields: Mapping[str, str | int | float]) -> None:
         self.client.hset(self._key("meta"), mapping=dict(fields))  # type: ignore[arg-type]
 
-    def publish(self, keep: int) -> list[str]:
-        """Flip the pointer to this version; schedule all but the newest `keep` versions to expire."""
+    def publish(self, keep: int, fence: tuple[str, str] | None = None) -> list[str]:
+        """Flip the pointer to this version; schedule all but the newest `keep` versions to expire.
+
+        `fence`: (lock key, token). The flip happens only while the lock still holds the token, checked
+        in the script that flips; otherwise `PublishFenced` is raised and nothing changed.
+        """
         registry = self.keys.model_versions()
-        pipe = self.client.pipeline(transaction=True)
-        pipe.sadd(self.keys.model(self.version, "keys"), *self.written)
-        pipe.zadd(registry, {self.version: time.time()})
-        pipe.set(self.keys.model_pointer(), self.version)
-        pipe.execute()
+        lock_key, token = fence if fence is not None else ("", "")
+        flipped = self.client.eval(
+            _FLIP, 4, self.keys.model(self.version, "keys"), registry, self.keys.model_pointer(), lock_key,
+            self.version, repr(time.time()), token, *self.written,
+        )
+        if not flipped:
+            raise PublishFenced(f"version {self.version} not published: the rebuild lost its lock")
         stale = self.client.zrange(registry, 0, -(keep + 1))
         expiring = self.keys.model_expiring()
         expired = []

@@ -27,6 +27,7 @@ from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
 from app.worker import hydrate
 from app.worker.load import analyze_unanalyzed, load_snapshot
+from app.worker.lock import RebuildLock
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
 from app.worker.stage_recommend import build_recommender, publish_recommender
 
@@ -99,14 +100,16 @@ def rebuild(
     assert settings.database_url and settings.redis_url
     client = make_redis(settings.redis_url)
     keys = Keys(settings.redis_prefix)
-    lock = client.lock(keys.rebuild_lock(), timeout=settings.rebuild_lock_seconds)
-    if not lock.acquire(blocking=False):
+    lock = RebuildLock(client, keys.rebuild_lock(), settings.rebuild_lock_seconds)
+    if not lock.acquire():
+        client.close()
         raise RebuildBusy("another rebuild is running")
     try:
-        with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        # renewed while the rebuild works; the publish is fenced by its token
+        with lock, psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
             run_id = _start_run(conn, run_id, trigger)
             try:
-                return _rebuild(conn, client, keys, settings, run_id, progress, now)
+                return _rebuild(conn, client, keys, settings, run_id, progress, now, (lock.key, lock.token))
             except NothingToBuild:
                 raise
             except BaseException as exc:
@@ -118,10 +121,6 @@ def rebuild(
                 log.error("rebuild.failed", extra={"run_id": run_id, "error": repr(exc)})
                 raise
     finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockError:
-            log.warning("rebuild.lock_lost", extra={"run_id": run_id})
         client.close()
 
 
@@ -133,6 +132,7 @@ def _rebuild(
     run_id: int,
     progress: bool,
     now: float | None,
+    fence: tuple[str, str],
 ) -> RunResult:
     stages = _Stages(progress)
     started = time.perf_counter()
@@ -170,7 +170,7 @@ def _rebuild(
                     **propensity.meta(),
                 }
             )
-            writer.publish(settings.keep_versions)
+            writer.publish(settings.keep_versions, fence)
             client.delete(keys.live_content())  # the new version has every item's content neighbours
     except BaseException:
         writer.discard()
