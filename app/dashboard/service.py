@@ -106,6 +106,16 @@ def _run_row(run: ModelRun) -> dict[str, Any]:
     }
 
 
+def _choices(recommend: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each constant validation chose: the value kept and every value tried with its NDCG@10."""
+    grid, chosen = recommend.get("grid"), recommend.get("chosen")
+    if not isinstance(grid, dict) or not isinstance(chosen, dict):
+        return []
+    return [{"knob": knob, "chosen": chosen.get(knob),
+             "tried": [(label, _num(score)) for label, score in values.items()]}
+            for knob, values in grid.items() if isinstance(values, dict)]
+
+
 async def model_section(session: AsyncSession, version: str | None, meta: dict[str, str]) -> dict[str, Any]:
     """The live version, its meta and offline metrics (from its model_runs row), and recent rebuilds."""
     runs = await runs_service.recent_runs(session, limit=15)
@@ -131,6 +141,8 @@ async def model_section(session: AsyncSession, version: str | None, meta: dict[s
         "built_at": datetime.fromtimestamp(built_at, UTC).strftime("%Y-%m-%d %H:%M UTC") if built_at else None,
         "facts": {k: meta.get(k) for k in ("n_users", "n_items", "n_events", "alpha", "cf_variant")},
         "validation_skipped": recommend.get("validation_skipped"),
+        "holdout": recommend.get("holdout") if isinstance(recommend.get("holdout"), dict) else None,
+        "choices": _choices(recommend),
         "offline": offline,
         "has_offline": any(v is not None for row in offline.values() for v in row.values()),
         "propensity": propensity,

@@ -49,7 +49,7 @@ class ShopTruth:
     item_topics:    float64[n_items, n_topics] topic mixture, rows sum to 1
     item_topic:     int64[n_items] main topic (argmax of item_topics)
     item_popularity: float64[n_items] Zipf popularity weight, sums to 1
-    user_taste:     float64[n_users, n_topics] taste over topics, rows sum to 1
+    user_taste:     float64[n_users, n_topics] taste over topics, rows sum to 1 (near `now` if it drifts)
     user_activity:  float64[n_users] log-normal activity multiplier, mean ~1
     user_intent:    float64[n_users, n_weeks] purchase-intent logit per week from `start`
     user_signup:    float64[n_users] signup time, epoch seconds
@@ -97,11 +97,15 @@ def generate_shop(
     events_per_user_mean: float = 30.0,
     horizon_days: int = 30,
     churn_rate: float = 0.3,
+    taste_drift: float = 0.0,
 ) -> Shop:
     """Generate a shop whose history spans `days` days ending at `now` (default: the wall clock).
 
     Everything but `now` is a pure function of the arguments: the same seed and `now` give the
     same shop. `churn_rate` is the share of users who stop visiting at a uniform time in the window.
+    `taste_drift` in [0, 1]: each user's taste moves linearly over the window from the one drawn at
+    signup towards a second one, reaching `(1 - d) * first + d * second` at `now` (0: tastes never
+    change, and the shop is the same as without the argument).
     """
     if not 2 <= n_topics <= MAX_TOPICS:
         raise ValueError(f"n_topics must be in [2, {MAX_TOPICS}], got {n_topics}")
@@ -113,6 +117,10 @@ def generate_shop(
     rank = rng.permutation(n_items) + 1.0
     popularity = rank**-_ZIPF / np.sum(rank**-_ZIPF)
     users, taste, activity, signup_day, churn_day = _make_users(rng, n_users, n_topics, days, churn_rate)
+    if not 0.0 <= taste_drift <= 1.0:
+        raise ValueError(f"taste_drift must be in [0, 1], got {taste_drift}")
+    if taste_drift > 0:
+        taste = _drifting(taste, rng.dirichlet(np.full(n_topics, 0.3), n_users), taste_drift)
     n_weeks = days // 7 + 1
     drift = np.empty((n_users, n_weeks))
     drift[:, 0] = rng.standard_normal(n_users)
@@ -135,7 +143,8 @@ def generate_shop(
 
     events = _event_dicts(users, items, cols)
     truth = ShopTruth(
-        item_topics=topics, item_topic=main, item_popularity=popularity, user_taste=taste,
+        item_topics=topics, item_topic=main, item_popularity=popularity,
+        user_taste=taste if taste.ndim == 2 else taste[:, -1],
         user_activity=activity, user_intent=intent, user_signup=start + signup_day * DAY,
         user_churn=start + churn_day * DAY, start=start, horizon_start=horizon_start, now=end,
         active_before_horizon=active_before, purchased_in_horizon=purchased, inactive_in_horizon=inactive,
@@ -215,6 +224,15 @@ def _make_users(
         for k, (c, s, a) in enumerate(rows)
     ]
     return users, taste, activity, signup_day, churn_day
+
+
+_DRIFT_PHASES = 24
+
+
+def _drifting(first: NDArray[np.float64], second: NDArray[np.float64], drift: float) -> NDArray[np.float64]:
+    """Tastes per (user, phase of the window), float64[n_users, _DRIFT_PHASES, n_topics]."""
+    share = drift * (np.arange(_DRIFT_PHASES) + 0.5) / _DRIFT_PHASES
+    return (1.0 - share)[None, :, None] * first[:, None, :] + share[None, :, None] * second[:, None, :]
 
 
 def _sessions(
@@ -302,8 +320,14 @@ def _session_events(
     first = np.cumsum(n_views) - n_views
     v_sec = cum - np.repeat(cum[first] - gaps[first], n_views)  # seconds since session start
     v_day = s_day[v_sess] + v_sec / DAY
-    v_item = _sample_items(rng, v_user, taste, topics, popularity)
-    aff = np.einsum("ij,ij->i", taste[v_user], topics[v_item])
+    if taste.ndim == 3:  # drifting tastes: one pseudo-user per (user, phase of the window)
+        phase = np.clip((v_day / days * taste.shape[1]).astype(np.int64), 0, taste.shape[1] - 1)
+        v_taste_row = v_user * taste.shape[1] + phase
+        taste = taste.reshape(-1, taste.shape[2])
+    else:
+        v_taste_row = v_user
+    v_item = _sample_items(rng, v_taste_row, taste, topics, popularity)
+    aff = np.einsum("ij,ij->i", taste[v_taste_row], topics[v_item])
     cur = intent[v_user, np.minimum((v_day // 7).astype(np.int64), intent.shape[1] - 1)]
 
     def sig(x: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -28,21 +28,22 @@ from numpy.typing import NDArray
 class HybridConfig:
     """Blend settings (see the module docstring for the formula).
 
-    alpha and evidence_c are re-chosen by `validate` at every rebuild; the other defaults were
-    tuned on a validation split inside MovieLens-100K's training data (`bench/offline_quality.py
-    --tune`). evidence_c = 1 keeps the cold-item behaviour (an item nobody touched yet ranks on
-    content) unless validation finds it costs accuracy. history_half_life_events: a user's history
-    weighs their n-th most recent event 0.5 ** (n / 8); pop_weight 0: popularity only fills the
-    candidate list (cold users, short histories) and does not re-rank a warm user's candidates.
+    Every field but n_popular is re-chosen per shop by `validate` at every rebuild (`algo_grid`);
+    the defaults are the neutral starting point of that search and what a shop too small to validate
+    gets: no decay anywhere, the whole kept history read (`history_limit` entries, newest first;
+    history_half_life_events weighs the n-th most recent 0.5 ** (n / it)), evidence_c = 1 (an item
+    nobody touched yet ranks on content), and pop_weight 0 (popularity only fills the candidate
+    list for cold users and short histories, it does not re-rank a warm user's candidates).
     """
 
     alpha: float = 0.9
     evidence_c: float = 1.0
     pop_weight: float = 0.0
     pop_half_life_days: float = 30.0
-    history_half_life_days: float = 30.0
-    history_half_life_events: float = 8.0
+    history_half_life_days: float = float("inf")
+    history_half_life_events: float = float("inf")
     n_popular: int = 200
+    history_limit: int = 200
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,17 @@ class InteractionConfig:
     half_life_events : decay by recency rank, the user's n-th most recent event (0 = latest) counts
         0.5 ** (n / half_life_events); inf = none. Used for user histories: what a shopper did in the
         last few events predicts the next ones far better than wall-clock age alone.
+    rating_threshold : ratings below it weigh nothing (a "thresholded" treatment: only liked items
+        count); -inf keeps every rating.
     """
 
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    half_life_days: float = 90.0
+    half_life_days: float = float("inf")
     half_life_events: float = float("inf")
     rating_centering: bool = True
     rating_scale: float = 0.5
     rating_midpoint: float = 3.0
+    rating_threshold: float = float("-inf")
 
 
 def _type_weight_table(weights: Mapping[str, float]) -> NDArray[np.float64]:
@@ -107,7 +110,8 @@ def event_weights(
             centre = (sums / np.maximum(counts, 1))[u]
         else:
             centre = np.full(r.shape, config.rating_midpoint)
-        w[is_rating] = table[TYPE_CODE["rating"]] + config.rating_scale * (r - centre)
+        w[is_rating] = np.where(r >= config.rating_threshold,
+                                table[TYPE_CODE["rating"]] + config.rating_scale * (r - centre), 0.0)
     ref: float | NDArray[np.float64] = (
         float(now) if np.ndim(now) == 0 else np.asarray(now, dtype=np.float64)[user]
     )
@@ -215,7 +219,7 @@ def history_weights(
         # the user's mean rating, summed in order as np.bincount does for the whole log
         centre = sum(r for _, r in rated) / len(rated) if config.rating_centering else config.rating_midpoint
         for j, r in rated:
-            w[j] = w[j] + config.rating_scale * (r - centre)
+            w[j] = w[j] + config.rating_scale * (r - centre) if r >= config.rating_threshold else 0.0
     days = config.half_life_days
     if math.isfinite(days) and days > 0:  # `decay`, event by event
         w = [wj * math.exp2(-(max(now - t, 0.0) / SECONDS_PER_DAY) / days) for wj, t in zip(w, stamps, strict=True)]

@@ -1,4 +1,4 @@
-"""Model fitting and time-holdout validation: choose the CF variant and alpha by NDCG@10.
+"""Model fitting and validation on the shop's own future: every modelling constant chosen by NDCG@10.
 
 Validation scores users with the very functions serving uses (`blend_dense` is `score_user`
 vectorised over users), so the metrics stored with a model version describe what it serves.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,17 +17,25 @@ from numpy.typing import NDArray
 
 from app.eventlog import EventLog
 from app.recommend.algo_blend import HybridConfig
-from app.recommend.algo_matrix import InteractionConfig, _type_weight_table, interactions
-from app.recommend.algo_metrics import time_holdout
+from app.recommend.algo_grid import (
+    ALPHAS,
+    NEIGHBOUR_COUNTS,
+    SEQUENCE_WEIGHTS,
+    blend_knobs,
+    ease_lambdas,
+    interaction_knobs,
+)
+from app.recommend.algo_holdout import time_span_days, validation_holdout
+from app.recommend.algo_matrix import InteractionConfig, _type_weight_table, interactions, recency_rank
 from app.recommend.algo_neighbours import Neighbours, merge_neighbours
 from app.recommend.algo_popularity import item_evidence, popularity
 from app.recommend.algo_sequence import collaborative_neighbours, sequence_neighbours
 from app.recommend.algo_similarity import CF_VARIANTS, CFConfig, CFVariant, cf_neighbours
-from app.recommend.algo_validate_scoring import Trial, make_scorer
+from app.recommend.algo_validate_scoring import Scorer, make_scorer
 
-DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
-DEFAULT_SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.85)
-DEFAULT_EVIDENCE_CS: tuple[float, ...] = (0.0, 1.0, 4.0)
+DEFAULT_ALPHAS = ALPHAS
+#: The popularity weight of a blend that serves the popularity ranking (scores are at most 1 apart).
+POPULARITY_ONLY = 1000.0
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,10 @@ class FittedModel:
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Chosen config plus JSON-serialisable metrics ("hybrid.ndcg@10", ...) and stage timings (s)."""
+    """Chosen config plus JSON-serialisable metrics ("hybrid.ndcg@10", "grid", ...) and timings (s)."""
 
     config: RecommenderConfig
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
     timings: dict[str, float]
 
 
@@ -79,7 +88,16 @@ def history_config(config: RecommenderConfig) -> InteractionConfig:
 
 
 def user_histories(log: EventLog, config: RecommenderConfig) -> sp.csr_matrix:
-    """History strengths of every user as of their own last event, csr float32[n_users, n_items]."""
+    """History strengths of every user as of their own last event, csr float32[n_users, n_items].
+
+    Only each user's `history_limit` most recent item events count: serving reads no more of the
+    live history than that, so validation scores what serving will see.
+    """
+    has_item = log.item >= 0
+    recent = np.zeros(len(log), dtype=bool)
+    recent[has_item] = recency_rank(log.user[has_item], log.ts[has_item], log.n_users) < config.hybrid.history_limit
+    if not recent.all():
+        log = log.select(recent)
     return interactions(log, history_config(config), np.maximum(last_event_time(log), -1e300))
 
 
@@ -115,114 +133,235 @@ def holdout_targets(
     return sp.csr_matrix(rel > 0), seen
 
 
+#: A decay (a half-life, or a history read by recency) is adopted only when it beats the current
+#: choice (no decay, at first) by this share, about two standard errors of NDCG@10 over a thousand
+#: validation users: a decay bets that the past misleads, and noise is no evidence of that.
+DECAY_MARGIN = 0.02
+DECAY_KNOBS = frozenset({"half_life_days", "history_half_life_days", "history"})
+#: Above this many events, validation runs on a random sample of users holding about this many.
+VALIDATION_MAX_EVENTS = 1_500_000
+
+
+@dataclass
+class _Evaluator:
+    """Scores configs on one validation split, caching what several configs share.
+
+    Interaction matrices, CF neighbours, histories and popularity are cached by the config fields
+    they depend on; the CF cache keeps only the last few fits (at scale each is hundreds of MB).
+    """
+
+    train: EventLog
+    users: NDArray[np.intp]
+    relevant: sp.csr_matrix
+    seen: sp.csr_matrix
+    content: sp.csr_matrix
+    now: float
+    timings: dict[str, float] = field(default_factory=dict)
+    _x: dict[Any, tuple[sp.csr_matrix, NDArray[np.float32]]] = field(default_factory=dict)
+    _cf: dict[Any, sp.csr_matrix] = field(default_factory=dict)
+    _seq: dict[Any, Neighbours] = field(default_factory=dict)
+    _scorers: dict[Any, Scorer] = field(default_factory=dict)
+
+    def _clock(self, name: str, t0: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def matrix(self, c: InteractionConfig) -> tuple[sp.csr_matrix, NDArray[np.float32]]:
+        key = repr(c)
+        if key not in self._x:
+            x = interactions(self.train, c, self.now)
+            self._x = {key: (x, item_evidence(x))}  # one at a time: the search moves one knob
+        return self._x[key]
+
+    def cf(self, config: RecommenderConfig) -> sp.csr_matrix:
+        """The served CF matrix (variant blended with sequence neighbours), csr [n_items, n_items]."""
+        cf, inter = config.cf, config.interaction
+        key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.shrink, cf.sequence_weight)
+        if key not in self._cf:
+            t0 = time.perf_counter()
+            x, _ = self.matrix(inter)
+            base = cf_neighbours(x, cf)
+            if cf.sequence_weight > 0:
+                skey = (repr(inter.weights), cf.k, cf.sequence_window, cf.sequence_max_gap_days)
+                if skey not in self._seq:
+                    self._seq = {skey: sequence_neighbours(self.train, cf.k, cf.sequence_window,
+                                                           cf.sequence_max_gap_days, inter)}
+                base = merge_neighbours(base, self._seq[skey], cf.sequence_weight, cf.k)
+            if len(self._cf) >= 3:
+                self._cf.pop(next(iter(self._cf)))
+            self._cf[key] = base.to_csr(self.train.n_items)
+            self._clock("cf_fit", t0)
+        return self._cf[key]
+
+    def scorer(self, config: RecommenderConfig) -> Scorer:
+        h = config.hybrid
+        key = (repr(config.interaction), h.history_half_life_days, h.history_half_life_events,
+               h.history_limit, h.pop_half_life_days)
+        if key not in self._scorers:
+            _, evidence = self.matrix(config.interaction)
+            pop = popularity(self.train, h.pop_half_life_days, self.now, config.interaction)
+            history = user_histories(self.train, config)[self.users]
+            self._scorers = {key: make_scorer(history, self.seen, self.relevant, self.content, evidence, pop)}
+        return self._scorers[key]
+
+    def run(self, trials: list[tuple[str, RecommenderConfig, bool]]) -> dict[str, dict[str, float]]:
+        """(name, config, use CF) -> metrics; trials sharing a scorer are scored together."""
+        out: dict[str, dict[str, float]] = {}
+        t0 = time.perf_counter()
+        for name, config, use_cf in trials:
+            scorer = self.scorer(config)
+            s_cf = self.cf(config) if use_cf else None
+            use_content = use_cf or config.hybrid.pop_weight < POPULARITY_ONLY
+            out.update(scorer.run([(name, s_cf, use_content, config.hybrid)]))
+        self._clock("score", t0)
+        return out
+
+
+def _sample_users(log: EventLog, max_events: int, seed: int) -> EventLog:
+    """The events of a random subset of users holding about `max_events` (all of them below that)."""
+    if len(log) <= max_events:
+        return log
+    per_user = np.bincount(log.user, minlength=log.n_users)
+    order = np.random.default_rng(seed).permutation(log.n_users)
+    keep = order[: int(np.searchsorted(np.cumsum(per_user[order]), max_events)) + 1]
+    chosen = np.zeros(log.n_users, dtype=bool)
+    chosen[keep] = True
+    return log.select(chosen[log.user])
+
+
 def validate(
     log: EventLog,
     content: Neighbours,
     config: RecommenderConfig | None = None,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    alphas: Sequence[float] | None = None,
     variants: Sequence[CFVariant] = CF_VARIANTS,
-    sequence_weights: Sequence[float] = DEFAULT_SEQUENCE_WEIGHTS,
-    evidence_cs: Sequence[float] = DEFAULT_EVIDENCE_CS,
-    test_fraction: float = 0.2,
     max_users: int = 5_000,
+    max_events: int = VALIDATION_MAX_EVENTS,
+    max_history: int = 200,
     seed: int = 0,
 ) -> ValidationResult:
-    """Hold out each user's most recent `test_fraction`, fit on the rest, choose the served config.
+    """Choose every modelling constant by NDCG@10 on the shop's own future (`algo_holdout`).
 
-    Coordinate search by hybrid NDCG@10, one knob at a time from `config`: the CF variant (at the
-    configured sequence weight), the sequence weight, alpha, then the cold-item constant evidence_c.
+    A coordinate search from `config`, one knob at a time, each keeping its best value: the CF
+    variant, the interaction knobs (`algo_grid.interaction_knobs`: decay, rating treatment, event
+    weights), EASE's lambda, the neighbour count, the sequence weight, then the blend knobs (history
+    read, alpha, evidence_c, popularity). When the chosen hybrid still scores below popularity, the
+    served blend becomes popularity itself: nothing validated worse than it is served.
 
     Parameters
     ----------
     log : the full training log.  content : content Neighbours over items (catalog-only, fitted once).
-    config : the starting config; its CF variant, sequence weight, alpha and evidence_c are replaced
-        by the best found (everything else is kept).
-    max_users : evaluate a fixed random sample of at most this many held-out users (NDCG@10 over
-        5k users is precise to about +-0.004; the cost grows with them).
+    alphas, variants : narrow those two knobs (tests).
+    max_users : score a fixed random sample of at most this many validation users (NDCG@10 over 5k
+        users is precise to about +-0.004).  max_events : above it, validate on a user sample.
+    max_history : the live history length kept per shopper, the longest history serving can read.
 
     Returns
     -------
-    ValidationResult: metrics ("<name>.<metric>@k") for "popularity", "content", each CF variant
-    alone at the configured sequence weight ("cf_<variant>"), the chosen CF alone ("cf") and the
-    hybrid ("hybrid"), plus the chosen "alpha", "sequence_weight", "evidence_c" and the counts
-    "users" and "holdout_events".
+    ValidationResult. metrics: "<name>.<metric>@k" for "popularity", "content", "cf" and "hybrid"
+    (the chosen config), "users", "holdout_events"; "holdout" (kind, window_days); "grid": per knob,
+    the NDCG@10 of each value tried; "chosen": per knob, the value kept.
     """
     config = config or RecommenderConfig()
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    mask = time_holdout(log, test_fraction)
-    train, test = log.select(~mask), log.select(mask)
-    relevant, seen = holdout_targets(train, test, config.interaction)
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0)  # score only users with held-out items
+    sample = _sample_users(log, max_events, seed)
+    holdout = validation_holdout(sample, seed=seed)
+    train, test = sample.select(~holdout.mask), sample.select(holdout.mask)
+    relevant, seen = holdout_targets(train, test, InteractionConfig())
+    known = np.diff(seen.indptr) > 0
+    users = np.flatnonzero((np.diff(relevant.indptr) > 0) & known)
+    if not len(users):
+        raise ValueError("no shopper with a history has a held-out event")
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    now = float(train.ts.max()) if len(train) else 0.0
-    x = interactions(train, config.interaction, now)
-    n_items = x.shape[1]
-    pop = popularity(train, config.hybrid.pop_half_life_days, now, config.interaction)
-    scorer = make_scorer(user_histories(train, config)[users], seen[users], relevant[users],
-                         content.to_csr(n_items), item_evidence(x), pop)
-    timings["prepare"] = time.perf_counter() - t0
+    now = holdout.cut if holdout.kind == "time_cut" else float(train.ts.max())
+    ev = _Evaluator(train, users, relevant[users], seen[users], content.to_csr(train.n_items), now)
+    ev.timings["prepare"] = time.perf_counter() - t0
+    span = time_span_days(train)
+    tied = holdout.kind == "random"
 
-    t1 = time.perf_counter()
-    cf, h = config.cf, config.hybrid
-    seq = None
-    if cf.sequence_weight > 0 or any(w > 0 for w in sequence_weights):
-        seq = sequence_neighbours(
-            train, cf.k, cf.sequence_window, cf.sequence_max_gap_days, config.interaction
-        )
-    bases: dict[CFVariant, Neighbours] = {}
-    for variant in variants:
+    grid: dict[str, dict[str, float]] = {}
+    chosen: dict[str, str] = {}
+    best_config, best = config, -1.0
+
+    def search(knob: str, candidates: list[tuple[str, RecommenderConfig]]) -> None:
+        """Score every candidate; keep the best, the current config unless one beats it."""
+        nonlocal best_config, best
+        found = ev.run([(label, c, True) for label, c in candidates])
+        grid[knob] = {label: round(m["ndcg@10"], 6) for label, m in found.items()}
+        current = next((label for label, c in candidates if c == best_config), None)
+        if current is not None:
+            best = found[current]["ndcg@10"]  # the same config, scored again: equal up to caching
+            chosen[knob] = current
+        else:  # the starting value is not a choice here: the best candidate wins outright
+            best = -1.0
+        margin = DECAY_MARGIN if knob in DECAY_KNOBS else 0.0
+        for label, c in candidates:
+            if found[label]["ndcg@10"] > best * (1.0 + margin) + 1e-9:
+                best, best_config, chosen[knob] = found[label]["ndcg@10"], c, label
+
+    def cf_knob(name: str, values: Sequence[tuple[str, Any]], field_name: str) -> None:
+        search(name, [(label, replace(best_config, cf=replace(best_config.cf, **{field_name: v})))
+                      for label, v in values])
+
+    knobs = {k.name: k for k in blend_knobs(tied, span, max_history)}
+
+    def blend(name: str) -> None:
+        knob = knobs[name]
+        values = knob.values
+        if name == "alpha" and alphas is not None:
+            values = tuple((f"{a:g}", a) for a in alphas)
+        search(name, [(label, knob.apply(best_config, v)) for label, v in values])
+
+    usable = []
+    for v in variants:  # fit each once up front: a variant that cannot be fitted is left out
         try:
-            bases[variant] = cf_neighbours(x, replace(cf, variant=variant))
+            ev.cf(replace(config, cf=replace(config.cf, variant=v)))
+            usable.append(v)
         except ValueError:  # e.g. EASE above its catalog-size limit
             continue
-    if not bases:
+    if not usable:
         raise ValueError(f"none of the CF variants {list(variants)} could be fitted")
+    if config.cf.variant not in usable:
+        best_config = replace(config, cf=replace(config.cf, variant=usable[0]))
+    # The cheap knobs that shape what the others are judged by go first (how much history is read,
+    # whether order matters), the variant is searched again once everything else has moved.
+    blend("history")
+    cf_knob("sequence_weight", [(f"{w:g}", w) for w in SEQUENCE_WEIGHTS], "sequence_weight")
+    cf_knob("cf_variant", [(v, v) for v in usable], "variant")
+    for knob in interaction_knobs(train, tied, span):
+        search(knob.name, [(label, knob.apply(best_config, v)) for label, v in knob.values])
+    if best_config.cf.variant == "ease":
+        cf_knob("ease_lambda", [(f"{lam:g}", lam) for lam in ease_lambdas(ev.matrix(best_config.interaction)[0])],
+                "ease_lambda")
+    cf_knob("neighbours_k", [(str(k), k) for k in NEIGHBOUR_COUNTS], "k")
+    for name in ("history_half_life_days", "alpha", "evidence_c", "popularity"):
+        blend(name)
+    grid["cf_variant_first_pass"] = grid.pop("cf_variant")
+    cf_knob("cf_variant", [(v, v) for v in usable], "variant")
+    blend("history")
 
-    def served(variant: CFVariant, weight: float) -> sp.csr_matrix:
-        merged = bases[variant] if seq is None else merge_neighbours(bases[variant], seq, weight, cf.k)
-        return merged.to_csr(n_items)
+    h = best_config.hybrid
+    scores = ev.run([
+        ("hybrid", best_config, True),
+        ("cf", replace(best_config, hybrid=replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)), True),
+        ("content", replace(best_config, hybrid=replace(h, alpha=0.0, pop_weight=0.0)), False),
+        ("popularity", replace(best_config, hybrid=replace(h, pop_weight=POPULARITY_ONLY, n_popular=train.n_items)),
+         False),
+    ])
+    if scores["popularity"]["ndcg@10"] > scores["hybrid"]["ndcg@10"]:
+        # serve the popularity ranking itself: the blend's popularity term outweighs every other
+        best_config = replace(best_config, hybrid=replace(h, pop_weight=POPULARITY_ONLY))
+        scores["hybrid"] = scores["popularity"]
+        chosen["fallback"] = "popularity"
 
-    by_variant = {v: served(v, cf.sequence_weight) for v in bases}
-    timings["cf_fit"] = time.perf_counter() - t1
-
-    t2 = time.perf_counter()
-    cf_only = replace(h, alpha=1.0, evidence_c=0.0, pop_weight=0.0)
-    trials: list[Trial] = [
-        ("popularity", None, False, replace(h, pop_weight=1.0, n_popular=n_items)),
-        ("content", None, True, replace(h, alpha=0.0, pop_weight=0.0)),
-    ]
-    trials += [(f"cf_{v}", m, False, cf_only) for v, m in by_variant.items()]
-    trials += [(f"hybrid_{v}", m, True, h) for v, m in by_variant.items()]
-    scores = scorer.run(trials)
-    variant = max(by_variant, key=lambda v: scores[f"hybrid_{v}"]["ndcg@10"])
-    best, weight, chosen_cf = scores[f"hybrid_{variant}"], cf.sequence_weight, by_variant[variant]
-    if seq is not None:
-        others = {w: served(variant, w) for w in sequence_weights if w != cf.sequence_weight}
-        found = scorer.run([(f"w_{w:g}", m, True, h) for w, m in others.items()])
-        for w, m in others.items():
-            if found[f"w_{w:g}"]["ndcg@10"] > best["ndcg@10"]:
-                best, weight, chosen_cf = found[f"w_{w:g}"], w, m
-    grid = [float(a) for a in alphas if a != h.alpha]
-    found = scorer.run([(f"a_{a:g}", chosen_cf, True, replace(h, alpha=a)) for a in grid]
-                       + [("cf", chosen_cf, False, cf_only)])
-    scores["cf"] = found.pop("cf")
-    for a in grid:
-        if found[f"a_{a:g}"]["ndcg@10"] > best["ndcg@10"]:
-            best, h = found[f"a_{a:g}"], replace(h, alpha=a)
-    grid = [float(c) for c in evidence_cs if c != h.evidence_c]
-    found = scorer.run([(f"c_{c:g}", chosen_cf, True, replace(h, evidence_c=c)) for c in grid])
-    for c in grid:
-        if found[f"c_{c:g}"]["ndcg@10"] > best["ndcg@10"]:
-            best, h = found[f"c_{c:g}"], replace(h, evidence_c=c)
-    timings["score"] = time.perf_counter() - t2
-
-    metrics: dict[str, float] = {"users": float(len(users)), "holdout_events": float(mask.sum())}
-    for name in ("popularity", "content", "cf", *(f"cf_{v}" for v in by_variant)):
-        metrics.update({f"{name}.{key}": value for key, value in scores[name].items()})
-    metrics.update({f"hybrid.{key}": value for key, value in best.items()})
-    metrics.update(alpha=h.alpha, sequence_weight=float(weight), evidence_c=h.evidence_c)
-    chosen = replace(config, cf=replace(cf, variant=variant, sequence_weight=weight), hybrid=h)
-    timings["total"] = time.perf_counter() - t0
-    return ValidationResult(config=chosen, metrics=metrics, timings=timings)
+    metrics: dict[str, Any] = {"users": float(len(users)), "holdout_events": float(holdout.mask.sum()),
+                               "sampled_events": float(len(sample)),
+                               "holdout": {"kind": holdout.kind, "window_days": holdout.window_days
+                                           if np.isfinite(holdout.window_days) else None},
+                               "grid": grid, "chosen": chosen}
+    for name, m in scores.items():
+        metrics.update({f"{name}.{key}": value for key, value in m.items()})
+    hb = best_config.hybrid
+    metrics.update(alpha=hb.alpha, sequence_weight=best_config.cf.sequence_weight, evidence_c=hb.evidence_c)
+    ev.timings["total"] = time.perf_counter() - t0
+    return ValidationResult(config=best_config, metrics=metrics, timings=ev.timings)

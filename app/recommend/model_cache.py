@@ -86,6 +86,8 @@ class ModelCache:
         self.keys = keys
         self._versions: dict[str, VersionArrays] = {}
         self._lock = asyncio.Lock()
+        self.history_limit = HybridConfig().history_limit
+        """Live history entries the newest loaded version scores (read before the version is known)."""
 
     async def get(self, version: str) -> VersionArrays:
         cached = self._versions.get(version)
@@ -98,6 +100,7 @@ class ModelCache:
             if len(self._versions) >= 2:
                 self._versions.pop(next(iter(self._versions)))
             self._versions[version] = arrays
+            self.history_limit = arrays.config.hybrid.history_limit
             return arrays
 
     async def _load(self, version: str) -> VersionArrays:

@@ -38,7 +38,7 @@ from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import decode_history, decode_item_meta, score_pairs, text
 from app.store.keys import Keys
 
-HISTORY_LIMIT = 25  # with a half-life of 8 events, older entries weigh under 12 %
+LIVE_CONTENT_LIMIT = 25  # history items newer than the model whose live content rows are read
 POPULAR_FILL = 100
 
 
@@ -111,7 +111,8 @@ class RecommendService:
         version, epoch, raw_history, excluded, popular = await self._run(
             ("GET", self.keys.model_pointer()),
             ("GET", self.keys.item_meta_epoch()),
-            ("LRANGE", self.keys.history(user_id), 0, HISTORY_LIMIT - 1),
+            # as much of the history as the model validated on (`HybridConfig.history_limit`)
+            ("LRANGE", self.keys.history(user_id), 0, self.cache.history_limit - 1),
             ("SMEMBERS", self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id)),
             self._popular(q),
         )
@@ -142,6 +143,8 @@ class RecommendService:
         popularity read (`_popular`) and `epoch` of the metadata epoch, both read here when the caller
         has not."""
         arrays = await self.cache.get(version) if version else None
+        if arrays is not None:
+            history = history[: arrays.config.hybrid.history_limit]
         hist_idx = np.zeros(0, dtype=np.int32)
         weights = np.zeros(0, dtype=np.float32)
         if arrays is not None and history:
@@ -153,7 +156,7 @@ class RecommendService:
             if popular is None:
                 commands += [self._popular(q), ("GET", self.keys.item_meta_epoch())]
             if live_ids:
-                commands.append(("HMGET", self.keys.live_content(), *live_ids[:HISTORY_LIMIT]))
+                commands.append(("HMGET", self.keys.live_content(), *live_ids[:LIVE_CONTENT_LIMIT]))
             results = await self._run(*commands)
             if popular is None:
                 popular, epoch = results[0], results[1]

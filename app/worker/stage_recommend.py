@@ -53,7 +53,7 @@ def build_recommender(snapshot: Snapshot, settings: Settings) -> RecommenderBuil
     config = base
     if len(log_) >= MIN_VALIDATION_EVENTS:
         try:
-            result = validate(log_, content_nn, base)
+            result = validate(log_, content_nn, base, max_history=settings.history_length)
             config, metrics = result.config, dict(result.metrics)
             metrics["timings"] = {name: round(s, 3) for name, s in result.timings.items()}
         except ValueError as exc:  # too little data to hold anything out: keep the defaults
