@@ -98,6 +98,7 @@ async def _ingest_file(
 ) -> None:
     from app.db import make_async_engine
     from app.events import service
+    from app.fallback import record_skipped_write
     from app.settings import get_settings
     from app.store.client import make_async_redis
     from app.store.keys import Keys
@@ -114,7 +115,9 @@ async def _ingest_file(
         totals.duplicates += result.duplicates
         for rejected in result.errors:
             totals.reject(lines[rejected.index], rejected.error, keep)
-        totals.realtime_skipped_batches += not result.realtime_updated
+        if not result.realtime_updated:
+            totals.realtime_skipped_batches += 1
+            await record_skipped_write(engine, "import.realtime")
 
     try:
         batch: list[dict[str, Any]] = []

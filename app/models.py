@@ -4,7 +4,7 @@ from app.auth.models import ApiKey
 from app.catalog.models import Item
 from app.db import Base
 from app.events.models import Event
-from app.runs.models import ModelRun
+from app.runs.models import ModelRun, RedisSkip
 from app.users.models import User
 
-__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "User"]
+__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "RedisSkip", "User"]

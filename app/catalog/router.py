@@ -19,7 +19,7 @@ from app.catalog.schemas import (
 from app.common.types import ID_PATTERN
 from app.db import SessionDep
 from app.errors import PayloadTooLarge
-from app.fallback import note_redis_fallback
+from app.fallback import note_skipped_write
 from app.http import NOT_FOUND
 
 # Writes commit before touching Redis, so serving never sees an item that Postgres does not have.
@@ -33,7 +33,7 @@ async def _publish(request: Request, items: list[ItemWithId], path: str) -> None
         state = request.app.state
         await service.publish_items(state.redis, state.keys, items, state.model_cache)
     except (RedisError, OSError):
-        note_redis_fallback(request.app.state, path)
+        await note_skipped_write(request.app.state, path)
 
 
 @router.put("/{item_id}", response_model=ItemOut, dependencies=[Depends(require("ingest"))])

@@ -11,7 +11,7 @@ from app.auth.deps import require
 from app.errors import PayloadTooLarge
 from app.events import service, validate
 from app.events.schemas import EventBatchIn, IngestResult
-from app.fallback import note_redis_fallback
+from app.fallback import note_skipped_write
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -62,5 +62,5 @@ async def post_events(request: Request) -> IngestResult:
         state.engine, state.redis, state.keys, state.settings, events, validated=valid is not None
     )
     if not result.realtime_updated:
-        note_redis_fallback(state, "events.realtime")
+        await note_skipped_write(state, "events.realtime")
     return result

@@ -26,3 +26,18 @@ class ModelRun(Base):
     stages: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class RedisSkip(Base):
+    """A write that reached Postgres but not Redis (unreachable), recorded before the answer.
+
+    Redis then lags Postgres where an outage could otherwise go unnoticed: it may come back with its
+    data and sentinel intact, so nothing marks it as needing a re-hydration. The next rebuild finds
+    these rows, re-hydrates items and histories from its snapshot, then deletes the rows it covered.
+    """
+
+    __tablename__ = "redis_skips"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(String(32))  # which write: items.publish, events.realtime, ...
+    skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -3,7 +3,8 @@
 Every rebuild recomputes the popularity sets from the event log (which also rescales the
 forward-decayed scores) and adds to them what ingest put on the live sets since its snapshot (see
 `mark_popularity`). After Redis lost its data (flush, restart without persistence) the sentinel
-key is gone, and the item metadata, recent histories and purchase sets are rebuilt too.
+key is gone, and the item metadata, recent histories and purchase sets are rebuilt too; so they are
+after an outage in which Redis missed writes (`app.worker.repair`), its sentinel still in place.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ def is_hydrated(client: redis.Redis, keys: Keys) -> bool:
     return bool(client.exists(keys.hydrated()))
 
 
-def refresh_realtime(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
+def refresh_realtime(
+    client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot, repair: bool = False
+) -> None:
+    """`repair`: Redis missed writes while unreachable (`app.worker.repair`): re-hydrate as after a flush."""
     _refresh_popularity(client, keys, settings, snapshot)
-    if not is_hydrated(client, keys):
+    if repair or not is_hydrated(client, keys):
         _hydrate_items(client, keys, snapshot)
         _hydrate_histories(client, keys, settings, snapshot)
         client.set(keys.hydrated(), str(time.time()))

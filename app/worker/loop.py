@@ -11,10 +11,12 @@ import redis
 from app.settings import Settings
 from app.store.client import make_redis
 from app.store.keys import Keys
-from app.worker import hydrate
+from app.worker import hydrate, repair
 from app.worker.pipeline import NothingToBuild, RebuildBusy, rebuild
 
 log = logging.getLogger(__name__)
+
+REPAIR_CHECK_SECONDS = 30.0  # how often an idle worker asks Postgres whether Redis missed writes
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
@@ -23,6 +25,7 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     client = make_redis(settings.redis_url)
     interval = settings.rebuild_interval_minutes * 60
     next_at = time.monotonic()  # rebuild at start: re-hydrates Redis and publishes a fresh model
+    check_at = next_at + REPAIR_CHECK_SECONDS
     while not stop.is_set():
         job: int | None = None
         due = time.monotonic() >= next_at
@@ -33,6 +36,9 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
                     job, due = int(popped[1]), True
                 elif not hydrate.is_hydrated(client, keys):
                     due = True  # Redis was flushed or restarted: rebuild its state now
+                elif time.monotonic() >= check_at and settings.database_url:
+                    check_at = time.monotonic() + REPAIR_CHECK_SECONDS
+                    due = repair.needed(settings.database_url)  # Redis answers again and missed writes
         except (redis.RedisError, OSError) as exc:
             if stop.is_set():  # shutting down: Ctrl-C reached the embedded Redis first
                 break
@@ -41,15 +47,20 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
             continue
         if not due:
             continue
+        retry_on_schedule = False
         try:
             rebuild(settings, trigger="api" if job else "schedule", run_id=job)
         except RebuildBusy:
             log.info("worker.busy")
         except NothingToBuild:
             log.info("worker.nothing_to_build")
+            retry_on_schedule = True
         except Exception:
             log.exception("worker.rebuild_failed")  # recorded in model_runs; the old version serves
+            retry_on_schedule = True
         next_at = time.monotonic() + interval
+        # pending skips do not re-run a rebuild that just failed (or had no events) every check
+        check_at = next_at if retry_on_schedule else time.monotonic() + REPAIR_CHECK_SECONDS
     client.close()
 
 

@@ -25,7 +25,7 @@ from app.settings import Settings
 from app.store.client import make_redis
 from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
-from app.worker import hydrate
+from app.worker import hydrate, repair
 from app.worker.load import analyze_unanalyzed, load_snapshot
 from app.worker.lock import RebuildLock
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
@@ -138,6 +138,7 @@ def _rebuild(
     started = time.perf_counter()
     with stages.stage("load"):
         analyze_unanalyzed(conn)
+        skipped = repair.pending(conn)  # before the snapshot: it then holds every write Redis missed so far
         hydrate.mark_popularity(client, keys)  # what ingest adds from here on survives the swap
         snapshot = load_snapshot(conn, now)
     if len(snapshot.log) == 0 or snapshot.log.n_items == 0:
@@ -176,7 +177,8 @@ def _rebuild(
         writer.discard()
         raise
     with stages.stage("hydrate"):
-        hydrate.refresh_realtime(client, keys, settings, snapshot)
+        hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None)
+        repair.covered(conn, skipped)
     metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics}
     duration = time.perf_counter() - started
     stages.seconds["peak_rss_mb"] = round(_peak_rss_mb(), 1)
