@@ -10,7 +10,12 @@ ids sorted, so concurrent batches take their locks in one order and never deadlo
 
 A small batch (a shop posting each event as it happens) is dominated by exchanges with Postgres, not
 rows: it goes as three INSERT … ON CONFLICT statements (users, items, events, in that order) sent in
-one pipelined flight with its BEGIN and COMMIT: one exchange where the COPY path takes six.
+one pipelined flight with its BEGIN and COMMIT: one exchange where the COPY path takes seven.
+
+Every batch first takes its shoppers' advisory locks, shared (`app.common.locks`): a merge or erasure
+deleting one of them waits for the batch to commit, and a batch waits for the merge, then sees the row
+gone and stores it afresh. Without foreign keys, an event could otherwise commit for a user row a merge
+had just deleted, and every rebuild after it found events of an unknown user.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.common.locks import INGEST_USER_LOCKS
 from app.events.known import DELETIONS_QUERY, known_ids
 from app.events.validate import COLUMN_TYPES, COLUMNS, COPY_TYPES, EventRow
 
@@ -75,11 +81,14 @@ async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool)
         pg = raw.driver_connection
         assert pg is not None
         async with pg.cursor() as cur:
+            user_ids = sorted(set(map(_USER_ID, rows)))
+            # before the deletion counter: a merge we waited for must show in it
+            await cur.execute(INGEST_USER_LOCKS, (user_ids,))
             await cur.execute(DELETIONS_QUERY)
             deletions = (await cur.fetchone() or (0,))[0]
             item_ids = set(map(_ITEM_ID, rows))
             item_ids.discard(None)  # an order-level purchase
-            users, items = known.unknown(deletions, set(map(_USER_ID, rows)), item_ids)
+            users, items = known.unknown(deletions, set(user_ids), item_ids)
             created: list[str] = []
             if users:
                 await cur.execute(_INSERT_USERS, (users,))
@@ -108,6 +117,7 @@ async def _write_small(engine: AsyncEngine, rows: list[EventRow]) -> Written:
         pg = raw.driver_connection
         assert pg is not None
         async with pg.pipeline():
+            await pg.execute(INGEST_USER_LOCKS, (users,))
             await pg.execute(_INSERT_USERS, (users,))
             created = await pg.execute(_INSERT_ITEMS, (items,))
             stored = await pg.execute(_INSERT_EVENTS, columns)

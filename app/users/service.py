@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.common.locks import WRITE_USER_LOCKS
 from app.errors import BadRequest, UserNotFound
 from app.events.models import Event
-from app.store.codec import decode_history, text
+from app.store.codec import text as as_text
 from app.store.keys import Keys
 from app.store.versions import versions_holding_users
 from app.users.models import User
@@ -42,8 +43,16 @@ async def get_user(session: AsyncSession, user_id: str) -> UserOut:
     )
 
 
+async def lock_users(session: AsyncSession, user_ids: list[str]) -> None:
+    """Hold off every other writer of these users until the transaction ends (`app.common.locks`):
+    an ingest batch waits, then finds the row gone and stores it again, instead of committing an event
+    for a user this transaction deletes."""
+    await session.execute(text(WRITE_USER_LOCKS), {"user_ids": user_ids})
+
+
 async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
     """Delete the user and every event of theirs (one transaction). Returns the events deleted."""
+    await lock_users(session, [user_id])
     events = await session.execute(delete(Event).where(Event.user_id == user_id))
     deleted = await session.execute(delete(User).where(User.user_id == user_id).returning(User.user_id))
     if deleted.first() is None:
@@ -58,10 +67,10 @@ async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> N
     pipe.delete(*keys.user_keys(user_id))
     for version in await versions_holding_users(redis, keys):
         hashes, zsets = await redis.hmget(keys.model(version, "meta"), ["user_parts", "user_zsets"])
-        for part in text(hashes or b"").split(","):
+        for part in as_text(hashes or b"").split(","):
             if part:
                 pipe.hdel(keys.model(version, part), user_id)
-        for part in text(zsets or b"").split(","):
+        for part in as_text(zsets or b"").split(","):
             if part:
                 pipe.zrem(keys.model(version, part), user_id)
         await _blank_user_id(redis, keys, version, user_id)
@@ -75,7 +84,7 @@ async def _blank_user_id(redis: aioredis.Redis, keys: Keys, version: str, user_i
     table = await redis.get(key)
     if table is None:
         return
-    ids = text(table).split("\n")
+    ids = as_text(table).split("\n")
     if user_id in ids:
         ids[ids.index(user_id)] = ""
         await redis.set(key, "\n".join(ids).encode(), keepttl=True)
@@ -84,6 +93,7 @@ async def _blank_user_id(redis: aioredis.Redis, keys: Keys, version: str, user_i
 async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> int:
     if user_id == from_user_id:
         raise BadRequest("A user cannot be merged into itself.")
+    await lock_users(session, [user_id, from_user_id])
     source = await session.get(User, from_user_id)
     if source is None:
         raise UserNotFound(f"No user `{from_user_id}` to merge from.")
@@ -96,21 +106,41 @@ async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> 
     return int(moved.rowcount or 0)  # type: ignore[attr-defined]
 
 
+# Folds the source's history into the target's (newest first, capped; equal times keep the target's
+# entries first) and its purchase and seen sets, then drops the source's keys: one script, so an entry
+# ingest pushes to either list meanwhile is merged or lands after, never overwritten by a list read
+# before it. KEYS: target history, source history, target bought, source bought, target seen, source
+# seen. ARGV: the cap. Two shoppers' keys: one Redis, not a Cluster (as ingest's script).
+_MERGE_STATE = """
+local cap = tonumber(ARGV[1])
+local entries = {}
+for side = 1, 2 do
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[side], 0, -1)) do
+    entries[#entries + 1] = {tonumber(string.match(entry, '^[^|]*')), #entries, entry}
+  end
+end
+table.sort(entries, function(a, b)
+  if a[1] ~= b[1] then return a[1] > b[1] end
+  return a[2] < b[2]
+end)
+redis.call('DEL', KEYS[1])
+local n = math.min(#entries, cap)
+for first = 1, n, 256 do
+  local chunk = {}
+  for k = first, math.min(n, first + 255) do chunk[#chunk + 1] = entries[k][3] end
+  redis.call('RPUSH', KEYS[1], unpack(chunk))
+end
+redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[4])
+redis.call('SUNIONSTORE', KEYS[5], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[4], KEYS[6])
+return n
+"""
+
+
 async def merge_state(
     redis: aioredis.Redis, keys: Keys, user_id: str, from_user_id: str, history_length: int
 ) -> None:
     """Fold the source user's history and purchases into the target's, newest first, then drop them."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.lrange(keys.history(user_id), 0, -1)
-    pipe.lrange(keys.history(from_user_id), 0, -1)
-    target, source = await pipe.execute()
-    merged = sorted(target + source, key=lambda entry: decode_history(entry)[0], reverse=True)
-    merged = merged[:history_length]
-    pipe = redis.pipeline(transaction=True)
-    pipe.delete(keys.history(user_id))
-    if merged:
-        pipe.rpush(keys.history(user_id), *merged)
-    pipe.sunionstore(keys.purchased(user_id), [keys.purchased(user_id), keys.purchased(from_user_id)])
-    pipe.sunionstore(keys.seen(user_id), [keys.seen(user_id), keys.seen(from_user_id)])
-    pipe.delete(*keys.user_keys(from_user_id))
-    await pipe.execute()
+    state = [keys.history(user_id), keys.history(from_user_id), keys.purchased(user_id),
+             keys.purchased(from_user_id), keys.seen(user_id), keys.seen(from_user_id)]
+    await redis.eval(_MERGE_STATE, len(state), *state, history_length)

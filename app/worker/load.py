@@ -7,6 +7,7 @@ without events still get an index (propensity scores every user; content covers 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from numpy.typing import NDArray
 from psycopg import sql
 
 from app.eventlog import TYPE_CODE, EventLog
+
+log = logging.getLogger(__name__)
 
 # One event as COPY ... (FORMAT binary) sends it: a field count, then (length, big-endian value) per
 # field. Every field is NOT NULL by construction, so every row has this exact size.
@@ -62,14 +65,17 @@ class Snapshot:
     catalog: Catalog
     user_attributes: list[dict[str, Any]]
     now: float
+    orphan_events: int = 0
+    """Events left out because their user's or item's row is gone."""
 
 
 _COLUMNS = {"user": np.int32, "item": np.int32, "type": np.int8, "value": np.float32, "price": np.float32,
             "ts": np.float64, "session": np.int32}  # fmt: skip
 
 
-def _copy_events(conn: psycopg.Connection[Any], now: float) -> dict[str, NDArray[Any]]:
-    """Every event up to `now` as EventLog-typed columns (`_COLUMNS`), oldest first."""
+def _copy_events(conn: psycopg.Connection[Any], now: float) -> tuple[dict[str, NDArray[Any]], int]:
+    """Every event up to `now` as EventLog-typed columns (`_COLUMNS`), oldest first, and the number of
+    orphan events (of a user or item that has no row) left out."""
     parts: dict[str, list[NDArray[Any]]] = {name: [] for name in _COLUMNS}
     pending = bytearray()
     skip = _HEADER
@@ -99,11 +105,17 @@ def _copy_events(conn: psycopg.Connection[Any], now: float) -> dict[str, NDArray
     parse(final=True)
     columns = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     parts.clear()
+    if (columns["type"] < 0).any():
+        raise ValueError("events of unknown event types")
+    # Orphans: events whose user or item row is gone (deleted by hand, or by a writer that did not
+    # take the user's lock). They cannot be placed in the matrices; dropping them beats failing every
+    # rebuild until someone edits the data. `orphans` reports how many.
+    placed = (columns["user"] >= 0) & (columns["item"] >= -1)
+    orphans = int(len(placed) - np.count_nonzero(placed))
     order = np.argsort(columns["ts"], kind="stable")  # oldest first; cheaper here than in Postgres
-    columns = {name: col[order] for name, col in columns.items()}
-    if (columns["user"] < 0).any() or (columns["item"] < -1).any() or (columns["type"] < 0).any():
-        raise ValueError("events reference unknown users, unknown items or unknown event types")
-    return columns
+    if orphans:
+        order = order[placed[order]]
+    return {name: col[order] for name, col in columns.items()}, orphans
 
 
 def analyze_unanalyzed(conn: psycopg.Connection[Any]) -> None:
@@ -149,6 +161,11 @@ def _read(conn: psycopg.Connection[Any], now: float) -> Snapshot:
     deleted = np.array([bool(r[9]) for r in item_rows], dtype=bool)
     available = np.array([bool(r[7]) for r in item_rows], dtype=bool)
 
-    log = EventLog(**_copy_events(conn, now), user_ids=user_ids, item_ids=item_ids)
+    columns, orphans = _copy_events(conn, now)
+    if orphans:
+        log.warning("rebuild.orphan_events", extra={"events": orphans})
     catalog = Catalog(items=items, eligible=available & ~deleted, deleted=deleted)
-    return Snapshot(log=log, catalog=catalog, user_attributes=[r[1] or {} for r in user_rows], now=now)
+    return Snapshot(
+        log=EventLog(**columns, user_ids=user_ids, item_ids=item_ids), catalog=catalog,
+        user_attributes=[r[1] or {} for r in user_rows], now=now, orphan_events=orphans,
+    )

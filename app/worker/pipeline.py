@@ -179,7 +179,8 @@ def _rebuild(
     with stages.stage("hydrate"):
         hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None)
         repair.covered(conn, skipped)
-    metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics}
+    metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics,
+               "orphan_events": snapshot.orphan_events}
     duration = time.perf_counter() - started
     stages.seconds["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     conn.execute(
