@@ -30,6 +30,7 @@ ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 EVIDENCE_CS: tuple[float, ...] = (0.0, 1.0, 4.0)
 POP_WEIGHTS: tuple[float, ...] = (0.0, 0.05, 0.2)
 NEIGHBOUR_COUNTS: tuple[int, ...] = (50, 100, 200)
+ALS_REGULARIZATIONS: tuple[float, ...] = (1.0, 10.0, 100.0)
 
 
 @dataclass(frozen=True)

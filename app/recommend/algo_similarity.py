@@ -1,4 +1,4 @@
-"""Item-item collaborative filtering: cosine with shrinkage, EASE and RP3beta, all to `Neighbours`.
+"""Item-item collaborative filtering: cosine with shrinkage, EASE, RP3beta and ALS, all to `Neighbours`.
 
 Row i of every result lists the items j that history item i votes for, with weight W[i, j]; a user's
 CF score for j is sum_i strength(u, i) * W[i, j] over the user's history (see algo_blend).
@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 
 from app.recommend.algo_neighbours import DEFAULT_BLOCK_BYTES, Neighbours, blockwise_topk
 
-CFVariant = Literal["cosine", "ease", "rp3beta"]
-CF_VARIANTS: tuple[CFVariant, ...] = ("cosine", "ease", "rp3beta")
+CFVariant = Literal["cosine", "ease", "rp3beta", "als"]
+CF_VARIANTS: tuple[CFVariant, ...] = ("cosine", "ease", "rp3beta", "als")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class CFConfig:
     sequence_weight: float = 0.85
     sequence_window: int = 30
     sequence_max_gap_days: float = 1.0
+    als_factors: int = 64
+    als_regularization: float = 10.0
+    als_max_items: int = 30_000
 
 
 def _item_norms(x: sp.csr_matrix) -> NDArray[np.float64]:
@@ -154,4 +157,8 @@ def cf_neighbours(x: sp.csr_matrix, config: CFConfig) -> Neighbours:
         return ease_neighbours(x, config.k, config.ease_lambda, config.ease_max_items)
     if config.variant == "rp3beta":
         return rp3beta_neighbours(x, config.k, config.rp3_alpha, config.rp3_beta)
+    if config.variant == "als":
+        from app.recommend.algo_factors import als_neighbours  # implicit loads only when ALS is tried
+
+        return als_neighbours(x, config.k, config.als_factors, config.als_regularization, config.als_max_items)
     raise ValueError(f"unknown CF variant {config.variant!r}")

@@ -19,6 +19,7 @@ from app.eventlog import EventLog
 from app.recommend.algo_blend import HybridConfig
 from app.recommend.algo_grid import (
     ALPHAS,
+    ALS_REGULARIZATIONS,
     NEIGHBOUR_COUNTS,
     SEQUENCE_WEIGHTS,
     blend_knobs,
@@ -175,7 +176,7 @@ class _Evaluator:
     def cf(self, config: RecommenderConfig) -> sp.csr_matrix:
         """The served CF matrix (variant blended with sequence neighbours), csr [n_items, n_items]."""
         cf, inter = config.cf, config.interaction
-        key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.shrink, cf.sequence_weight)
+        key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.shrink, cf.als_regularization, cf.sequence_weight)
         if key not in self._cf:
             t0 = time.perf_counter()
             x, _ = self.matrix(inter)
@@ -333,6 +334,8 @@ def validate(
     if best_config.cf.variant == "ease":
         cf_knob("ease_lambda", [(f"{lam:g}", lam) for lam in ease_lambdas(ev.matrix(best_config.interaction)[0])],
                 "ease_lambda")
+    if best_config.cf.variant == "als":
+        cf_knob("als_regularization", [(f"{r:g}", r) for r in ALS_REGULARIZATIONS], "als_regularization")
     cf_knob("neighbours_k", [(str(k), k) for k in NEIGHBOUR_COUNTS], "k")
     for name in ("history_half_life_days", "alpha", "evidence_c", "popularity"):
         blend(name)
