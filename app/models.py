@@ -5,6 +5,6 @@ from app.catalog.models import Item
 from app.db import Base
 from app.events.models import Event
 from app.runs.models import ModelRun, RedisSkip
-from app.users.models import User
+from app.users.models import User, UserErasure
 
-__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "RedisSkip", "User"]
+__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "RedisSkip", "User", "UserErasure"]

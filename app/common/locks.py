@@ -9,6 +9,10 @@ from __future__ import annotations
 MIGRATIONS = 0x5348_4D00_0001
 """Held (session-level) around `alembic upgrade`: servers and workers starting at once migrate in turn."""
 
+ERASURES = 0x5348_4D00_0002
+"""Every erasure holds it shared until it commits; a rebuild takes it exclusive to wait for the
+erasures in flight before it reads the tombstones and flips its version (`app.worker.erasures`)."""
+
 USER_CLASS = 0x5348
 USER_BUCKETS = 64
 """Per-user locks are taken on one of 64 buckets of the user id's hash, not on the id itself: a 10,000-

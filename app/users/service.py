@@ -1,7 +1,8 @@
 """Users: attributes, GDPR erasure and merging an anonymous session into a known user.
 
-Postgres changes flush inside the request's transaction; the router commits before Redis is touched,
-so a failed commit never leaves Redis ahead of the source of truth.
+Postgres changes flush inside the request's transaction. Erasure and merge change Redis before the
+router commits: with Redis unreachable nothing is committed (503, retry), and both Redis steps are
+idempotent, so a retry after a failed commit is safe.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.common.locks import WRITE_USER_LOCKS
+from app.common import locks
 from app.errors import BadRequest, UserNotFound
 from app.events.models import Event
-from app.store.codec import text as as_text
+from app.store import erasure
 from app.store.keys import Keys
 from app.store.versions import versions_holding_users
-from app.users.models import User
+from app.users.models import User, UserErasure
 from app.users.schemas import UserIn, UserOut
 
 
@@ -47,16 +48,23 @@ async def lock_users(session: AsyncSession, user_ids: list[str]) -> None:
     """Hold off every other writer of these users until the transaction ends (`app.common.locks`):
     an ingest batch waits, then finds the row gone and stores it again, instead of committing an event
     for a user this transaction deletes."""
-    await session.execute(text(WRITE_USER_LOCKS), {"user_ids": user_ids})
+    await session.execute(text(locks.WRITE_USER_LOCKS), {"user_ids": user_ids})
 
 
 async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
     """Delete the user and every event of theirs (one transaction). Returns the events deleted."""
     await lock_users(session, [user_id])
+    # held until commit: a rebuild about to publish waits for this erasure to land (app.worker.erasures)
+    await session.execute(select(func.pg_advisory_xact_lock_shared(locks.ERASURES)))
     events = await session.execute(delete(Event).where(Event.user_id == user_id))
     deleted = await session.execute(delete(User).where(User.user_id == user_id).returning(User.user_id))
     if deleted.first() is None:
         raise UserNotFound(f"No user `{user_id}`.")
+    # the tombstone a running rebuild checks before it publishes what it read before this erasure
+    tombstone = insert(UserErasure).values(user_id=user_id)
+    await session.execute(tombstone.on_conflict_do_update(
+        index_elements=[UserErasure.user_id], set_={"erased_at": func.clock_timestamp()}
+    ))
     return int(events.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -66,28 +74,14 @@ async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> N
     pipe = redis.pipeline(transaction=False)
     pipe.delete(*keys.user_keys(user_id))
     for version in await versions_holding_users(redis, keys):
-        hashes, zsets = await redis.hmget(keys.model(version, "meta"), ["user_parts", "user_zsets"])
-        for part in as_text(hashes or b"").split(","):
-            if part:
-                pipe.hdel(keys.model(version, part), user_id)
-        for part in as_text(zsets or b"").split(","):
-            if part:
-                pipe.zrem(keys.model(version, part), user_id)
-        await _blank_user_id(redis, keys, version, user_id)
+        hashes, zsets = erasure.user_parts(await redis.hmget(keys.model(version, "meta"), erasure.META_FIELDS))
+        for part in hashes:
+            pipe.hdel(keys.model(version, part), user_id)
+        for part in zsets:
+            pipe.zrem(keys.model(version, part), user_id)
+        pipe.eval(erasure.BLANK_IDS, 1, keys.model(version, "users"), user_id)
     pipe.incr(keys.erasure_epoch())
     await pipe.execute()
-
-
-async def _blank_user_id(redis: aioredis.Redis, keys: Keys, version: str, user_id: str) -> None:
-    """Replace the user's id in the version's user id table (lookalike lists point into it)."""
-    key = keys.model(version, "users")
-    table = await redis.get(key)
-    if table is None:
-        return
-    ids = as_text(table).split("\n")
-    if user_id in ids:
-        ids[ids.index(user_id)] = ""
-        await redis.set(key, "\n".join(ids).encode(), keepttl=True)
 
 
 async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> int:

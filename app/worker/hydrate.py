@@ -10,7 +10,7 @@ after an outage in which Redis missed writes (`app.worker.repair`), its sentinel
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from itertools import islice
 
 import numpy as np
@@ -32,14 +32,18 @@ def is_hydrated(client: redis.Redis, keys: Keys) -> bool:
 
 
 def refresh_realtime(
-    client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot, repair: bool = False
-) -> None:
-    """`repair`: Redis missed writes while unreachable (`app.worker.repair`): re-hydrate as after a flush."""
+    client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot, repair: bool = False,
+    erased: Collection[str] = (),
+) -> bool:
+    """`repair`: Redis missed writes while unreachable (`app.worker.repair`): re-hydrate as after a flush.
+    `erased`: users erased since the snapshot, whose histories are not put back. True if it hydrated."""
     _refresh_popularity(client, keys, settings, snapshot)
     if repair or not is_hydrated(client, keys):
         _hydrate_items(client, keys, snapshot)
-        _hydrate_histories(client, keys, settings, snapshot)
+        _hydrate_histories(client, keys, settings, snapshot, erased)
         client.set(keys.hydrated(), str(time.time()))
+        return True
+    return False
 
 
 # ARGV 1-9 (`_popularity_keys`): the overall set, the category key prefix, the set of category names, T0;
@@ -253,10 +257,15 @@ def _merge_histories(
         yield tuple(args)
 
 
-def _hydrate_histories(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
+def _hydrate_histories(
+    client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot, erased: Collection[str]
+) -> None:
     log = snapshot.log
     keep_n = min(HYDRATE_HISTORY, settings.history_length)
-    rows = np.flatnonzero(log.item >= 0)
+    kept = log.item >= 0
+    if erased:
+        kept &= ~np.isin(log.user_ids, list(erased))[log.user]
+    rows = np.flatnonzero(kept)
     order = rows[np.lexsort((-log.ts[rows], log.user[rows]))]  # by user, newest first
     users = log.user[order]
     starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]

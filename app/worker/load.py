@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,13 @@ class Snapshot:
     now: float
     orphan_events: int = 0
     """Events left out because their user's or item's row is gone."""
+    erasures: frozenset[tuple[str, datetime]] = frozenset()
+    """(user, erased_at) of the recent tombstones this snapshot saw (`app.worker.erasures`)."""
 
+
+RECENT_TOMBSTONES = "SELECT user_id, erased_at FROM user_erasures WHERE erased_at > now() - interval '1 day'"
+"""The tombstones a snapshot notes and a rebuild compares with it: a day is longer than any erasure's
+transaction, so an erasure the snapshot missed is always among them."""
 
 _COLUMNS = {"user": np.int32, "item": np.int32, "type": np.int8, "value": np.float32, "price": np.float32,
             "ts": np.float64, "session": np.int32}  # fmt: skip
@@ -145,6 +152,7 @@ def load_snapshot(conn: psycopg.Connection[Any], now: float | None = None) -> Sn
 
 
 def _read(conn: psycopg.Connection[Any], now: float) -> Snapshot:
+    erasures = conn.execute(RECENT_TOMBSTONES).fetchall()
     user_rows = conn.execute("SELECT user_id, attributes FROM users ORDER BY user_id").fetchall()
     user_ids = np.array([r[0] for r in user_rows], dtype=object)
 
@@ -168,4 +176,5 @@ def _read(conn: psycopg.Connection[Any], now: float) -> Snapshot:
     return Snapshot(
         log=EventLog(**columns, user_ids=user_ids, item_ids=item_ids), catalog=catalog,
         user_attributes=[r[1] or {} for r in user_rows], now=now, orphan_events=orphans,
+        erasures=frozenset((user, at) for user, at in erasures),
     )

@@ -22,10 +22,11 @@ from psycopg.types.json import Jsonb
 
 from app.db import libpq_url
 from app.settings import Settings
+from app.store import erasure
 from app.store.client import make_redis
 from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
-from app.worker import hydrate, repair
+from app.worker import erasures, hydrate, repair
 from app.worker.load import analyze_unanalyzed, load_snapshot
 from app.worker.lock import RebuildLock
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
@@ -171,13 +172,19 @@ def _rebuild(
                     **propensity.meta(),
                 }
             )
-            writer.publish(settings.keep_versions, fence)
+            with erasures.settled(conn):  # erasures in flight land first; later ones find this version
+                erasure.erase_from_version(client, keys, version, erasures.since(conn, snapshot))
+                writer.publish(settings.keep_versions, fence)
             client.delete(keys.live_content())  # the new version has every item's content neighbours
     except BaseException:
         writer.discard()
         raise
     with stages.stage("hydrate"):
-        hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None)
+        erased = erasures.since(conn, snapshot)
+        if hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None, erased=erased):
+            with erasures.settled(conn):  # those erased while it hydrated: their history may be back
+                erasures.erase_realtime(client, keys, [u for u in erasures.since(conn, snapshot) if u not in erased])
+        erasures.prune(conn)
         repair.covered(conn, skipped)
     metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics,
                "orphan_events": snapshot.orphan_events}
