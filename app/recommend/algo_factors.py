@@ -29,10 +29,14 @@ def als_item_factors(
     """Item factors float32[n_items, factors] of implicit's ALS on the strengths x [n_users, n_items]
     (confidence = 1 + `confidence` * strength), single-threaded and seeded: a rebuild is repeatable."""
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=confidence,
-                                    iterations=iterations, num_threads=1, random_state=seed)
-    model.fit(sp.csr_matrix(x, dtype=np.float32), show_progress=False)
+    # implicit's solver calls BLAS on tiny f x f systems per user: a BLAS thread pool only adds
+    # contention there (implicit itself checks for it and warns)
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=confidence,
+                                        iterations=iterations, num_threads=1, random_state=seed)
+        model.fit(sp.csr_matrix(x, dtype=np.float32), show_progress=False)
     return np.asarray(model.item_factors, dtype=np.float32)
 
 
