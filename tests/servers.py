@@ -1,5 +1,11 @@
-"""Real Postgres and Redis for the test suite: the configured servers, else the local ones, else
-embedded ones started from the pip-installed server packages. Never skipped, never faked."""
+"""Real Postgres and Redis for the test suite: the servers named in SHOPMIND_TEST_DATABASE_URL and
+SHOPMIND_TEST_REDIS_URL, else the local ones, else embedded ones started from the pip-installed server
+packages. Never skipped, never faked.
+
+The service's own SHOPMIND_DATABASE_URL and SHOPMIND_REDIS_URL are deliberately not read: a shell that
+has them set points at a real deployment, and the suite creates databases, truncates tables and
+deletes Redis keys. Test servers are named only by the variables that say so.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ def _embedded_servers():  # type: ignore[no-untyped-def]
 
 
 def postgres_admin_url() -> str:
-    url = os.environ.get("SHOPMIND_TEST_DATABASE_URL") or os.environ.get("SHOPMIND_DATABASE_URL")
+    url = os.environ.get("SHOPMIND_TEST_DATABASE_URL")
     if url:
         return libpq_url(url)
     if _reachable("127.0.0.1", 5432):
@@ -46,7 +52,7 @@ def postgres_admin_url() -> str:
 
 
 def redis_url() -> str:
-    url = os.environ.get("SHOPMIND_TEST_REDIS_URL") or os.environ.get("SHOPMIND_REDIS_URL")
+    url = os.environ.get("SHOPMIND_TEST_REDIS_URL")
     if url:
         return url
     if _reachable("127.0.0.1", 6379):
