@@ -203,10 +203,16 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["ingest", "read", "admin"]), help="Repeat for several scopes.")
+              type=click.Choice(["track", "ingest", "read", "admin"]),  # app.auth.service.SCOPES
+              help="Repeat for several scopes. `track`: for shop pages (shopmind.js), alone.")
 @click.option("--name", default="api key", show_default=True, help="A label to recognise the key by.")
 def keys_create(scopes: tuple[str, ...], name: str) -> None:
-    """Create an API key and print it."""
+    """Create an API key and print it.
+
+    `track` keys go into shop pages, where anyone can read them: they may only post browser events
+    (view, click, cart changes, like, dislike, bookmark). Purchases and ratings come from the shop's
+    backend with an `ingest` key.
+    """
     from sqlalchemy.orm import Session
 
     from app.auth.service import create_key
@@ -215,9 +221,13 @@ def keys_create(scopes: tuple[str, ...], name: str) -> None:
     with _servers() as settings:
         assert settings.database_url
         engine = make_engine(settings.database_url)
-        with Session(engine) as session, session.begin():
-            raw, _ = create_key(session, name, list(scopes))
-        engine.dispose()
+        try:
+            with Session(engine) as session, session.begin():
+                raw, _ = create_key(session, name, list(scopes))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        finally:
+            engine.dispose()
         click.echo(raw)
 
 

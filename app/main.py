@@ -37,7 +37,8 @@ DESCRIPTION = """
 Hybrid recommendations and propensity scores for web shops.
 
 Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-Scopes: `ingest` (events, catalog, users), `read` (recommendations, scores), `admin` (everything).
+Scopes: `track` (shop pages: `POST /v1/events`, browser event types only), `ingest` (events, catalog,
+users), `read` (recommendations, scores), `admin` (everything).
 Errors are `{"error": "<Code>", "detail": ...}`.
 """
 

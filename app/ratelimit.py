@@ -2,7 +2,9 @@
 
 Each key id has a bucket holding at most `burst = rate × settings.rate_limit_burst_seconds` tokens,
 refilled continuously at `rate` tokens per second, where `rate` comes from
-`settings.rate_limit_per_second` for the key's broadest scope (admin > ingest > read). A request costs
+`settings.rate_limit_per_second` for the key's broadest scope (admin > ingest > read > track). A `track`
+key is public (it sits in every shop page), so its bucket is per key *and client address*: a visitor
+who copies it and hammers the API cannot empty the bucket every shopper's browser shares. A request costs
 one token; an empty bucket answers 429 with `Retry-After` (whole seconds, rounded up) until a token
 is back. The bucket lives in Redis, so every API replica shares it, and the clock is Redis' own
 (`TIME`), so replicas with skewed clocks still agree.
@@ -33,7 +35,7 @@ from app.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
-SCOPE_BREADTH: tuple[str, ...] = ("admin", "ingest", "read")
+SCOPE_BREADTH: tuple[str, ...] = ("admin", "ingest", "read", "track")
 """Broadest first: a key's rate is the rate of the first of these scopes it holds."""
 
 FAIL_OPEN_SECONDS = 5.0
@@ -83,6 +85,16 @@ def rate_for(principal: Principal, settings: Settings) -> float:
     return min(settings.rate_limit_per_second.values(), default=1.0)
 
 
+TRACK_ONLY = frozenset({"track"})
+
+
+def bucket_of(principal: Principal, address: str | None) -> str:
+    """The bucket a request spends from: the key's, or for a track-only key the key's at this address."""
+    if address and principal.scopes == TRACK_ONLY:
+        return f"{principal.key_id}@{address}"
+    return principal.key_id
+
+
 class RateLimiter:
     """`await limiter.check(principal)` raises RateLimited (429) when the key's bucket is empty."""
 
@@ -93,13 +105,15 @@ class RateLimiter:
         self._skip_until = 0.0
         self._leases: dict[str, tuple[float, float]] = {}  # key id -> (tokens left, monotonic expiry)
 
-    async def check(self, principal: Principal, cost: float = 1.0) -> None:
+    async def check(self, principal: Principal, cost: float = 1.0, address: str | None = None) -> None:
+        """`address`: the client's, which splits a track key's bucket (see `bucket_of`)."""
         now = time.monotonic()
         if now < self._skip_until:
             return
-        left, expires = self._leases.get(principal.key_id, (0.0, 0.0))
+        bucket = bucket_of(principal, address)
+        left, expires = self._leases.get(bucket, (0.0, 0.0))
         if left >= cost and now < expires:
-            self._leases[principal.key_id] = (left - cost, expires)
+            self._leases[bucket] = (left - cost, expires)
             return
         rate = rate_for(principal, self._settings)
         if rate <= 0:
@@ -108,7 +122,7 @@ class RateLimiter:
         lease = min(burst, max(cost, min(MAX_LEASE, rate * LEASE_SHARE)))
         try:
             granted, wait = await self._script(
-                keys=[self._keys.rate_limit(principal.key_id)], args=[rate, burst, cost, lease]
+                keys=[self._keys.rate_limit(bucket)], args=[rate, burst, cost, lease]
             )
         except (RedisError, OSError) as exc:
             self._skip_until = time.monotonic() + FAIL_OPEN_SECONDS
@@ -118,13 +132,14 @@ class RateLimiter:
             if len(self._leases) > 10_000:
                 self._leases.clear()
             # a concurrent request may have leased meanwhile: keep its unexpired tokens too
-            left, expires = self._leases.get(principal.key_id, (0.0, 0.0))
+            left, expires = self._leases.get(bucket, (0.0, 0.0))
             left = left if expires > now else 0.0
-            self._leases[principal.key_id] = (left + float(granted) - cost, now + LEASE_SECONDS)
+            self._leases[bucket] = (left + float(granted) - cost, now + LEASE_SECONDS)
             return
         retry_after = max(1, math.ceil(float(wait)))
         raise RateLimited(
-            f"Rate limit of {rate:g} requests/s (burst {burst:g}) exceeded for this key; "
+            f"Rate limit of {rate:g} requests/s (burst {burst:g}) exceeded for this key"
+            f"{'' if bucket == principal.key_id else ' from this address'}; "
             f"retry in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )

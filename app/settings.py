@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     # auth and limits
     key_cache_seconds: float = Field(default=30.0, ge=0)
     rate_limit_per_second: dict[str, float] = Field(
-        default={"ingest": 2000.0, "read": 2000.0, "admin": 200.0},
-        description="Token-bucket refill rate per API key, by the key's broadest scope.",
+        default={"ingest": 2000.0, "read": 2000.0, "admin": 200.0, "track": 20.0},
+        description="Token-bucket refill rate per API key, by the key's broadest scope; a track key's "
+        "(public, in every shop page) per key and client address.",
     )
     rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
 

@@ -1,4 +1,8 @@
-"""Route dependencies: `Depends(require("read"))` authenticates the caller and checks the scope."""
+"""Route dependencies: `Depends(require("read"))` authenticates the caller and checks the scope.
+
+`require("ingest", "track")` accepts a key holding any of the scopes; the route then narrows what the
+weaker one may do (`request.state.principal` or the dependency's value is the Principal).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,9 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+def require(scope: str, *alternatives: str) -> Callable[..., Awaitable[Principal]]:
+    accepted = (scope, *alternatives)
+
     async def dependency(
         request: Request,
         _b: HTTPAuthorizationCredentials | None = _bearer_dep,
@@ -37,12 +43,12 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         principal = await verifier.verify(raw)
         if principal is None:
             raise Unauthorized("Unknown or revoked API key.")
-        if not principal.allows(scope):
-            raise Forbidden(f"This key lacks the `{scope}` scope.")
+        if not any(principal.allows(s) for s in accepted):
+            raise Forbidden(f"This key lacks the `{'` or `'.join(accepted)}` scope.")
         request.state.principal = principal
         limiter = getattr(request.app.state, "rate_limiter", None)
         if limiter is not None:
-            await limiter.check(principal)
+            await limiter.check(principal, address=request.client.host if request.client else None)
         return principal
 
     return dependency

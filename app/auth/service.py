@@ -18,7 +18,11 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey
 
-SCOPES: tuple[str, ...] = ("ingest", "read", "admin")
+SCOPES: tuple[str, ...] = ("track", "ingest", "read", "admin")
+"""`track` is the browser's scope: its key sits in every shop page, so anyone can copy it, and it may only
+post browser-observable events (`POST /v1/events`, types in `app.events.schemas.BROWSER_EVENT_TYPES`).
+`ingest` (the shop's backend: events of every type, catalog, users), `read` (serving), `admin`
+(everything, erasure, rebuilds). No scope implies another but `admin`, which implies them all."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {scopes}")
+    if "track" in scopes and set(scopes) != {"track"}:
+        # a track key is published in pages; any other scope beside it would be published too
+        raise ValueError("a `track` key is for browsers and takes no other scope; create a second key")
     return sorted(set(scopes))
 
 

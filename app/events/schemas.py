@@ -13,6 +13,17 @@ EventType = Literal[
     "view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "like", "dislike", "bookmark"
 ]
 
+BROWSER_EVENT_TYPES: frozenset[str] = frozenset(
+    {"view", "click", "add_to_cart", "remove_from_cart", "like", "dislike", "bookmark"}
+)
+"""What a `track` key (the one in every shop page, readable by anyone) may post: what a page sees a
+shopper do. `purchase` and `rating` are not among them: a purchase is a fact of the shop's order system
+(its price becomes revenue, propensity labels and customer value, and it takes the item out of the
+buyer's recommendations) and a rating is the review system's record (its value moves the shopper's
+mean-centred profile); forged from a copied page key, either would poison campaigns and metrics, so
+the shop's backend sends them with an `ingest` key. A type added to EventType is backend-only until it
+is listed here."""
+
 
 # A TypedDict, not a model: validating a 1,000-event batch into plain dicts takes under half the time of
 # building 1,000 model instances, and ingest throughput is the point of this path. The two rules that

@@ -3,14 +3,18 @@
  *
  *   <script src="https://shopmind.example.com/static/shopmind.js"></script>
  *   <script>
- *     Shopmind.init({endpoint: "https://shopmind.example.com", key: "sm_…ingest key…", userId: "c-42"});
+ *     Shopmind.init({endpoint: "https://shopmind.example.com", key: "sm_…track key…", userId: "c-42"});
  *     Shopmind.track("view", "sku-123");
  *     Shopmind.track("add_to_cart", "sku-123", {value: 2, price: 19.9});
- *     Shopmind.track("purchase", "sku-123", {price: 19.9, recommendationId: rec.recommendation_id});
+ *     Shopmind.track("click", "sku-456", {recommendationId: rec.recommendation_id});
  *   </script>
  *
- * - The key is visible to anyone who opens the page: give it the `ingest` scope only, never `read` or
- *   `admin`, and list the shop's origin in SHOPMIND_CORS_ORIGINS on the server.
+ * - The key is visible to anyone who opens the page: create it with `shopmind keys create --scope track`
+ *   (it may only post browser events, nothing else), never `ingest`, `read` or `admin`, and list the
+ *   shop's origin in SHOPMIND_CORS_ORIGINS on the server.
+ * - Purchases and ratings are not sent from the page: anyone could forge them with the page's key, and
+ *   they feed revenue, propensity and customer value. The shop's backend posts them to /v1/events with
+ *   an `ingest` key (the server refuses them from a track key with 403); track() throws for them.
  * - Events are queued and sent in batches (every `flushMs`, at `maxBatch` events, and when the page is
  *   hidden or left) with fetch(..., {keepalive: true}), which survives page unloads like sendBeacon but,
  *   unlike sendBeacon, can send the key in the X-API-Key header — so the key never lands in URLs or
@@ -25,8 +29,10 @@
 (function (global) {
   "use strict";
 
-  var TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "like",
-    "dislike", "bookmark"];
+  // What a track key may post (app.events.schemas.BROWSER_EVENT_TYPES); one refused event would cost
+  // its whole batch a 403, so the others are stopped here, where the page's developer sees why.
+  var TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "like", "dislike", "bookmark"];
+  var BACKEND_TYPES = ["purchase", "rating"];
   var MAX_QUEUE = 500; // events kept while the server is unreachable; the oldest are dropped first
   var config = null;
   var queue = [];
@@ -99,7 +105,7 @@
   var Shopmind = {
     /**
      * init({endpoint, key, userId?, flushMs = 2000, maxBatch = 20})
-     * endpoint: the Shopmind base URL (no trailing /v1); key: an ingest-scope API key.
+     * endpoint: the Shopmind base URL (no trailing /v1); key: a track-scope API key.
      */
     init: function (options) {
       if (!options || !options.endpoint || !options.key) {
@@ -128,11 +134,15 @@
     },
 
     /**
-     * track(type, itemId, extra?) — type: view, click, add_to_cart, remove_from_cart, purchase,
-     * rating, like, dislike, bookmark. extra: {value, price, recommendationId, properties, eventId}.
+     * track(type, itemId, extra?) — type: view, click, add_to_cart, remove_from_cart, like, dislike,
+     * bookmark. extra: {value, price, recommendationId, properties, eventId}.
      */
     track: function (type, itemId, extra) {
       if (!config) throw new Error("call Shopmind.init first");
+      if (BACKEND_TYPES.indexOf(type) >= 0) {
+        throw new Error("Shopmind: send '" + type + "' events from the shop's backend with an ingest key, " +
+          "not from the page");
+      }
       if (TYPES.indexOf(type) < 0) throw new Error("unknown Shopmind event type: " + type);
       extra = extra || {};
       var event = {

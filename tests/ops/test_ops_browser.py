@@ -89,7 +89,7 @@ const S = win.Shopmind;
   S.init({endpoint: "https://sm.example/", key: "KEY", flushMs: 60000, maxBatch: 3});
   S.track("view", "sku-1");
   S.track("add_to_cart", "sku-1", {value: 2, price: 9.5});
-  S.track("purchase", "sku-1", {price: 9.5, recommendationId: "popularity.abc"});  // 3rd: batch full
+  S.track("click", "sku-1", {recommendationId: "popularity.abc"});  // 3rd: batch full
   await S.flush();
   S.track("view", "sku-2");          // the server answers 503: kept and sent again
   await S.flush();
@@ -99,9 +99,11 @@ const S = win.Shopmind;
   win.document.visibilityState = "hidden";
   listeners["visibilitychange"]();   // leaving the page sends what is queued
   await S.flush();
-  let unknown = null;
+  let unknown = null, backend = null;
   try { S.track("teleport", "x"); } catch (e) { unknown = e.message; }
-  process.stdout.write(JSON.stringify({calls, anon: S.anonymousId(), session: S.sessionId(), unknown}));
+  try { S.track("purchase", "sku-1", {price: 9.5}); } catch (e) { backend = e.message; }
+  await S.flush();
+  process.stdout.write(JSON.stringify({calls, anon: S.anonymousId(), session: S.sessionId(), unknown, backend}));
 })();
 """
 
@@ -124,7 +126,7 @@ def test_snippet_batches_retries_and_its_batches_are_accepted(
     assert first["init"]["keepalive"] is True and first["init"]["credentials"] == "omit"
     assert first["init"]["headers"]["X-API-Key"] == "KEY"
     events = first["init"]["body"]["events"]
-    assert [e["type"] for e in events] == ["view", "add_to_cart", "purchase"]
+    assert [e["type"] for e in events] == ["view", "add_to_cart", "click"]
     assert {e["user_id"] for e in events} == {out["anon"]}
     assert {e["session_id"] for e in events} == {out["session"]}
     assert events[1]["value"] == 2 and events[2]["recommendation_id"] == "popularity.abc"
@@ -132,15 +134,17 @@ def test_snippet_batches_retries_and_its_batches_are_accepted(
     assert calls[1]["init"]["body"] == calls[2]["init"]["body"]  # retried after the 503, same event_id
     assert calls[3]["init"]["body"]["events"][0]["user_id"] == "customer-9"
     assert "unknown" in out["unknown"]
+    # purchases belong to the shop's backend: refused at once, nothing queued that would cost a batch a 403
+    assert "backend" in out["backend"] and len(calls) == 4
 
-    # What the snippet sends is what the API takes, with an ingest-only key.
+    # What the snippet sends is what the API takes, with a track key (the one made for pages).
     assert settings.database_url
     engine = make_engine(settings.database_url)
     with Session(engine) as session, session.begin():
-        ingest_key, _ = create_key(session, "browser", ["ingest"])
+        track_key, _ = create_key(session, "browser", ["track"])
     engine.dispose()
     sent = [e for c in (calls[0], calls[1], calls[3]) for e in c["init"]["body"]["events"]]
-    browser = {"Authorization": "", "X-API-Key": ingest_key}
+    browser = {"Authorization": "", "X-API-Key": track_key}
     response = client.post("/v1/events", json={"events": sent}, headers=browser)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 5

@@ -7,18 +7,18 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.orm import Session
 
-from app.auth.service import create_key
+from app.auth.service import SCOPES, create_key
 from app.db import make_engine
 from tests.server import ServerProcess
 
 
 @pytest.fixture
 def scoped_keys(database_url: str, pg: object) -> dict[str, str]:
-    """One raw API key per scope (ingest, read, admin), stored hashed like `shopmind keys create` does."""
+    """One raw API key per scope (track, ingest, read, admin), stored hashed like `shopmind keys create`."""
     engine = make_engine(database_url)
     try:
         with Session(engine) as session, session.begin():
-            return {scope: create_key(session, f"rel-{scope}", [scope])[0] for scope in ("ingest", "read", "admin")}
+            return {scope: create_key(session, f"rel-{scope}", [scope])[0] for scope in SCOPES}
     finally:
         engine.dispose()
 
