@@ -62,14 +62,28 @@ def create_key(session: Session, name: str, scopes: list[str]) -> tuple[str, Api
 
 
 class KeyVerifier:
-    """Resolves a presented key to a Principal; caches hits and misses for `ttl` seconds."""
+    """Resolves a presented key to a Principal; caches hits and misses for `ttl` seconds.
+
+    `reference(principal)` names the key behind a principal without the key itself (a stored key's id;
+    for SHOPMIND_ADMIN_KEY, a fingerprint of its value), and `recheck(reference)` answers whether that
+    key is still valid: long-lived credentials derived from a key (dashboard sessions) call it, so a
+    revoked or rotated key stops them within `ttl`, as it stops the key itself.
+    """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], admin_key: str | None, ttl: float):
         self._sessionmaker = sessionmaker
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._admin = Principal(key_id="admin-env", scopes=frozenset({"admin"}))
+        # Changes with the key's value, so a session opened with the previous SHOPMIND_ADMIN_KEY names a
+        # key no replica accepts any more. Keyed by the key itself: what Redis holds is no plain hash
+        # of the admin key to be tested against guesses offline.
+        self._admin_reference = (
+            "admin-env:" + hmac.new(admin_key.encode(), b"shopmind key reference", "sha256").hexdigest()[:32]
+            if admin_key else None
+        )
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._by_id: dict[int, tuple[float, Principal | None]] = {}
 
     async def verify(self, raw: str) -> Principal | None:
         digest = hash_key(raw)
@@ -91,4 +105,37 @@ class KeyVerifier:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl, principal)
+        return principal
+
+    def reference(self, principal: Principal) -> str:
+        """A name for `principal`'s key that `recheck` resolves while the key is valid (never the key)."""
+        if principal is self._admin and self._admin_reference is not None:
+            return self._admin_reference
+        return principal.key_id
+
+    async def recheck(self, reference: str) -> Principal | None:
+        """The principal of the key `reference` names while it is valid (unrevoked, unrotated); None after.
+
+        Stored keys are read by id, cached for `ttl` like verified keys, so revocation shows within it.
+        """
+        if reference.startswith("admin-env"):
+            ok = self._admin_reference is not None and hmac.compare_digest(reference, self._admin_reference)
+            return self._admin if ok else None
+        if not reference.isdigit():
+            return None
+        key_id = int(reference)
+        now = time.monotonic()
+        cached = self._by_id.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.scopes).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                )
+            ).first()
+        principal = Principal(key_id=str(row.id), scopes=frozenset(row.scopes)) if row else None
+        if len(self._by_id) > 10_000:  # ids come from sessions this service created: a few at most
+            self._by_id.clear()
+        self._by_id[key_id] = (now + self._ttl, principal)
         return principal

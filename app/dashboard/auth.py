@@ -1,8 +1,11 @@
 """Dashboard sessions: an admin key is exchanged once for a random token kept in Redis.
 
 The cookie carries only the token (HttpOnly, SameSite=Strict, path /dashboard, Secure over HTTPS);
-Redis keeps its SHA-256 -> key id for 12 hours. A session is revoked by deleting that key (logout does),
-and no signing secret needs configuring. Keys themselves are never stored, logged or echoed.
+Redis keeps its SHA-256 -> a reference to the key that opened it (`KeyVerifier.reference`) for 12 hours.
+A session is revoked by deleting that Redis key (logout does), and no signing secret needs configuring.
+Every request re-checks the key behind the session, so `shopmind keys revoke` or a new
+SHOPMIND_ADMIN_KEY ends its sessions within SHOPMIND_KEY_CACHE_SECONDS instead of 12 hours later. Keys
+themselves are never stored, logged or echoed.
 """
 
 from __future__ import annotations
@@ -50,20 +53,30 @@ async def login(request: Request, raw_key: str) -> str:
         raise LoginRefused(403, "This key lacks the admin scope; the dashboard is for administrators.")
     token = secrets.token_urlsafe(32)
     keys: Keys = request.app.state.keys
-    await request.app.state.redis.set(keys.dashboard_session(_digest(token)), principal.key_id,
+    await request.app.state.redis.set(keys.dashboard_session(_digest(token)), verifier.reference(principal),
                                       ex=SESSION_SECONDS)
     logging.getLogger(__name__).info("dashboard.login", extra={"key_id": principal.key_id})
     return token
 
 
 async def session_key_id(request: Request) -> str | None:
-    """The key id behind the request's session cookie, or None when absent, unknown or expired."""
+    """The key id behind the request's session cookie, or None when absent, unknown, expired, or when
+    the key that opened it was revoked, rotated or lost the admin scope (the session is then deleted)."""
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 128:
         return None
     keys: Keys = request.app.state.keys
-    raw = await request.app.state.redis.get(keys.dashboard_session(_digest(token)))
-    return raw.decode() if raw is not None else None
+    session = keys.dashboard_session(_digest(token))
+    raw = await request.app.state.redis.get(session)
+    if raw is None:
+        return None
+    verifier: KeyVerifier = request.app.state.key_verifier
+    principal = await verifier.recheck(raw.decode())
+    if principal is None or "admin" not in principal.scopes:
+        await request.app.state.redis.delete(session)
+        logging.getLogger(__name__).info("dashboard.session_ended", extra={"reason": "key no longer valid"})
+        return None
+    return principal.key_id
 
 
 async def logout(request: Request) -> None:
