@@ -19,7 +19,7 @@ from app.events.router import router as events_router
 from app.http import ERROR_RESPONSES, BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
 from app.observability.router import install_metrics
 from app.propensity.router import router as propensity_router
-from app.ratelimit import RateLimiter
+from app.ratelimit import AddressLimiter, RateLimiter
 from app.recommend.degraded import DegradedPopularity
 from app.recommend.model_cache import ModelCache
 from app.recommend.router import router as recommend_router
@@ -67,6 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.key_verifier = KeyVerifier(app.state.sessionmaker, admin, settings.key_cache_seconds)
         app.state.rate_limiter = RateLimiter(app.state.redis, app.state.keys, settings)
+        app.state.auth_failures = AddressLimiter(
+            app.state.redis, app.state.keys, "auth", settings.auth_failures_per_minute
+        )
+        app.state.login_attempts = AddressLimiter(
+            app.state.redis, app.state.keys, "login", settings.login_attempts_per_minute
+        )
         app.state.redis_fallbacks = {}  # path -> requests served without their Redis update
         try:
             yield

@@ -143,3 +143,71 @@ class RateLimiter:
             f"retry in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )
+
+
+# KEYS[1] bucket hash; ARGV rate (tokens/s), burst (tokens), spend (0: only look, 1: spend a token).
+# Returns the seconds until a token is there, as a string: "0" when one was (and, with spend, was taken).
+_ATTEMPTS = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+if tokens < 1 then
+  return string.format('%.6f', (1 - tokens) / rate)
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens - 1), 'ts', string.format('%.6f', now))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+end
+return '0'
+"""
+
+
+class AddressLimiter:
+    """Attempts per client address that hold no valid key: failed authentications and dashboard logins.
+
+    A key verified lately is answered from the verifier's cache at no cost; everything else costs the
+    database a lookup, so an address that keeps failing is stopped twice: its failures answer 429 once
+    its bucket (`per_minute` tokens, refilled over a minute) is empty, and while it is empty the address's
+    next unknown key is refused before any lookup (`check`). The client address is what uvicorn reports
+    (behind a proxy: the forwarded one, when FORWARDED_ALLOW_IPS trusts that proxy). Fails open like
+    RateLimiter: Redis is a cache here, not a gate.
+    """
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, kind: str, per_minute: float) -> None:
+        self._keys = keys
+        self._kind = kind
+        self._rate = per_minute / 60.0
+        self._burst = max(1.0, per_minute)
+        self._script = redis.register_script(_ATTEMPTS)
+        self._skip_until = 0.0
+        self._what = "failed authentications" if kind == "auth" else "login attempts"
+
+    async def check(self, address: str | None) -> None:
+        """Raise RateLimited while `address` has no attempt left; spend nothing."""
+        await self._run(address, spend=False)
+
+    async def spend(self, address: str | None) -> None:
+        """Count one attempt of `address`; raise RateLimited when it had none left."""
+        await self._run(address, spend=True)
+
+    async def _run(self, address: str | None, *, spend: bool) -> None:
+        if time.monotonic() < self._skip_until:
+            return
+        key = self._keys.address_attempts(self._kind, address or "unknown")
+        try:
+            wait = float(await self._script(keys=[key], args=[self._rate, self._burst, "1" if spend else "0"]))
+        except (RedisError, OSError) as exc:
+            self._skip_until = time.monotonic() + FAIL_OPEN_SECONDS
+            log.warning("ratelimit.fail_open", extra={"error": type(exc).__name__, "limit": self._kind})
+            return
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait))
+            raise RateLimited(
+                f"Too many {self._what} from this address ({self._burst:g} per minute); retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )

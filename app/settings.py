@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         "(public, in every shop page) per key and client address.",
     )
     rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
+    auth_failures_per_minute: float = Field(
+        default=60.0, gt=0,
+        description="Failed API authentications (no, unknown or revoked key) per client address and minute "
+        "(also the burst); beyond: 429, and keys not verified lately are not looked up for that address.",
+    )
+    login_attempts_per_minute: float = Field(
+        default=10.0, gt=0,
+        description="Dashboard login attempts per client address and minute (also the burst); beyond: 429.",
+    )
 
     # browser and operations
     cors_origins: Annotated[list[str], NoDecode] = Field(

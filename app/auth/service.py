@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -61,8 +62,23 @@ def create_key(session: Session, name: str, scopes: list[str]) -> tuple[str, Api
     return raw, row
 
 
+MAX_CACHED = 10_000
+"""Entries per cache of KeyVerifier (valid keys, unknown keys, key ids); the oldest goes first."""
+
+
+def _bounded_put(cache: dict[str, tuple[float, Principal | None]], key: str, value: tuple[float, Principal | None],
+                 limit: int) -> None:
+    if key not in cache and len(cache) >= limit:
+        del cache[next(iter(cache))]  # dicts keep insertion order: the oldest entry
+    cache[key] = value
+
+
 class KeyVerifier:
     """Resolves a presented key to a Principal; caches hits and misses for `ttl` seconds.
+
+    Valid keys and unknown ones are cached apart: anyone can send unknown keys by the thousand, and a
+    full miss cache must push out old misses, never a valid key (whose eviction would put every request
+    of that key back on Postgres).
 
     `reference(principal)` names the key behind a principal without the key itself (a stored key's id;
     for SHOPMIND_ADMIN_KEY, a fingerprint of its value), and `recheck(reference)` answers whether that
@@ -70,7 +86,8 @@ class KeyVerifier:
     revoked or rotated key stops them within `ttl`, as it stops the key itself.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], admin_key: str | None, ttl: float):
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], admin_key: str | None, ttl: float,
+                 max_cached: int = MAX_CACHED):
         self._sessionmaker = sessionmaker
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._admin = Principal(key_id="admin-env", scopes=frozenset({"admin"}))
@@ -82,17 +99,28 @@ class KeyVerifier:
             if admin_key else None
         )
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
-        self._by_id: dict[int, tuple[float, Principal | None]] = {}
+        self._max = max_cached
+        self._hits: dict[str, tuple[float, Principal | None]] = {}
+        self._misses: dict[str, tuple[float, Principal | None]] = {}
+        self._by_id: dict[str, tuple[float, Principal | None]] = {}
 
-    async def verify(self, raw: str) -> Principal | None:
+    async def verify(
+        self, raw: str, before_lookup: Callable[[], Awaitable[None]] | None = None
+    ) -> Principal | None:
+        """The key's principal, or None for an unknown or revoked key.
+
+        `before_lookup` is awaited before Postgres is asked (not for a cached answer): it may raise to
+        refuse the lookup, as the per-address limit of failed authentications does.
+        """
         digest = hash_key(raw)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return self._admin
         now = time.monotonic()
-        cached = self._cache.get(digest)
+        cached = self._hits.get(digest) or self._misses.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if before_lookup is not None:
+            await before_lookup()
         async with self._sessionmaker() as session:
             row = (
                 await session.execute(
@@ -102,9 +130,9 @@ class KeyVerifier:
                 )
             ).first()
         principal = Principal(key_id=str(row.id), scopes=frozenset(row.scopes)) if row else None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + self._ttl, principal)
+        self._hits.pop(digest, None)  # a key revoked since: its stale hit must not outlive the miss
+        self._misses.pop(digest, None)
+        _bounded_put(self._hits if principal else self._misses, digest, (now + self._ttl, principal), self._max)
         return principal
 
     def reference(self, principal: Principal) -> str:
@@ -121,21 +149,18 @@ class KeyVerifier:
         if reference.startswith("admin-env"):
             ok = self._admin_reference is not None and hmac.compare_digest(reference, self._admin_reference)
             return self._admin if ok else None
-        if not reference.isdigit():
+        if not (reference.isascii() and reference.isdigit()):
             return None
-        key_id = int(reference)
         now = time.monotonic()
-        cached = self._by_id.get(key_id)
+        cached = self._by_id.get(reference)
         if cached is not None and cached[0] > now:
             return cached[1]
         async with self._sessionmaker() as session:
             row = (
                 await session.execute(
-                    select(ApiKey.id, ApiKey.scopes).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                    select(ApiKey.id, ApiKey.scopes).where(ApiKey.id == int(reference), ApiKey.revoked_at.is_(None))
                 )
             ).first()
         principal = Principal(key_id=str(row.id), scopes=frozenset(row.scopes)) if row else None
-        if len(self._by_id) > 10_000:  # ids come from sessions this service created: a few at most
-            self._by_id.clear()
-        self._by_id[key_id] = (now + self._ttl, principal)
+        _bounded_put(self._by_id, reference, (now + self._ttl, principal), self._max)
         return principal

@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import Request, Response
 
 from app.auth.service import KeyVerifier
+from app.errors import RateLimited
+from app.ratelimit import AddressLimiter
 from app.store.keys import Keys
 
 COOKIE = "shopmind_dashboard"
@@ -28,12 +30,14 @@ MAX_KEY_LENGTH = 512  # real keys are 46 characters; anything much longer is not
 
 
 class LoginRefused(Exception):
-    """A key that does not open the dashboard; `status` is 401 (unknown) or 403 (not admin)."""
+    """A key that does not open the dashboard; `status` is 401 (unknown), 403 (not admin) or 429 (too
+    many attempts from this address, with `headers` carrying Retry-After)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def _digest(token: str) -> str:
@@ -41,7 +45,16 @@ def _digest(token: str) -> str:
 
 
 async def login(request: Request, raw_key: str) -> str:
-    """Verify an admin key and open a session; returns the new session token (for the cookie)."""
+    """Verify an admin key and open a session; returns the new session token (for the cookie).
+
+    Every attempt counts against the client address's login budget (SHOPMIND_LOGIN_ATTEMPTS_PER_MINUTE)
+    before the key is looked at: SHOPMIND_ADMIN_KEY is chosen by people and may be guessable.
+    """
+    attempts: AddressLimiter = request.app.state.login_attempts
+    try:
+        await attempts.spend(request.client.host if request.client else None)
+    except RateLimited as limited:
+        raise LoginRefused(429, str(limited.detail), limited.headers) from None
     raw_key = raw_key.strip()
     if not raw_key or len(raw_key) > MAX_KEY_LENGTH:
         raise LoginRefused(401, "Enter an admin API key.")

@@ -62,9 +62,11 @@ def _json_script(data: Any) -> Markup:
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-def _login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+def _login_page(
+    request: Request, error: str | None = None, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return _secure(templates.TemplateResponse(
-        request, "login.html", {"error": error, "assets": ASSETS}, status_code=status,
+        request, "login.html", {"error": error, "assets": ASSETS}, status_code=status, headers=headers,
     ))
 
 
@@ -81,7 +83,7 @@ async def dashboard(request: Request, key: Annotated[str | None, Query()] = None
         try:
             token = await auth.login(request, key)
         except auth.LoginRefused as refused:
-            return _login_page(request, refused.message, refused.status)
+            return _login_page(request, refused.message, refused.status, refused.headers)
         return _logged_in(request, token)
     if await auth.session_key_id(request) is None:
         return _secure(RedirectResponse(LOGIN, status_code=303))
@@ -107,7 +109,7 @@ async def login_submit(request: Request, key: Annotated[str, Form()] = "") -> Re
     try:
         token = await auth.login(request, key)
     except auth.LoginRefused as refused:
-        return _login_page(request, refused.message, refused.status)
+        return _login_page(request, refused.message, refused.status, refused.headers)
     return _logged_in(request, token)
 
 

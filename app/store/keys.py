@@ -117,8 +117,13 @@ class Keys:
     def rate_limit(self, key_id: str) -> str:
         return f"{self.prefix}rl:{key_id}"
 
+    def address_attempts(self, kind: str, address: str) -> str:
+        """Token bucket of one client address's failed authentications or dashboard logins."""
+        return f"{self.prefix}rl-addr:{kind}:{address}"
+
     def dashboard_session(self, token_hash: str) -> str:
-        """String -> key id of the admin who logged in; expires with the session (12 h).
+        """String -> a reference to the key that logged in (`KeyVerifier.reference`); expires with the
+        session (12 h).
 
         Keyed by the SHA-256 of the cookie's token, so a Redis dump holds no usable session.
         """
