@@ -29,11 +29,11 @@ class HybridConfig:
     """Blend settings (see the module docstring for the formula).
 
     Every field but n_popular is re-chosen per shop by `validate` at every rebuild (`algo_grid`);
-    the defaults are the neutral starting point of that search and what a shop too small to validate
-    gets: no decay anywhere, the whole kept history read (`history_limit` entries, newest first;
-    history_half_life_events weighs the n-th most recent 0.5 ** (n / it)), evidence_c = 1 (an item
-    nobody touched yet ranks on content), and pop_weight 0 (popularity only fills the candidate
-    list for cold users and short histories, it does not re-rank a warm user's candidates).
+    the defaults are the starting point of that search and what a shop too small to validate gets:
+    no decay by age, the cheapest history read (the newest `history_limit` = 25 entries, the n-th
+    most recent weighing 0.5 ** (n / history_half_life_events)), evidence_c = 1 (an item nobody
+    touched yet ranks on content), and pop_weight 0 (popularity only fills the candidate list for
+    cold users and short histories, it does not re-rank a warm user's candidates).
     """
 
     alpha: float = 0.9
@@ -41,9 +41,9 @@ class HybridConfig:
     pop_weight: float = 0.0
     pop_half_life_days: float = 30.0
     history_half_life_days: float = float("inf")
-    history_half_life_events: float = float("inf")
+    history_half_life_events: float = 8.0
     n_popular: int = 200
-    history_limit: int = 200
+    history_limit: int = 25
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from app.recommend.algo_matrix import DEFAULT_WEIGHTS, _type_weight_table
 INF = float("inf")
 #: Event-type weights tried against the defaults: purchases (and explicit ratings) only.
 PURCHASE_ONLY: dict[str, float] = {"purchase": 5.0, "rating": 3.0}
-#: (name, half_life_events, history_limit): how much of a shopper's live history serving reads.
-HISTORIES: tuple[tuple[str, float, int], ...] = (("last_200", INF, 200), ("last_200_decayed", 32.0, 200),
-                                                 ("recent_25", 8.0, 25))
+#: (name, half_life_events, history_limit): how much of a shopper's live history serving reads. The
+#: first is the cheapest and the starting point: serving's CPU grows with the entries it scores, so
+#: a longer read must beat it by the decay margin to be chosen.
+HISTORIES: tuple[tuple[str, float, int], ...] = (("recent_25", 8.0, 25), ("last_200", INF, 200),
+                                                 ("last_200_decayed", 32.0, 200))
 SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.85)
 ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 EVIDENCE_CS: tuple[float, ...] = (0.0, 1.0, 4.0)
@@ -97,6 +99,8 @@ def interaction_knobs(log: EventLog, tied: bool, span_days: float) -> list[Knob]
     if not tied:
         knobs.append(Knob("half_life_days", tuple((_days(d), d) for d in half_lives(span_days)),
                           _set("interaction", half_life_days=None), refit=True))
+    knobs.append(Knob("strength", (("log_weighted", False), ("binary", True)),
+                      _set("interaction", binary=None), refit=True))
     types = set(np.unique(log.type[log.item >= 0]).tolist())
     if TYPE_CODE["rating"] in types:
         knobs.append(Knob("rating", (("centred", (0.5, True, -INF)), ("binary", (0.0, True, -INF)),

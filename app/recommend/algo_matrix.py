@@ -47,6 +47,9 @@ class InteractionConfig:
         last few events predicts the next ones far better than wall-clock age alone.
     rating_threshold : ratings below it weigh nothing (a "thresholded" treatment: only liked items
         count); -inf keeps every rating.
+    binary : every (user, item) pair with net positive evidence weighs 1 in the matrix CF is fitted
+        on, however many or strong its events (repeat buyers of cheap staples stop dominating the
+        similarities). Histories are never binarised: their weights carry the recency order.
     """
 
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -56,6 +59,7 @@ class InteractionConfig:
     rating_scale: float = 0.5
     rating_midpoint: float = 3.0
     rating_threshold: float = float("-inf")
+    binary: bool = False
 
 
 def _type_weight_table(weights: Mapping[str, float]) -> NDArray[np.float64]:
@@ -136,10 +140,11 @@ def recency_rank(user: NDArray[np.integer], ts: NDArray[np.float64], n_users: in
 
 
 def _aggregate(
-    user: NDArray[np.integer], item: NDArray[np.integer], w: NDArray[np.float64], shape: tuple[int, int]
+    user: NDArray[np.integer], item: NDArray[np.integer], w: NDArray[np.float64], shape: tuple[int, int],
+    binary: bool = False,
 ) -> sp.csr_matrix:
     summed = sp.csr_matrix((w, (user, item)), shape=shape, dtype=np.float64)  # duplicates are summed
-    summed.data = np.log1p(np.maximum(summed.data, 0.0))
+    summed.data = (summed.data > 0).astype(np.float64) if binary else np.log1p(np.maximum(summed.data, 0.0))
     summed.eliminate_zeros()
     return summed.astype(np.float32)
 
@@ -186,7 +191,7 @@ def interactions(
     w = event_weights(
         user, log.type[has_item], log.value[has_item], log.ts[has_item], log.n_users, now, config
     )
-    return _aggregate(user, item, w, (log.n_users, log.n_items))
+    return _aggregate(user, item, w, (log.n_users, log.n_items), config.binary)
 
 
 def history_weights(

@@ -85,6 +85,7 @@ def history_config(config: RecommenderConfig) -> InteractionConfig:
         config.interaction,
         half_life_days=config.hybrid.history_half_life_days,
         half_life_events=config.hybrid.history_half_life_events,
+        binary=False,
     )
 
 
@@ -134,11 +135,12 @@ def holdout_targets(
     return sp.csr_matrix(rel > 0), seen
 
 
-#: A decay (a half-life, or a history read by recency) is adopted only when it beats the current
-#: choice (no decay, at first) by this share, about two standard errors of NDCG@10 over a thousand
-#: validation users: a decay bets that the past misleads, and noise is no evidence of that.
+#: A decay (a half-life) is adopted only when it beats the current choice (no decay, at first) by this
+#: share, about two standard errors of NDCG@10 over a thousand validation users: a decay bets that the
+#: past misleads, and noise is no evidence of that. A longer history read must beat the cheaper one
+#: by as much: it costs serving CPU on every request.
 DECAY_MARGIN = 0.02
-DECAY_KNOBS = frozenset({"half_life_days", "history_half_life_days", "history"})
+MARGIN_KNOBS = frozenset({"half_life_days", "history_half_life_days", "history"})
 #: Above this many events, validation runs on a random sample of users holding about this many.
 VALIDATION_MAX_EVENTS = 1_500_000
 
@@ -295,7 +297,7 @@ def validate(
             chosen[knob] = current
         else:  # the starting value is not a choice here: the best candidate wins outright
             best = -1.0
-        margin = DECAY_MARGIN if knob in DECAY_KNOBS else 0.0
+        margin = DECAY_MARGIN if knob in MARGIN_KNOBS else 0.0
         for label, c in candidates:
             if found[label]["ndcg@10"] > best * (1.0 + margin) + 1e-9:
                 best, best_config, chosen[knob] = found[label]["ndcg@10"], c, label
@@ -339,8 +341,11 @@ def validate(
     cf_knob("neighbours_k", [(str(k), k) for k in NEIGHBOUR_COUNTS], "k")
     for name in ("history_half_life_days", "alpha", "evidence_c", "popularity"):
         blend(name)
-    grid["cf_variant_first_pass"] = grid.pop("cf_variant")
+    # second pass over the knobs whose best value depends most on the others
+    for name in ("cf_variant", "sequence_weight", "history"):
+        grid[f"{name}_first_pass"] = grid.pop(name)
     cf_knob("cf_variant", [(v, v) for v in usable], "variant")
+    cf_knob("sequence_weight", [(f"{w:g}", w) for w in SEQUENCE_WEIGHTS], "sequence_weight")
     blend("history")
 
     h = best_config.hybrid

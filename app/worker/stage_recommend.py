@@ -48,7 +48,7 @@ def build_recommender(snapshot: Snapshot, settings: Settings) -> RecommenderBuil
     k = settings.neighbours_k
     content = fit_content([item_document(item) for item in snapshot.catalog.items])
     content_nn = content_neighbours(content, k=k)
-    base = RecommenderConfig()  # CF keeps its tuned k (quality drops with shorter lists)
+    base = RecommenderConfig()  # the neutral start of the search; validation chooses every constant
     metrics: dict[str, Any] = {}
     config = base
     if len(log_) >= MIN_VALIDATION_EVENTS:
