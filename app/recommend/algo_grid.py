@@ -102,6 +102,10 @@ def interaction_knobs(log: EventLog, tied: bool, span_days: float) -> list[Knob]
     knobs.append(Knob("strength", (("log_weighted", False), ("binary", True)),
                       _set("interaction", binary=None), refit=True))
     types = set(np.unique(log.type[log.item >= 0]).tolist())
+    valued = (log.item >= 0) & (log.type != TYPE_CODE["rating"]) & np.isfinite(log.value) & (log.value > 0)
+    if valued.any() and (log.value[valued] != 1).any():  # quantities or counts that differ
+        knobs.append(Knob("event_value", (("ignored", False), ("as_count", True)),
+                          _set("interaction", value_weighted=None), refit=True))
     if TYPE_CODE["rating"] in types:
         knobs.append(Knob("rating", (("centred", (0.5, True, -INF)), ("binary", (0.0, True, -INF)),
                                      ("thresholded", (0.0, True, 3.5))), _with_rating, refit=True))

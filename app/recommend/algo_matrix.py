@@ -47,6 +47,8 @@ class InteractionConfig:
         last few events predicts the next ones far better than wall-clock age alone.
     rating_threshold : ratings below it weigh nothing (a "thresholded" treatment: only liked items
         count); -inf keeps every rating.
+    value_weighted : an event other than a rating that carries a positive `value` (a quantity, a play
+        count) weighs its type's weight times that value, before the log damping of the sum.
     binary : every (user, item) pair with net positive evidence weighs 1 in the matrix CF is fitted
         on, however many or strong its events (repeat buyers of cheap staples stop dominating the
         similarities). Histories are never binarised: their weights carry the recency order.
@@ -59,6 +61,7 @@ class InteractionConfig:
     rating_scale: float = 0.5
     rating_midpoint: float = 3.0
     rating_threshold: float = float("-inf")
+    value_weighted: bool = False
     binary: bool = False
 
 
@@ -116,6 +119,9 @@ def event_weights(
             centre = np.full(r.shape, config.rating_midpoint)
         w[is_rating] = np.where(r >= config.rating_threshold,
                                 table[TYPE_CODE["rating"]] + config.rating_scale * (r - centre), 0.0)
+    if config.value_weighted:
+        counted = (type_code != TYPE_CODE["rating"]) & np.isfinite(value) & (value > 0)
+        w[counted] = w[counted] * value[counted].astype(np.float64)
     ref: float | NDArray[np.float64] = (
         float(now) if np.ndim(now) == 0 else np.asarray(now, dtype=np.float64)[user]
     )
@@ -225,6 +231,11 @@ def history_weights(
         centre = sum(r for _, r in rated) / len(rated) if config.rating_centering else config.rating_midpoint
         for j, r in rated:
             w[j] = w[j] + config.rating_scale * (r - centre) if r >= config.rating_threshold else 0.0
+    if config.value_weighted:  # quantities and counts, as `event_weights` weighs them
+        for j, k in enumerate(kept):
+            v = values[k]
+            if type_code[k] != rating and math.isfinite(v) and v > 0:
+                w[j] = w[j] * v
     days = config.half_life_days
     if math.isfinite(days) and days > 0:  # `decay`, event by event
         w = [wj * math.exp2(-(max(now - t, 0.0) / SECONDS_PER_DAY) / days) for wj, t in zip(w, stamps, strict=True)]

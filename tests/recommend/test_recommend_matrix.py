@@ -97,22 +97,29 @@ def test_per_user_now() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize(("half_life_days", "half_life_events", "centering"), [
-    (20.0, 5.0, True), (20.0, 5.0, False), (math.inf, 3.0, True), (7.0, math.inf, True),
+@pytest.mark.parametrize(("half_life_days", "half_life_events", "centering", "threshold", "valued"), [
+    (20.0, 5.0, True, -math.inf, False), (20.0, 5.0, False, -math.inf, False), (math.inf, 3.0, True, 3.5, False),
+    (7.0, math.inf, True, -math.inf, True), (math.inf, 8.0, False, 3.5, True),
 ])
 def test_history_weights_equal_the_matrix_row(
-    seed: int, half_life_days: float, half_life_events: float, centering: bool
+    seed: int, half_life_days: float, half_life_events: float, centering: bool, threshold: float, valued: bool
 ) -> None:
     """Serving's per-request weighting (plain Python) gives the validation matrix's row, to the bit:
-    repeats, negative events, fractional ratings, equal timestamps (a recency tie) included."""
+    repeats, negative events, fractional ratings, equal timestamps (a recency tie), thresholded
+    ratings and quantities counted as weights included."""
     rng = np.random.default_rng(seed)
     n = 40
     types = rng.choice(["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "dislike"], n)
-    log = _log([("u", f"i{rng.integers(6)}", str(t), float(NOW - rng.integers(0, 8) * DAY),
-                 float(rng.integers(1, 6) + rng.choice([0.0, 0.3])) if t == "rating" else None) for t in types],
-               universe=[f"i{k}" for k in range(6)])
+
+    def value(t: str) -> float | None:
+        if t == "rating":
+            return float(rng.integers(1, 6) + rng.choice([0.0, 0.3]))
+        return float(rng.choice([1.0, 2.0, 7.5])) if t == "purchase" and rng.random() < 0.7 else None
+
+    log = _log([("u", f"i{rng.integers(6)}", str(t), float(NOW - rng.integers(0, 8) * DAY), value(str(t)))
+                for t in types], universe=[f"i{k}" for k in range(6)])
     cfg = InteractionConfig(half_life_days=half_life_days, half_life_events=half_life_events,
-                            rating_centering=centering)
+                            rating_centering=centering, rating_threshold=threshold, value_weighted=valued)
     row = interactions(log, cfg, NOW).toarray()[0]
     idx, w = history_weights(log.item.tolist(), log.type.tolist(), log.value.tolist(), log.ts.tolist(), NOW, cfg)
     assert idx.dtype == np.int32 and w.dtype == np.float32
@@ -147,3 +154,18 @@ def test_ratings_matrix_is_mean_rating() -> None:
     r = ratings_matrix(log).toarray()
     np.testing.assert_allclose(r, [[3.0, 0.0], [0.0, 5.0]])
     assert log.type[2] == TYPE_CODE["view"]
+
+
+def test_value_weighting_counts_quantities_but_not_ratings() -> None:
+    log = _log([("u", "a", "purchase", NOW, 3.0), ("u", "b", "purchase", NOW, None), ("u", "c", "rating", NOW, 5.0)])
+    plain = InteractionConfig(rating_scale=0.0)
+    counted = InteractionConfig(rating_scale=0.0, value_weighted=True)
+    np.testing.assert_allclose(interactions(log, plain, NOW).toarray()[0], np.log1p([5.0, 5.0, 3.0]), rtol=1e-6)
+    np.testing.assert_allclose(interactions(log, counted, NOW).toarray()[0], np.log1p([15.0, 5.0, 3.0]), rtol=1e-6)
+
+
+def test_binary_strengths_flatten_the_matrix_only() -> None:
+    log = _log([("u", "a", "purchase", NOW, None), ("u", "a", "purchase", NOW, None), ("u", "b", "view", NOW, None),
+                ("u", "c", "remove_from_cart", NOW, None)])
+    x = interactions(log, InteractionConfig(binary=True), NOW).toarray()[0]
+    np.testing.assert_array_equal(x, [1.0, 1.0, 0.0])  # net negative evidence stays out
