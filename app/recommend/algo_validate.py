@@ -142,7 +142,7 @@ def holdout_targets(
 DECAY_MARGIN = 0.02
 MARGIN_KNOBS = frozenset({"half_life_days", "history_half_life_days", "history"})
 #: Above this many events, validation runs on a random sample of users holding about this many.
-VALIDATION_MAX_EVENTS = 1_500_000
+VALIDATION_MAX_EVENTS = 1_000_000
 
 
 @dataclass
@@ -341,12 +341,14 @@ def validate(
     cf_knob("neighbours_k", [(str(k), k) for k in NEIGHBOUR_COUNTS], "k")
     for name in ("history_half_life_days", "alpha", "evidence_c", "popularity"):
         blend(name)
-    # second pass over the knobs whose best value depends most on the others
-    for name in ("cf_variant", "sequence_weight", "history"):
+    # A second pass over the knobs whose best value depends most on the others; the blend's are
+    # cheap (no refit), the interaction knobs' refits are not repeated.
+    for name in ("cf_variant", "sequence_weight", "history", "alpha", "evidence_c", "popularity"):
         grid[f"{name}_first_pass"] = grid.pop(name)
     cf_knob("cf_variant", [(v, v) for v in usable], "variant")
     cf_knob("sequence_weight", [(f"{w:g}", w) for w in SEQUENCE_WEIGHTS], "sequence_weight")
-    blend("history")
+    for name in ("history", "alpha", "evidence_c", "popularity"):
+        blend(name)
 
     h = best_config.hybrid
     scores = ev.run([
