@@ -29,6 +29,7 @@ from app.settings import Settings, get_settings
 from app.store.client import make_async_redis
 from app.store.keys import Keys
 from app.users.router import router as users_router
+from app.value.router import router as value_router
 from app.web import install_browser_support
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(runs_router)
     app.include_router(propensity_router)
+    app.include_router(value_router)
     install_dashboard(app)  # GET /dashboard: the operator page (admin session), not in the schema
 
     @app.get("/", include_in_schema=False)

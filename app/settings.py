@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         default=["purchase", "churn"],
         description="Targets scored at each rebuild: purchase, churn, purchase:<category>.",
     )
+    value_horizon_days: float = Field(
+        default=90.0, gt=0, description="Horizon of the customer-value predictions (purchases, revenue)."
+    )
 
     # auth and limits
     key_cache_seconds: float = Field(default=30.0, ge=0)

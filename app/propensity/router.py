@@ -6,12 +6,24 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app.auth.deps import require
 from app.common.types import ID_PATTERN
+from app.errors import BadRequest
 from app.propensity import service
-from app.propensity.schemas import AudienceOut, BatchIn, BatchOut, LookalikeIn, LookalikeOut, PropensityOut
+from app.propensity.schemas import (
+    AudienceOut,
+    BatchIn,
+    BatchOut,
+    LookalikeIn,
+    LookalikeOut,
+    PropensityOut,
+    ValueAudienceOut,
+)
 
 router = APIRouter(prefix="/v1", tags=["propensity"], dependencies=[Depends(require("read"))])
 IdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 TargetQuery = Annotated[str, Query(max_length=300, description="purchase, churn or purchase:<category>")]
+AudienceTarget = Annotated[
+    str, Query(max_length=300, description="purchase, churn, purchase:<category>, or value (by expected revenue)")
+]
 
 
 @router.get("/users/{user_id}/propensity", response_model=PropensityOut)
@@ -32,16 +44,22 @@ async def batch_propensity(body: BatchIn, request: Request) -> BatchOut:
     )
 
 
-@router.get("/audiences", response_model=AudienceOut)
+@router.get("/audiences", response_model=AudienceOut | ValueAudienceOut)
 async def audiences(
     request: Request,
-    target: TargetQuery = "purchase",
+    target: AudienceTarget = "purchase",
     min_probability: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    min_revenue: Annotated[float, Query(ge=0, description="target=value only: expected revenue at least")] = 0.0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> AudienceOut:
-    """Shoppers most likely to act, ranked, for campaign targeting; page with `next_cursor`."""
+) -> AudienceOut | ValueAudienceOut:
+    """Shoppers most likely to act (or worth most, `target=value`), ranked, for campaign targeting;
+    page with `next_cursor`."""
     state = request.app.state
+    if target.strip() == "value":
+        return await service.value_audience(state.redis, state.keys, min_probability, min_revenue, limit, cursor)
+    if min_revenue > 0:
+        raise BadRequest("min_revenue applies to target=value only.")
     return await service.audience(
         state.redis, state.keys, service.parse_target(target), min_probability, limit, cursor
     )

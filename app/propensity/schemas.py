@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.common.types import Id
+from app.value.schemas import ValueAudienceOut as ValueAudienceOut  # GET /v1/audiences?target=value answers with it
 
 
 class FactorOut(BaseModel):

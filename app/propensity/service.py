@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
 
+from app.common.paging import ranked_page
 from app.errors import BadRequest, ModelNotReady
 from app.propensity.features_labels import Target
 from app.propensity.schemas import (
@@ -23,6 +23,8 @@ from app.propensity.schemas import (
 from app.recommend.model_cache import ModelCache
 from app.store.codec import text
 from app.store.keys import Keys
+from app.value import service as value_service
+from app.value.schemas import ValueAudienceOut
 
 
 def parse_target(text: str) -> str:
@@ -85,46 +87,27 @@ async def batch_scores(redis: aioredis.Redis, keys: Keys, user_ids: list[str], t
     )
 
 
-def _encode_cursor(version: str, rank: int, member: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([version, rank, member]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[str, int, str]:
-    try:
-        version, rank, member = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(version), int(rank), str(member)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("Invalid cursor: pass back the `next_cursor` of the previous page.") from exc
-
-
 async def audience(
     redis: aioredis.Redis, keys: Keys, target: str, min_probability: float, limit: int, cursor: str | None
 ) -> AudienceOut:
-    """Users ranked by probability, paginated by a cursor pinned to one model version.
-
-    The cursor remembers the last member returned; the next page starts right after that member's
-    rank, so pages never overlap or skip even if a user is erased in between.
-    """
+    """Users ranked by probability, paginated by a cursor pinned to one model version (`common.paging`)."""
     version, horizon, _ = await _model(redis, keys, target)
-    key = keys.model(version, f"aud:{target}")
-    start = 0
-    if cursor:
-        cursor_version, rank, member = _decode_cursor(cursor)
-        if cursor_version != version:
-            # a rebuild published a new ranking; continue the old one while it is kept
-            version = cursor_version
-            key = keys.model(version, f"aud:{target}")
-            if not await redis.exists(key):
-                raise BadRequest("This cursor's model version has expired; start again without a cursor.")
-        current = cast(int | None, await redis.zrevrank(key, member))
-        start = current + 1 if current is not None else rank
-    rows = cast(list[tuple[bytes, float]], await redis.zrevrange(key, start, start + limit - 1, withscores=True))
-    users = [AudienceMember(user_id=text(m), probability=round(s, 6)) for m, s in rows if s >= min_probability]
-    more = len(users) == limit and len(rows) == limit
-    next_cursor = _encode_cursor(version, start + limit - 1, users[-1].user_id) if more and users else None
+    version, rows, next_cursor = await ranked_page(
+        redis, keys, version, f"aud:{target}", limit, cursor, min_probability
+    )
+    users = [AudienceMember(user_id=m, probability=round(s, 6)) for m, s in rows]
     return AudienceOut(
         target=target, horizon_days=horizon, model_version=version, users=users, next_cursor=next_cursor
     )
+
+
+async def value_audience(
+    redis: aioredis.Redis, keys: Keys, min_probability: float, min_revenue: float, limit: int, cursor: str | None
+) -> ValueAudienceOut:
+    """`target=value`: customers ranked by expected revenue (min_revenue filters, not min_probability)."""
+    if min_probability > 0:
+        raise BadRequest("min_probability applies to propensity targets; for target=value pass min_revenue.")
+    return await value_service.audience(redis, keys, min_revenue, limit, cursor)
 
 
 async def lookalike(cache: ModelCache, seeds: list[str], n: int) -> LookalikeOut:

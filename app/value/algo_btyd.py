@@ -59,9 +59,8 @@ def bgnbd_log_likelihood(params: Array, x: Array, t_x: Array, T: Array) -> Array
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a2 = betaln(a, b + x) - betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
-    a4 = np.where(
-        x > 0, np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x), -np.inf
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # the x = 0 rows' branch is computed, then dropped
+        a4 = np.where(x > 0, np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
     return np.asarray(a1 + a2 + np.logaddexp(a3, a4), dtype=np.float64)
 
 
@@ -107,7 +106,7 @@ def _fit(nll: Callable[[Array], float], n_params: int, start: Array | None = Non
     first = minimize(nll, x0, method="L-BFGS-B")
     polished = minimize(
         nll, first.x, method="Nelder-Mead",
-        options={"xatol": 1e-7, "fatol": 1e-11, "maxiter": 4000 * n_params, "adaptive": True},
+        options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 400 * n_params, "adaptive": True},
     )  # fmt: skip
     best = polished.x if polished.fun <= first.fun else first.x
     return np.asarray(np.exp(best), dtype=np.float64)

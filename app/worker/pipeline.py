@@ -31,6 +31,7 @@ from app.worker.load import analyze_unanalyzed, load_snapshot
 from app.worker.lock import RebuildLock
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
 from app.worker.stage_recommend import build_recommender, publish_recommender
+from app.worker.stage_value import build_value, publish_value
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,16 @@ def _rebuild(
         recommender = build_recommender(snapshot, settings)
     with stages.stage("propensity"):
         propensity = build_propensity(snapshot, settings)
+    with stages.stage("value"):
+        value = build_value(snapshot, settings)
+    value_hashes, value_zsets = value.parts()
     version = new_version()
     writer = VersionWriter(client, keys, version)
     try:
         with stages.stage("publish"):
             publish_recommender(writer, snapshot, recommender)
             user_parts = publish_propensity(writer, snapshot, propensity)
+            publish_value(writer, value)
             writer.meta(
                 {
                     "version": version,
@@ -166,10 +171,11 @@ def _rebuild(
                     "n_users": snapshot.log.n_users,
                     "n_items": snapshot.log.n_items,
                     "n_events": len(snapshot.log),
-                    "user_parts": ",".join(["user_nn", *user_parts]),
-                    "user_zsets": ",".join(audience_parts(propensity)),
+                    "user_parts": ",".join(["user_nn", *user_parts, *value_hashes]),
+                    "user_zsets": ",".join([*audience_parts(propensity), *value_zsets]),
                     **recommender.meta(),
                     **propensity.meta(),
+                    **value.meta(),
                 }
             )
             with erasures.settled(conn):  # erasures in flight land first; later ones find this version
@@ -186,7 +192,7 @@ def _rebuild(
                 erasures.erase_realtime(client, keys, [u for u in erasures.since(conn, snapshot) if u not in erased])
         erasures.prune(conn)
         repair.covered(conn, skipped)
-    metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics,
+    metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics, "value": value.metrics,
                "orphan_events": snapshot.orphan_events}
     duration = time.perf_counter() - started
     stages.seconds["peak_rss_mb"] = round(_peak_rss_mb(), 1)
