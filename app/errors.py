@@ -43,6 +43,10 @@ class UserNotFound(NotFound):
     code = "UserNotFound"
 
 
+class PlacementNotFound(NotFound):
+    code = "PlacementNotFound"
+
+
 class Conflict(AppError):
     status, code = 409, "Conflict"
 

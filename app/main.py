@@ -18,6 +18,8 @@ from app.db import make_async_engine
 from app.events.router import router as events_router
 from app.http import ERROR_RESPONSES, BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
 from app.observability.router import install_metrics
+from app.placements.router import router as placements_router
+from app.placements.serving import PlacementBook
 from app.propensity.router import router as propensity_router
 from app.ratelimit import AddressLimiter, RateLimiter
 from app.recommend.degraded import DegradedPopularity
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = Keys(settings.redis_prefix)
         app.state.model_cache = ModelCache(serving_redis, app.state.keys)
         app.state.recommender = RecommendService(serving_redis, app.state.keys, app.state.model_cache)
+        app.state.placements = PlacementBook(app.state.sessionmaker, serving_redis, app.state.keys)
         app.state.degraded_popularity = DegradedPopularity(
             app.state.sessionmaker, settings.popularity_half_life_days
         )
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs_router)
     app.include_router(propensity_router)
     app.include_router(value_router)
+    app.include_router(placements_router)
     install_dashboard(app)  # GET /dashboard: the operator page (admin session), not in the schema
 
     @app.get("/", include_in_schema=False)

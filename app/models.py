@@ -4,7 +4,8 @@ from app.auth.models import ApiKey
 from app.catalog.models import Item
 from app.db import Base
 from app.events.models import Event
+from app.placements.models import Placement
 from app.runs.models import ModelRun, RedisSkip
 from app.users.models import User, UserErasure
 
-__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "RedisSkip", "User", "UserErasure"]
+__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "Placement", "RedisSkip", "User", "UserErasure"]

@@ -139,13 +139,24 @@ def think_ms(rate: int) -> float:
     return max(0.0, 1000.0 * OFFER_CONNECTIONS / rate - EXPECTED_SERVICE_MS)
 
 
-def walk_script(users: list[str]) -> str:
+# --placement: one placement with every rule set (issue 14's latency bar)
+BENCH_PLACEMENT = {
+    "kind": "user", "n": 10,
+    "filters": {"exclude_items": ["item-0003", "item-0004"], "attributes": {"color": ["red", "green", "blue"]}},
+    "boosts": [{"where": {"category": "shoes"}, "factor": 1.5}, {"where": {"max_price": 30}, "factor": 0.8}],
+    "pins": [{"item_id": "item-0001", "position": 1}, {"item_id": "item-0002", "position": 4}],
+    "diversity": {"max_per_category": 3, "lambda": 0.7},
+    "rotation": {"window_minutes": 30, "strength": 0.5},
+}
+
+
+def walk_script(users: list[str], query: str = "n=10") -> str:
     """wrk Lua: each request for the next benchmark user; an exponential pause first when THINK_MS is set."""
     return (
         "local ids = {" + ",".join(f'"{u}"' for u in users) + "}\nlocal k = 0\n"
         "local think = tonumber(os.getenv('THINK_MS') or '0')\n"
         "request = function()\n  k = k % #ids + 1\n"
-        "  return wrk.format('GET', '/v1/users/' .. ids[k] .. '/recommendations?n=10')\nend\n"
+        f"  return wrk.format('GET', '/v1/users/' .. ids[k] .. '/recommendations?{query}')\nend\n"
         "if think > 0 then\n  delay = function() return -math.log(1 - math.random()) * think end\nend\n"
     )
 
@@ -173,6 +184,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3, help="offered-rate runs, each with fresh connections")
+    ap.add_argument("--placement", action="store_true",
+                    help="walk ?placement=bench, a placement with every rule set (pins, boosts, filters, "
+                    "diversity with MMR, rotation)")
     ap.add_argument("--postgres", default=os.environ.get("SHOPMIND_BENCH_POSTGRES",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("SHOPMIND_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
@@ -190,7 +204,15 @@ def main() -> None:
         with running_server(server_env(db, args.redis, prefix), workers=2) as base, \
                 tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
             # users walked in turn, so no single user's keys stay hot in a cache
-            lua.write(walk_script(users[:1000]))
+            query = "n=10"
+            if args.placement:
+                import httpx
+
+                put = httpx.put(f"{base}/v1/placements/bench", json=BENCH_PLACEMENT,
+                                headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+                put.raise_for_status()
+                query = "placement=bench"
+            lua.write(walk_script(users[:1000], query))
             lua.flush()
             offered(base, lua.name, args.rate, 3)  # warm up: model arrays and rows cached in both workers
             for _ in range(args.runs):  # each run opens its connections afresh: the split varies

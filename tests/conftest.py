@@ -23,7 +23,7 @@ from app.settings import Settings
 from tests import servers
 
 ADMIN_KEY = "sm_test_admin_key_0123456789"
-TABLES = ("events", "items", "users", "api_keys", "model_runs", "redis_skips", "user_erasures")
+TABLES = ("events", "items", "users", "api_keys", "model_runs", "redis_skips", "user_erasures", "placements")
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,8 @@ async def publish_items(
     """Make upserted items visible to serving at once: metadata (filters, reasons) and, with the
     serving model's cache, content neighbours (CF neighbours arrive with the next rebuild)."""
     mapping = {
-        i.item_id: item_meta_json(i.categories, i.price, i.available, i.title, i.brand) for i in items
+        i.item_id: item_meta_json(i.categories, i.price, i.available, i.title, i.brand, i.tags, i.attributes)
+        for i in items
     }
     pipe = redis.pipeline(transaction=False)
     pipe.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type]

@@ -36,6 +36,11 @@ class MetaCache:
             self._items = {}
         return self._items
 
+    def current(self) -> dict[str, Meta]:
+        """The entries of the epoch the latest request saw (read-only), for a step that runs right after
+        it on the same items (`placements.serving`); what is missing there must be read."""
+        return self._items
+
     def keep(self, epoch: bytes | None, fetched: Iterable[tuple[str, Meta | None]]) -> None:
         """Remember entries read after `epoch` was read. Ignored when the epoch has moved on since:
         they may predate the write that moved it."""

@@ -10,6 +10,7 @@ from app.common.types import ID_PATTERN
 from app.errors import BadRequest
 from app.fallback import note_redis_fallback
 from app.http import NOT_FOUND, query_model, query_parameters
+from app.placements import apply as placements
 from app.recommend import similar
 from app.recommend.degraded import DegradedPopularity
 from app.recommend.schemas import Recommendations, SessionIn, SimilarUsers, UserRecommendationsQuery
@@ -19,6 +20,7 @@ from app.recommend.service import RecommendService
 router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require("read"))])
 IdPath = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 N = Annotated[int, Query(ge=1, le=100, description="How many items.")]
+PlacementName = Annotated[str | None, Query(min_length=1, max_length=64, description="A placement's rules.")]
 
 
 async def _degraded(
@@ -50,7 +52,11 @@ async def recommendations(user_id: IdPath, request: Request) -> Response:
                  exclude_seen=params.exclude_seen, alpha=params.alpha, min_price=params.min_price,
                  max_price=params.max_price)
     try:
-        recs = await _service(request).for_user(user_id, q)
+        if params.placement is None:
+            recs = await _service(request).for_user(user_id, q)
+        else:
+            recs = await placements.for_user(request.app.state, params.placement, user_id, q,
+                                             set(request.query_params))
     except (RedisError, OSError):
         recs = await _degraded(request, q, set(), "recommendations.user", user_id)
     return _json(recs)
@@ -63,10 +69,15 @@ def _json(recs: Recommendations) -> Response:
 
 
 @router.post("/recommendations/session", response_model=Recommendations)
-async def session_recommendations(body: SessionIn, request: Request) -> Recommendations:
+async def session_recommendations(
+    body: SessionIn, request: Request, placement: PlacementName = None
+) -> Recommendations:
     """Recommendations for an anonymous basket or browsing session (items newest first)."""
     q = RecQuery(n=body.n, category=body.category, available_only=body.available_only)
     try:
+        if placement is not None:
+            return await placements.for_session(request.app.state, placement, body.item_ids, body.user_id, q,
+                                                body.model_fields_set)
         return await _service(request).for_session(body.item_ids, q)
     except (RedisError, OSError):
         return await _degraded(request, q, set(body.item_ids), "recommendations.session")
@@ -80,9 +91,15 @@ async def similar_items(
     mode: Annotated[similar.Mode, Query(description="hybrid, cf (co-behaviour) or content (text, tags)")]
     = "hybrid",
     available_only: bool = True,
+    placement: PlacementName = None,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256, pattern=ID_PATTERN,
+                                         description="The shopper, if known (placement rotation).")] = None,
 ) -> Recommendations:
     """Items like this one. A new item has content neighbours at once and CF ones after the next rebuild."""
     state = request.app.state
+    if placement is not None:
+        q = RecQuery(n=n, available_only=available_only)
+        return await placements.for_item(state, placement, item_id, user_id, q, set(request.query_params), mode)
     return await similar.similar_items(state.redis, state.keys, state.model_cache, item_id, n, mode,
                                        available_only)
 

@@ -25,6 +25,7 @@ class Recommendations(BaseModel):
     strategy: str = Field(description="hybrid | popularity_cold_start | popularity_no_model | "
                           "content_only | degraded_popularity ...")
     items: list[RecommendedItem]
+    placement: str | None = Field(default=None, description="The placement whose rules arranged the list.")
 
 
 class UserRecommendationsQuery(BaseModel):
@@ -40,6 +41,8 @@ class UserRecommendationsQuery(BaseModel):
     min_price: float | None = Field(default=None, ge=0, le=1e9)
     max_price: float | None = Field(default=None, ge=0, le=1e9)
     explain: bool = Field(default=True, description="Reasons are always included; kept for compatibility.")
+    placement: str | None = Field(default=None, min_length=1, max_length=64,
+                                  description="A placement's rules (filters, boosts, pins, diversity, rotation).")
 
 
 class SessionIn(BaseModel):
@@ -49,6 +52,8 @@ class SessionIn(BaseModel):
     n: int = Field(default=10, ge=1, le=100)
     category: Id | None = None
     available_only: bool = True
+    user_id: Id | None = Field(default=None, description="The shopper, if known: placement rotation and "
+                               "experiments follow them.")
 
 
 class SimilarUser(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,18 @@ def decode_history(entry: bytes | str) -> tuple[float, str, float | None, str]:
 
 
 def item_meta_json(
-    categories: list[str], price: float | None, available: bool, title: str | None, brand: str | None = None
+    categories: list[str], price: float | None, available: bool, title: str | None, brand: str | None = None,
+    tags: Sequence[str] = (), attributes: Mapping[str, Any] | None = None,
 ) -> str:
-    return json.dumps({"c": categories, "p": price, "a": available, "t": title, "b": brand},
-                      separators=(",", ":"))
+    """The serving metadata of an item; "g" tags and "x" its scalar attributes (placement rules match
+    them) only when there are some, so a plain catalog's entries stay as small as before."""
+    meta: dict[str, Any] = {"c": categories, "p": price, "a": available, "t": title, "b": brand}
+    if tags:
+        meta["g"] = list(tags)
+    scalars = {k: v for k, v in (attributes or {}).items() if isinstance(v, str | int | float | bool)}
+    if scalars:
+        meta["x"] = scalars
+    return json.dumps(meta, separators=(",", ":"))
 
 
 def new_meta_epoch() -> str:

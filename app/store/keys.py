@@ -26,9 +26,14 @@ class Keys:
         """Set of every item id the user interacted with (for exclude_seen)."""
         return f"{self.prefix}{{u:{user_id}}}:seen"
 
+    def shown(self, user_id: str) -> str:
+        """Sorted set "placement|item_id" -> when it was last shown to the shopper there (epoch seconds),
+        for placement rotation; capped, expiring (`placements.serving`)."""
+        return f"{self.prefix}{{u:{user_id}}}:shown"
+
     def user_keys(self, user_id: str) -> list[str]:
         """Every per-user key, for erasure and merge."""
-        return [self.history(user_id), self.purchased(user_id), self.seen(user_id)]
+        return [self.history(user_id), self.purchased(user_id), self.seen(user_id), self.shown(user_id)]
 
     def popularity(self) -> str:
         """Sorted set item_id -> forward-decayed interaction weight (see events.realtime)."""
@@ -67,6 +72,10 @@ class Keys:
         """A token set afresh by every write to `item_meta` (upsert, delete, hydrate): API processes
         keep the metadata they read until it changes (`recommend.meta_cache`)."""
         return f"{self.prefix}items:meta:epoch"
+
+    def placements_epoch(self) -> str:
+        """A token set afresh by every placement write: API processes reload placements when it moves."""
+        return f"{self.prefix}placements:epoch"
 
     def recommendation_stats(self, strategy: str) -> str:
         """Hash event type -> count of events that carried a recommendation_id of this strategy."""

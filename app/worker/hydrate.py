@@ -161,7 +161,7 @@ def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
     catalog = snapshot.catalog
     mapping = {
         item["item_id"]: item_meta_json(item["categories"], item["price"], bool(item["available"]),
-                                        item["title"], item["brand"])
+                                        item["title"], item["brand"], item["tags"], item["attributes"])
         for k, item in enumerate(catalog.items)
         if not catalog.deleted[k]
     }

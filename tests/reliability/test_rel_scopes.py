@@ -54,6 +54,11 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("DELETE", "/v1/users/{user_id}"): Expect("admin"),
     ("GET", "/v1/users/{user_id}/export"): Expect("admin"),
     ("POST", "/v1/models/rebuild"): Expect("admin"),
+    # admin: merchandising (placements steer what every shopper sees)
+    ("PUT", "/v1/placements/{name}"): Expect("admin", {"n": 5}),
+    ("GET", "/v1/placements"): Expect("admin"),
+    ("GET", "/v1/placements/{name}"): Expect("admin"),
+    ("DELETE", "/v1/placements/{name}"): Expect("admin"),
 }
 
 
