@@ -47,6 +47,8 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", "/v1/users/{user_id}/similar"): Expect("read"),
     ("GET", "/v1/users/{user_id}/propensity"): Expect("read"),
     ("POST", "/v1/propensity"): Expect("read", {"user_ids": ["rel-u"]}),
+    ("GET", "/v1/users/{user_id}/value"): Expect("read"),
+    ("POST", "/v1/value"): Expect("read", {"user_ids": ["rel-u"]}),
     ("GET", "/v1/audiences"): Expect("read"),
     ("POST", "/v1/audiences/lookalike"): Expect("read", {"user_ids": ["rel-u"]}),
     ("GET", "/v1/models"): Expect("read"),
