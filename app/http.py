@@ -52,6 +52,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """`responses=` for every authenticated route: the error envelope, documented in the OpenAPI spec."""
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("No such user or item")}
+PLACEMENT_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("No placement of that name (`?placement=`)")}
 
 
 def query_parameters(model: type[BaseModel]) -> dict[str, Any]:

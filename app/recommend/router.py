@@ -9,7 +9,7 @@ from app.auth.deps import require
 from app.common.types import ID_PATTERN
 from app.errors import BadRequest
 from app.fallback import note_redis_fallback
-from app.http import NOT_FOUND, query_model, query_parameters
+from app.http import NOT_FOUND, PLACEMENT_NOT_FOUND, query_model, query_parameters
 from app.placements import apply as placements
 from app.recommend import similar
 from app.recommend.degraded import DegradedPopularity
@@ -38,7 +38,7 @@ def _service(request: Request) -> RecommendService:
     return service
 
 
-@router.get("/users/{user_id}/recommendations", response_model=Recommendations,
+@router.get("/users/{user_id}/recommendations", response_model=Recommendations, responses=PLACEMENT_NOT_FOUND,
             openapi_extra=query_parameters(UserRecommendationsQuery))
 async def recommendations(user_id: IdPath, request: Request) -> Response:
     """Hybrid recommendations over the shopper's live history (an event posted a moment ago counts).
@@ -68,7 +68,7 @@ def _json(recs: Recommendations) -> Response:
     return Response(recs.__pydantic_serializer__.to_json(recs), media_type="application/json")
 
 
-@router.post("/recommendations/session", response_model=Recommendations)
+@router.post("/recommendations/session", response_model=Recommendations, responses=PLACEMENT_NOT_FOUND)
 async def session_recommendations(
     body: SessionIn, request: Request, placement: PlacementName = None
 ) -> Recommendations:
