@@ -140,6 +140,9 @@ def holdout_targets(
 #: past misleads, and noise is no evidence of that. A longer history read must beat the cheaper one
 #: by as much: it costs serving CPU on every request.
 DECAY_MARGIN = 0.02
+#: ... and by at least this much NDCG@10: where the metric itself is near zero (a window of noise),
+#: a relative margin is no protection (0.0068 -> 0.0074 chose a 200-entry read on random views).
+MIN_GAIN = 0.002
 MARGIN_KNOBS = frozenset({"half_life_days", "history_half_life_days", "history"})
 #: Above this many events, validation runs on a random sample of users holding about this many.
 VALIDATION_MAX_EVENTS = 1_000_000
@@ -297,9 +300,9 @@ def validate(
             chosen[knob] = current
         else:  # the starting value is not a choice here: the best candidate wins outright
             best = -1.0
-        margin = DECAY_MARGIN if knob in MARGIN_KNOBS else 0.0
+        margin = max(DECAY_MARGIN * best, MIN_GAIN) if knob in MARGIN_KNOBS else 0.0
         for label, c in candidates:
-            if found[label]["ndcg@10"] > best * (1.0 + margin) + 1e-9:
+            if found[label]["ndcg@10"] > best + margin + 1e-9:
                 best, best_config, chosen[knob] = found[label]["ndcg@10"], c, label
 
     def cf_knob(name: str, values: Sequence[tuple[str, Any]], field_name: str) -> None:
