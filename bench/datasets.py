@@ -35,8 +35,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.eventlog import TYPE_CODE, EventLog
-from app.recommend.algo_matrix import DEFAULT_WEIGHTS, _type_weight_table
+from app.recommend.algo_matrix import InteractionConfig
 from app.recommend.algo_metrics import time_holdout
+from app.recommend.algo_validate import holdout_targets
 
 DAY = 86_400.0
 
@@ -176,13 +177,8 @@ class Split:
 
     def __init__(self, log: EventLog, test: NDArray[np.bool_]) -> None:
         self.train, self.test = log.select(~test), log.select(test)
-        shape = (log.n_users, log.n_items)
-        tr, te = self.train, self.test
-        seen = sp.csr_matrix((np.ones(len(tr), bool), (tr.user, tr.item)), shape=shape)
-        positive = _type_weight_table(DEFAULT_WEIGHTS)[te.type.astype(np.intp)] > 0
-        rel = sp.csr_matrix((np.ones(int(positive.sum()), bool), (te.user[positive], te.item[positive])),
-                            shape=shape)
-        rel = sp.csr_matrix((rel.astype(np.int8) - rel.multiply(seen).astype(np.int8)) > 0)
+        # the targets validation uses: positive held-out events of items not seen in training
+        rel, seen = holdout_targets(self.train, self.test, InteractionConfig())
         known = np.diff(seen.indptr) > 0
         self.users = np.flatnonzero((np.diff(rel.indptr) > 0) & known)
         self.relevant, self.seen = rel[self.users], seen[self.users]

@@ -25,8 +25,7 @@ from threadpoolctl import threadpool_limits
 from app.recommend.algo_blend import recommend_batch
 from app.recommend.algo_content import content_neighbours, fit_content
 from app.recommend.algo_metrics import ranking_metrics, time_holdout
-from app.recommend.algo_validate import fit, validate
-from app.recommend.algo_validate import user_histories as served_histories
+from app.recommend.algo_validate import fit, user_histories, validate
 from bench import peers
 from bench.datasets import DATASETS, Dataset, Split, global_cut, load, random_holdout
 
@@ -49,7 +48,7 @@ def ours(data: Dataset, split: Split) -> tuple[dict[str, float], dict[str, Any],
     content = content_neighbours(fit_content(data.docs), k=50)
     result = validate(split.train, content)
     model = fit(split.train, result.config)
-    hist = served_histories(split.train, result.config)[split.users]
+    hist = user_histories(split.train, result.config)[split.users]
     top = recommend_batch(hist, model.cf.to_csr(split.train.n_items), content.to_csr(split.train.n_items),
                           model.evidence, model.popularity, result.config.hybrid, 20, exclude=split.seen)
     seconds = time.perf_counter() - t

@@ -37,13 +37,11 @@ ALS_REGULARIZATIONS: tuple[float, ...] = (1.0, 10.0, 100.0)
 
 @dataclass(frozen=True)
 class Knob:
-    """One choice: its name, where it applies (`apply(config, value)`), the labelled values, and
-    whether trying a value needs the CF neighbours refitted (else only the blend is re-scored)."""
+    """One choice: its name, where it applies (`apply(config, value)`) and the labelled values."""
 
     name: str
     values: tuple[tuple[str, Any], ...]
     apply: Callable[[Any, Any], Any]
-    refit: bool
 
 
 def _set(section: str, **fields: Any) -> Callable[[Any, Any], Any]:
@@ -98,21 +96,21 @@ def interaction_knobs(log: EventLog, tied: bool, span_days: float) -> list[Knob]
     knobs: list[Knob] = []
     if not tied:
         knobs.append(Knob("half_life_days", tuple((_days(d), d) for d in half_lives(span_days)),
-                          _set("interaction", half_life_days=None), refit=True))
+                          _set("interaction", half_life_days=None)))
     knobs.append(Knob("strength", (("log_weighted", False), ("binary", True)),
-                      _set("interaction", binary=None), refit=True))
+                      _set("interaction", binary=None)))
     types = set(np.unique(log.type[log.item >= 0]).tolist())
     valued = (log.item >= 0) & (log.type != TYPE_CODE["rating"]) & np.isfinite(log.value) & (log.value > 0)
     if valued.any() and (log.value[valued] != 1).any():  # quantities or counts that differ
         knobs.append(Knob("event_value", (("ignored", False), ("as_count", True)),
-                          _set("interaction", value_weighted=None), refit=True))
+                          _set("interaction", value_weighted=None)))
     if TYPE_CODE["rating"] in types:
         knobs.append(Knob("rating", (("centred", (0.5, True, -INF)), ("binary", (0.0, True, -INF)),
-                                     ("thresholded", (0.0, True, 3.5))), _with_rating, refit=True))
+                                     ("thresholded", (0.0, True, 3.5))), _with_rating))
     positive = _type_weight_table(DEFAULT_WEIGHTS) > 0
     if TYPE_CODE["purchase"] in types and any(positive[t] for t in types - {TYPE_CODE["purchase"]}):
         knobs.append(Knob("event_weights", (("all_types", dict(DEFAULT_WEIGHTS)),
-                                            ("purchase_only", PURCHASE_ONLY)), _with_weights, refit=True))
+                                            ("purchase_only", PURCHASE_ONLY)), _with_weights))
     return knobs
 
 
@@ -130,10 +128,9 @@ def blend_knobs(tied: bool, span_days: float, max_history: int = 200) -> list[Kn
         recency += [(_days(max(1.0, span_days / f)), max(1.0, span_days / f)) for f in (4, 16, 64)]
     return [
         Knob("history", tuple((name, (hl, min(limit, max_history))) for name, hl, limit in HISTORIES),
-             _with_history, refit=False),
-        Knob("history_half_life_days", tuple(recency), _set("hybrid", history_half_life_days=None), refit=False),
-        Knob("alpha", tuple((f"{a:g}", a) for a in ALPHAS), _set("hybrid", alpha=None), refit=False),
-        Knob("evidence_c", tuple((f"{c:g}", c) for c in EVIDENCE_CS), _set("hybrid", evidence_c=None),
-             refit=False),
-        Knob("popularity", tuple(pops), _with_popularity, refit=False),
+             _with_history),
+        Knob("history_half_life_days", tuple(recency), _set("hybrid", history_half_life_days=None)),
+        Knob("alpha", tuple((f"{a:g}", a) for a in ALPHAS), _set("hybrid", alpha=None)),
+        Knob("evidence_c", tuple((f"{c:g}", c) for c in EVIDENCE_CS), _set("hybrid", evidence_c=None)),
+        Knob("popularity", tuple(pops), _with_popularity),
     ]

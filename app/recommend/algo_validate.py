@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 from app.eventlog import EventLog
 from app.recommend.algo_blend import HybridConfig
 from app.recommend.algo_grid import (
-    ALPHAS,
     ALS_REGULARIZATIONS,
     NEIGHBOUR_COUNTS,
     SEQUENCE_WEIGHTS,
@@ -34,7 +33,6 @@ from app.recommend.algo_sequence import collaborative_neighbours, sequence_neigh
 from app.recommend.algo_similarity import CF_VARIANTS, CFConfig, CFVariant, cf_neighbours
 from app.recommend.algo_validate_scoring import Scorer, make_scorer
 
-DEFAULT_ALPHAS = ALPHAS
 #: The popularity weight of a blend that serves the popularity ranking (scores are at most 1 apart).
 POPULARITY_ONLY = 1000.0
 

@@ -11,8 +11,9 @@ import pytest
 
 from app.eventlog import EventLog
 from app.recommend.algo_content import content_neighbours, fit_content
+from app.recommend.algo_grid import ALPHAS
 from app.recommend.algo_similarity import CF_VARIANTS
-from app.recommend.algo_validate import DEFAULT_ALPHAS, RecommenderConfig, fit, validate
+from app.recommend.algo_validate import RecommenderConfig, fit, validate
 
 N_ITEMS, N_CLUSTERS = 40, 4
 
@@ -39,7 +40,7 @@ def test_validate_chooses_from_the_grids_and_beats_popularity() -> None:
     config = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10))
     result = validate(log, content, config)
     assert result.config.cf.variant in CF_VARIANTS
-    assert result.config.hybrid.alpha in DEFAULT_ALPHAS
+    assert result.config.hybrid.alpha in ALPHAS
     assert result.metrics["alpha"] == result.config.hybrid.alpha
     json.dumps(result.metrics, allow_nan=False)  # storable as-is in model_runs
     numbers = {k: v for k, v in result.metrics.items() if not isinstance(v, dict)}
