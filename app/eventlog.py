@@ -67,6 +67,13 @@ class EventLog:
     def __len__(self) -> int:
         return len(self.user)
 
+    def revenue(self, rows: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Revenue of the purchase events `rows`, float64: price x value when value is a positive
+        quantity, else price; a missing price counts 0. Propensity and customer value both use it."""
+        value, price = self.value[rows].astype(np.float64), self.price[rows].astype(np.float64)
+        quantity = np.where(np.isfinite(value) & (value > 0), value, 1.0)
+        return np.nan_to_num(price, nan=0.0) * quantity
+
     def select(self, mask: NDArray[np.bool_]) -> EventLog:
         """Rows where `mask` holds, keeping the same user and item index spaces."""
         return EventLog(

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.eventlog import EventLog
 from app.value.algo import KINDS, ValueConfig, train_value
 from app.value.algo_metrics import value_metrics
-from app.value.summary import DAY, PURCHASE, line_revenue, outcome, summarise
+from app.value.summary import DAY, PURCHASE, outcome, summarise
 from bench.datasets import online_retail
 
 
@@ -44,7 +44,7 @@ def lifetimes_peer(log: EventLog, cutoff: float, horizon: float, users: NDArray[
 
     rows = np.flatnonzero((log.type == PURCHASE) & (log.ts < cutoff))
     tx = pd.DataFrame({"customer": log.user[rows], "date": pd.to_datetime(log.ts[rows], unit="s"),
-                       "revenue": line_revenue(log, rows)})
+                       "revenue": log.revenue(rows)})
     s = summary_data_from_transaction_data(tx, "customer", "date", monetary_value_col="revenue", freq="D",
                                            observation_period_end=pd.to_datetime(cutoff - 1, unit="s"))
     s = s.reindex(users)

@@ -78,9 +78,7 @@ class Events:
         ty = log.type[idx]
         is_p = ty == PURCHASE
         amount = np.zeros(len(idx), dtype=np.float32)
-        value, price = log.value[idx[is_p]], log.price[idx[is_p]]
-        quantity = np.where(np.isfinite(value) & (value > 0), value, 1.0)  # value is the quantity when given
-        amount[is_p] = np.nan_to_num(price, nan=0.0) * quantity
+        amount[is_p] = log.revenue(idx[is_p])
         return Events(
             u=log.user[idx].astype(np.int32), age=(cutoff - log.ts[idx]) / DAY, ty=ty,
             item=log.item[idx].astype(np.int32), session=log.session[idx].astype(np.int32), amount=amount,

@@ -23,13 +23,6 @@ DAY = 86_400.0
 PURCHASE = TYPE_CODE["purchase"]
 
 
-def line_revenue(log: EventLog, rows: NDArray[np.intp]) -> NDArray[np.float64]:
-    """Revenue of the purchase events ``rows``: price × quantity when value is a positive quantity."""
-    value, price = log.value[rows].astype(np.float64), log.price[rows].astype(np.float64)
-    quantity = np.where(np.isfinite(value) & (value > 0), value, 1.0)
-    return np.nan_to_num(price, nan=0.0) * quantity
-
-
 @dataclass(frozen=True)
 class Summary:
     """The customers (shoppers with a purchase before the cut-off), row k = customer ``users[k]``.
@@ -66,7 +59,7 @@ def _transactions(
     base = int(day.max(initial=0)) + 1
     keys = log.user[rows].astype(np.int64) * base + day
     uniq, inverse = np.unique(keys, return_inverse=True)
-    value = np.bincount(inverse, weights=line_revenue(log, rows), minlength=len(uniq)).astype(np.float64)
+    value = np.bincount(inverse, weights=log.revenue(rows), minlength=len(uniq)).astype(np.float64)
     earliest = np.full(len(uniq), np.inf)
     np.minimum.at(earliest, inverse, log.ts[rows])
     return (uniq // base).astype(np.int64), earliest, value
