@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from app.recommend.algo_blend import HybridConfig, Sources, combine, propagate, sources, top_n, top_popular
 from app.recommend.algo_candidates import Candidates, popular_top_n
-from app.recommend.algo_metrics import ranking_metrics
+from app.recommend.algo_metrics import hits_matrix, ndcg_at_k, ranking_metrics
 
 Trial = tuple[str, sp.csr_matrix | None, bool, HybridConfig]  # name, CF matrix, use content, blend
 
@@ -26,6 +26,9 @@ DENSE_BYTES = 256 * 1024 * 1024
 
 
 class Scorer(Protocol):
+    per_user: dict[str, NDArray[np.float64]]
+    """Each trial of the last run: NDCG@10 per validation user (for paired comparisons)."""
+
     def run(self, trials: Sequence[Trial]) -> dict[str, dict[str, float]]:
         """trials: (name, CF matrix or None, use content, blend) -> {name: ranking metrics}."""
 
@@ -39,10 +42,11 @@ def make_scorer(history: sp.csr_matrix, seen: sp.csr_matrix, relevant: sp.csr_ma
     return CandidateScorer(history, seen, relevant, content, evidence, pop)
 
 
-def _metrics(top: NDArray[np.int32], relevant: sp.csr_matrix) -> dict[str, float]:
+def _metrics(top: NDArray[np.int32], relevant: sp.csr_matrix) -> tuple[dict[str, float], NDArray[np.float64]]:
+    """Mean ranking metrics, and NDCG@10 per user (every validation user has a relevant item)."""
     out = ranking_metrics(top, relevant, (10, 20))
     out.pop("users")
-    return out
+    return out, ndcg_at_k(hits_matrix(top, relevant), np.diff(relevant.indptr), 10)
 
 
 class DenseScorer:
@@ -71,10 +75,10 @@ class DenseScorer:
         return self._cache[key][1]
 
     def run(self, trials: Sequence[Trial]) -> dict[str, dict[str, float]]:
-        out = {}
+        out, self.per_user = {}, {}
         for name, s_cf, use_content, hyb in sorted(trials, key=lambda t: (id(t[1]), t[2])):
             top = top_n(combine(self._sources(s_cf, use_content), self.evidence, self.pop, hyb), 20)
-            out[name] = _metrics(top, self.relevant)
+            out[name], self.per_user[name] = _metrics(top, self.relevant)
         return out
 
 
@@ -100,12 +104,12 @@ class CandidateScorer:
         return self._cache[key][1]
 
     def run(self, trials: Sequence[Trial]) -> dict[str, dict[str, float]]:
-        out = {}
+        out, self.per_user = {}, {}
         for name, s_cf, use_content, hyb in sorted(trials, key=lambda t: (id(t[1]), t[2])):
             if s_cf is None and not use_content:
                 top = popular_top_n(self.pop, hyb, self.seen, 20)
             else:
                 cands = self._candidates(s_cf, use_content, hyb.n_popular)
                 top = cands.top_n(cands.totals(self.evidence, self.pop, hyb), 20)
-            out[name] = _metrics(top, self.relevant)
+            out[name], self.per_user[name] = _metrics(top, self.relevant)
         return out

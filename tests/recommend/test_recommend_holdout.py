@@ -8,7 +8,7 @@ import pytest
 from app.eventlog import EventLog
 from app.recommend.algo_content import content_neighbours, fit_content
 from app.recommend.algo_holdout import MIN_RETURNING, returning_users, timestamps_tied, validation_holdout
-from app.recommend.algo_validate import validate
+from app.recommend.algo_validate import clearly_better, validate
 
 DAY = 86_400.0
 
@@ -103,3 +103,29 @@ def test_validation_chooses_a_short_half_life_when_tastes_drift(seed: int) -> No
     chosen = _chosen(True, seed)
     assert chosen["history"] == "recent_25"  # a half-life of 8 events, not the whole history
     assert chosen["history_half_life_days"] != "none"
+
+
+def test_every_candidate_is_scored_on_two_futures() -> None:
+    log, docs = _shop(False, 1)
+    result = validate(log, content_neighbours(fit_content(docs), k=10))
+    assert result.metrics["holdout"]["folds"] == 2  # the window, and the window before it
+
+
+def test_tied_timestamps_get_no_sequence_weight() -> None:
+    """The order of tied events is the import file's: a "next item" signal there is noise."""
+    log, docs = _shop(False, 1)
+    bulk = EventLog(**{**log.__dict__, "ts": np.full(len(log), 1.7e9)})
+    result = validate(bulk, content_neighbours(fit_content(docs), k=10))
+    assert result.metrics["holdout"]["kind"] == "random"
+    assert result.config.cf.sequence_weight == 0.0
+    assert set(result.metrics["grid"]["sequence_weight"]) == {"0"}
+
+
+def test_a_decay_must_beat_the_current_choice_clearly() -> None:
+    rng = np.random.default_rng(0)
+    current = rng.uniform(0, 1, 1000)
+    noise = current + rng.normal(0.004, 0.2, 1000)  # a little better on average, by far less than the noise
+    assert noise.mean() > current.mean()
+    assert not clearly_better(noise, current)
+    assert clearly_better(current + rng.normal(0.02, 0.05, 1000), current)
+    assert not clearly_better(current + 0.001, current)  # consistent, but below the 0.002 floor
