@@ -1,4 +1,4 @@
-"""The `shopmind` command: serve, worker, migrate, demo, evaluate, keys."""
+"""The `shopmind` command: serve, worker, dispatcher, migrate, demo, evaluate, keys."""
 
 from __future__ import annotations
 
@@ -99,11 +99,13 @@ def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bo
             loaded = load_demo_if_empty(settings, force=bool(demo))
             if loaded:
                 click.echo(f"demo shop loaded: {loaded}")
-        worker_thread = None
+        worker_thread = dispatcher_thread = None
         if with_worker or (with_worker is None and embedded):
+            from app.webhooks.dispatcher import BackgroundDispatcher
             from app.worker.loop import start_background_worker
 
             worker_thread = start_background_worker(settings)
+            dispatcher_thread = BackgroundDispatcher(settings).start()  # triggers and webhooks
         if settings.admin_key is None and embedded:
             key = _ensure_local_admin_key(settings)
             os.environ["SHOPMIND_ADMIN_KEY"] = key
@@ -123,6 +125,8 @@ def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bo
         finally:
             if worker_thread is not None:
                 worker_thread.stop()
+            if dispatcher_thread is not None:
+                dispatcher_thread.stop()
 
 
 @main.command()
@@ -159,6 +163,29 @@ def worker(once: bool) -> None:
 
         click.echo(f"worker: rebuilding every {settings.rebuild_interval_minutes:g} min and on demand")
         stop = threading.Event()
+        try:
+            run_forever(settings, stop)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@main.command()
+def dispatcher() -> None:
+    """Fire due triggers and send webhook deliveries (polls every SHOPMIND_DISPATCHER_POLL_SECONDS).
+
+    Safe to run several: each claims different rows. `shopmind serve` runs one beside its worker.
+    """
+    import threading
+
+    from app.migrate import upgrade
+    from app.webhooks.dispatcher import run_forever
+
+    with _servers() as settings:
+        assert settings.database_url
+        upgrade(settings.database_url)
+        click.echo(f"dispatcher: polling every {settings.dispatcher_poll_seconds:g} s")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the batch in hand, then exit
         try:
             run_forever(settings, stop)
         except KeyboardInterrupt:

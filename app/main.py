@@ -30,9 +30,11 @@ from app.runs.router import router as runs_router
 from app.settings import Settings, get_settings
 from app.store.client import make_async_redis
 from app.store.keys import Keys
+from app.triggers.router import router as triggers_router
 from app.users.router import router as users_router
 from app.value.router import router as value_router
 from app.web import install_browser_support
+from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(propensity_router)
     app.include_router(value_router)
     app.include_router(placements_router)
+    app.include_router(webhooks_router)
+    app.include_router(triggers_router)
     install_dashboard(app)  # GET /dashboard: the operator page (admin session), not in the schema
 
     @app.get("/", include_in_schema=False)

@@ -6,6 +6,9 @@ from app.db import Base
 from app.events.models import Event
 from app.placements.models import Placement
 from app.runs.models import ModelRun, RedisSkip
+from app.triggers.models import HighTier, Trigger, TriggerFire, TriggerPending
 from app.users.models import User, UserErasure
+from app.webhooks.models import Webhook, WebhookDelivery
 
-__all__ = ["ApiKey", "Base", "Event", "Item", "ModelRun", "Placement", "RedisSkip", "User", "UserErasure"]
+__all__ = ["ApiKey", "Base", "Event", "HighTier", "Item", "ModelRun", "Placement", "RedisSkip", "Trigger",
+           "TriggerFire", "TriggerPending", "User", "UserErasure", "Webhook", "WebhookDelivery"]

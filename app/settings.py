@@ -80,6 +80,24 @@ class Settings(BaseSettings):
         description="Require an admin-scope key on GET /metrics (default: open, as Prometheus expects).",
     )
 
+    # webhooks and triggers (the dispatcher)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs resolving to private, loopback or link-local addresses (local "
+        "setups, tests). Off: such URLs are refused when registered and again before each delivery.",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One delivery attempt's limit.")
+    webhook_retry_hours: float = Field(default=24.0, gt=0, description="How long a failing delivery is retried.")
+    webhook_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="The first retry's delay; each next one doubles (with jitter), capped at 1 h."
+    )
+    webhook_disable_after_failures: int = Field(
+        default=50, ge=1, description="Consecutive failed attempts after which an endpoint is disabled."
+    )
+    dispatcher_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the dispatcher looks for due triggers and deliveries."
+    )
+
     log_level: str = "INFO"
 
     @field_validator("cors_origins", mode="before")

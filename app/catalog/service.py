@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from app.recommend import live
 from app.recommend.model_cache import ModelCache
 from app.store.codec import item_meta_json, new_meta_epoch
 from app.store.keys import Keys
+from app.triggers import arming
 
 _CHUNK = 1000  # rows per INSERT; keeps bind parameters far below the driver's limit
 
@@ -39,6 +40,9 @@ async def upsert_items(session: AsyncSession, items: Sequence[ItemWithId]) -> No
     )
     for start in range(0, len(rows), _CHUNK):
         await session.execute(stmt, rows[start : start + _CHUNK])
+    restocked = [r["item_id"] for r in rows if r["available"]]
+    if restocked:  # shoppers who wanted one of them while it was out of stock (back_in_stock triggers)
+        await session.execute(text(arming.RESTOCK), {"item_ids": restocked})
 
 
 async def publish_items(

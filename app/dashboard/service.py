@@ -29,6 +29,7 @@ from app.runs import service as runs_service
 from app.runs.models import ModelRun
 from app.store.codec import decode_item_meta, text
 from app.store.keys import Keys
+from app.webhooks import health as webhook_health
 
 DAYS = 30
 STRATEGIES = ("popularity", "cf", "content", "hybrid")
@@ -277,6 +278,7 @@ async def overview(
         "earned": await earned(redis, keys),
         "propensity": await propensity_distribution(redis, keys, version, meta, cache),
         "popular": await top_items(redis, keys, model_cache, version),
+        "campaigns": await webhook_health.overview(session),
     }
 
 

@@ -23,6 +23,7 @@ from app.events.validate import check_batch
 from app.observability import metrics
 from app.settings import Settings
 from app.store.keys import Keys
+from app.triggers import active as active_triggers
 
 _TYPE = itemgetter(3)
 
@@ -41,7 +42,7 @@ async def ingest(
     duplicate_ids = list(batch.repeated_ids)
     stored, created_items = [], []
     if batch.rows:
-        written = await write_events(engine, batch.rows)
+        written = await write_events(engine, batch.rows, await active_triggers.kinds(engine))
         stored, created_items = written.rows, written.created_items
         if len(stored) < len(batch.rows):
             new = {r.event_id for r in stored}

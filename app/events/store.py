@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.common.locks import INGEST_ONE_USER_LOCK, INGEST_USER_LOCKS
 from app.events.known import DELETIONS_QUERY, known_ids
 from app.events.validate import COLUMN_TYPES, COLUMNS, COPY_TYPES, EventRow
+from app.triggers import arming
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _EVENT_ID, _USER_ID, _ITEM_ID = itemgetter(0), itemgetter(1), itemgetter(2)
@@ -74,7 +75,7 @@ async def _copy(cur: AsyncCursor[tuple[object, ...]], table: str, rows: list[Eve
             await write_row(row[:-1])
 
 
-async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool) -> Written:
+async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool, kinds: frozenset[str]) -> Written:
     known = known_ids(engine.url.render_as_string())
     async with engine.begin() as conn:
         raw = await conn.get_raw_connection()
@@ -103,11 +104,13 @@ async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool)
                 rows = [r for r in rows if r.event_id in new]
             else:
                 await _copy(cur, "events", rows)
+            for statement, params in arming.statements(kinds, rows):
+                await cur.execute(statement, params)
     known.stored(deletions, users, items)
     return Written(rows, created)
 
 
-async def _write_small(engine: AsyncEngine, rows: list[EventRow]) -> Written:
+async def _write_small(engine: AsyncEngine, rows: list[EventRow], kinds: frozenset[str]) -> Written:
     users = sorted(set(map(_USER_ID, rows)))
     items = sorted({r.item_id for r in rows if r.item_id is not None})
     columns = [list(column) for column in zip(*(row[:-1] for row in rows), strict=True)]
@@ -124,18 +127,21 @@ async def _write_small(engine: AsyncEngine, rows: list[EventRow]) -> Written:
             await pg.execute(_INSERT_USERS, (users,))
             created = await pg.execute(_INSERT_ITEMS, (items,))
             stored = await pg.execute(_INSERT_EVENTS, columns)
+            for statement, params in arming.statements(kinds, rows):
+                await pg.execute(statement, params)
             await pg.commit()
         created_items = [r[0] for r in await created.fetchall()]
         new = {r[0] for r in await stored.fetchall()}
     return Written([r for r in rows if r.event_id in new], created_items)
 
 
-async def write_events(engine: AsyncEngine, rows: list[EventRow]) -> Written:
-    """Store the rows whose event_id is new; commits before returning."""
+async def write_events(engine: AsyncEngine, rows: list[EventRow], kinds: frozenset[str] = frozenset()) -> Written:
+    """Store the rows whose event_id is new; commits before returning. `kinds`: the trigger kinds
+    defined, whose arming statements run in the same transaction (`app.triggers.arming`)."""
     rows = sorted(rows, key=_EVENT_ID)
     if len(rows) <= SMALL_BATCH:
-        return await _write_small(engine, rows)
+        return await _write_small(engine, rows, kinds)
     try:
-        return await _write(engine, rows, through_stage=False)
+        return await _write(engine, rows, through_stage=False, kinds=kinds)
     except UniqueViolation:
-        return await _write(engine, rows, through_stage=True)
+        return await _write(engine, rows, through_stage=True, kinds=kinds)

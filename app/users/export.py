@@ -22,6 +22,7 @@ from app.events.models import Event
 from app.store.codec import decode_history
 from app.store.keys import Keys
 from app.store.versions import versions_holding_users
+from app.triggers import service as trigger_service
 from app.users.models import User
 from app.users.schemas import (
     ExportedEvent,
@@ -151,4 +152,5 @@ async def export_user(session: AsyncSession, redis: aioredis.Redis, keys: Keys, 
         updated_at=user.updated_at,
     )
     state = await redis_state(redis, keys, user_id)
-    return UserExport(exported_at=datetime.now(UTC), user=record, events=events, redis=state)
+    campaigns = await trigger_service.export_user(session, user_id)
+    return UserExport(exported_at=datetime.now(UTC), user=record, events=events, redis=state, campaigns=campaigns)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.common.types import BoundedJSON, Id
+from app.triggers.schemas import ShopperCampaigns
 
 
 class UserIn(BaseModel):
@@ -104,3 +105,4 @@ class UserExport(BaseModel):
     user: UserRecord
     events: list[ExportedEvent]
     redis: RedisUserState
+    campaigns: ShopperCampaigns = Field(default_factory=ShopperCampaigns)

@@ -20,8 +20,10 @@ from app.events.models import Event
 from app.store import erasure
 from app.store.keys import Keys
 from app.store.versions import versions_holding_users
+from app.triggers import service as trigger_service
 from app.users.models import User, UserErasure
 from app.users.schemas import UserIn, UserOut
+from app.webhooks import service as webhook_service
 
 
 async def upsert_user(session: AsyncSession, user_id: str, body: UserIn) -> None:
@@ -65,6 +67,8 @@ async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
     await session.execute(tombstone.on_conflict_do_update(
         index_elements=[UserErasure.user_id], set_={"erased_at": func.clock_timestamp()}
     ))
+    await trigger_service.erase_user(session, user_id)  # nothing armed for them fires
+    await webhook_service.erase_user(session, user_id)  # nor is anything about them still sent
     return int(events.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -96,6 +100,7 @@ async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> 
     moved = await session.execute(
         update(Event).where(Event.user_id == from_user_id).values(user_id=user_id)
     )
+    await trigger_service.merge_user(session, user_id, from_user_id)  # an anonymous cart reaches the known shopper
     await session.execute(delete(User).where(User.user_id == from_user_id))
     return int(moved.rowcount or 0)  # type: ignore[attr-defined]
 

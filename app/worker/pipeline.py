@@ -26,7 +26,7 @@ from app.store import erasure
 from app.store.client import make_redis
 from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
-from app.worker import erasures, hydrate, repair
+from app.worker import erasures, hydrate, repair, stage_triggers
 from app.worker.load import analyze_unanalyzed, load_snapshot
 from app.worker.lock import RebuildLock
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
@@ -185,6 +185,7 @@ def _rebuild(
     except BaseException:
         writer.discard()
         raise
+    stage_triggers.record_crossings(conn, stage_triggers.high_tiers(propensity))  # only once published
     with stages.stage("hydrate"):
         erased = erasures.since(conn, snapshot)
         if hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None, erased=erased):

@@ -16,7 +16,7 @@ import yaml
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("migrate", "api", "worker")
+APP_SERVICES = ("migrate", "api", "worker", "dispatcher")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def _test_command(service: dict[str, Any]) -> str:
 
 
 def test_has_exactly_the_expected_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"postgres", "redis", "migrate", "api", "worker"}
+    assert set(compose["services"]) == {"postgres", "redis", "migrate", "api", "worker", "dispatcher"}
 
 
 def test_postgres_is_16_healthchecked_and_persistent(compose: dict[str, Any]) -> None:
@@ -66,6 +66,7 @@ def test_app_services_share_one_image(compose: dict[str, Any]) -> None:
 def test_commands_per_role(compose: dict[str, Any]) -> None:
     assert _service(compose, "migrate")["command"] == ["migrate"]
     assert _service(compose, "worker")["command"] == ["worker"]
+    assert _service(compose, "dispatcher")["command"] == ["dispatcher"]
     api = _service(compose, "api")["command"]
     assert api[0] == "serve"
     assert api[api.index("--host") + 1] == "0.0.0.0"
@@ -77,7 +78,7 @@ def test_start_order_waits_for_health_and_migration(compose: dict[str, Any]) -> 
     migrate = _service(compose, "migrate")
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert migrate["restart"] == "no"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "dispatcher"):
         assert _service(compose, name)["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
@@ -90,7 +91,7 @@ def test_api_publishes_8000_and_is_healthchecked(compose: dict[str, Any]) -> Non
     assert any(str(p).endswith(":8000") for p in api["ports"])
     check = _test_command(api)
     assert "/healthz" in check and "curl" not in check and "wget" not in check
-    for name in ("migrate", "worker"):  # no HTTP server there: the image's API check must be off
+    for name in ("migrate", "worker", "dispatcher"):  # no HTTP server there: the image's API check must be off
         assert _service(compose, name)["healthcheck"] == {"disable": True}, name
 
 

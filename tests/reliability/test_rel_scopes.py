@@ -61,6 +61,16 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", "/v1/placements"): Expect("admin"),
     ("GET", "/v1/placements/{name}"): Expect("admin"),
     ("DELETE", "/v1/placements/{name}"): Expect("admin"),
+    # admin: campaigns (webhooks carry shoppers' data to other systems; triggers decide who gets one)
+    ("POST", "/v1/webhooks"): Expect("admin", {"url": "https://93.184.215.14/hook", "events": ["*"]}),  # never sent
+    ("GET", "/v1/webhooks"): Expect("admin"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Expect("admin"),
+    ("POST", "/v1/webhooks/{webhook_id}/enable"): Expect("admin"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Expect("admin"),
+    ("PUT", "/v1/triggers/{name}"): Expect("admin", {"kind": "cart_abandoned", "delay_seconds": 60}),
+    ("GET", "/v1/triggers"): Expect("admin"),
+    ("GET", "/v1/triggers/{name}"): Expect("admin"),
+    ("DELETE", "/v1/triggers/{name}"): Expect("admin"),
 }
 
 
