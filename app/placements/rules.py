@@ -72,15 +72,25 @@ def primary_category(meta: Meta) -> str | None:
     return str(categories[0]) if categories else None
 
 
+def boost_factor(spec: PlacementIn, meta: Meta) -> float:
+    """The product of the factors of the boosts whose condition `meta` meets (1.0 for none)."""
+    factor = 1.0
+    for boost in spec.boosts:
+        if matches(boost.where, meta):
+            factor *= boost.factor
+    return factor
+
+
 def adjusted_scores(
     ids: Sequence[str], scores: Sequence[float], metas: Sequence[Meta], spec: PlacementIn,
-    shown: Mapping[str, float], now: float,
+    shown: Mapping[str, float], now: float, factors: Sequence[float] | None = None,
 ) -> NDArray[np.float64]:
-    """float64[len(ids)]: each score times its matching boosts' factors, then the rotation demotion."""
+    """float64[len(ids)]: each score times its matching boosts' factors, then the rotation demotion.
+    `factors`: each item's `boost_factor`, when the caller has them already (serving memoises them)."""
     out = np.asarray(scores, dtype=np.float64).copy()
-    for boost in spec.boosts:
-        hit = np.fromiter((matches(boost.where, m) for m in metas), dtype=bool, count=len(metas))
-        out[hit] *= boost.factor
+    if spec.boosts:
+        out *= np.asarray(factors if factors is not None else [boost_factor(spec, m) for m in metas],
+                          dtype=np.float64)
     if spec.rotation is not None and shown:
         cutoff = now - 60.0 * spec.rotation.window_minutes
         recent = np.fromiter((shown.get(i, -np.inf) >= cutoff for i in ids), dtype=bool, count=len(ids))

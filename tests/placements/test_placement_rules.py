@@ -77,3 +77,24 @@ def test_selection_is_sorted_distinct_and_capped(values: list[float], cap: int, 
     assert all(scores[a] >= scores[b] for a, b in pairwise(picked))
     for c in set(cats):
         assert sum(cats[k] == c for k in picked) <= cap
+
+
+def test_content_cosine_equals_the_sparse_product() -> None:
+    import scipy.sparse as sp
+
+    from app.placements.serving import content_cosine
+
+    rng = np.random.default_rng(3)
+    dense = rng.random((40, 300)) * (rng.random((40, 300)) < 0.05)
+    dense[7] = 0.0  # an item without any feature
+    matrix = sp.csr_matrix(dense.astype(np.float32))
+    pos = np.array([5, -1, 7, 12, 5, 39, 0], dtype=np.int64)  # a repeat, a new item (-1), an empty row
+    got = content_cosine(matrix, pos)
+    rows = matrix[np.maximum(pos, 0)].toarray() * (pos >= 0)[:, None]
+    np.testing.assert_allclose(got, rows @ rows.T, rtol=1e-5, atol=1e-6)
+    # no candidate the model knows, a single one, and two with nothing in common
+    assert not content_cosine(matrix, np.array([-1, -1], dtype=np.int64)).any()
+    one = content_cosine(matrix, np.array([5], dtype=np.int64))
+    np.testing.assert_allclose(one, [[float(matrix[5].multiply(matrix[5]).sum())]], rtol=1e-5)
+    apart = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32))
+    np.testing.assert_allclose(content_cosine(apart, np.array([0, 1], dtype=np.int64)), [[1, 0], [0, 4]])
