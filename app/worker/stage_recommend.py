@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from app.recommend.algo_content import ContentModel, content_neighbours, fit_content, item_document
+from app.recommend.algo_matrix import DEFAULT_WEIGHTS, interactions
 from app.recommend.algo_neighbours import Neighbours
 from app.recommend.algo_users import pearson_user_neighbours
 from app.recommend.algo_validate import FittedModel, RecommenderConfig, fit, validate
@@ -62,8 +63,13 @@ def build_recommender(snapshot: Snapshot, settings: Settings) -> RecommenderBuil
         metrics["validation_skipped"] = f"fewer than {MIN_VALIDATION_EVENTS} events"
     fitted = fit(log_, config, snapshot.now)
 
-    # Lookalikes: Pearson over the interaction strengths of the most active users.
+    # Lookalikes: Pearson over the interaction strengths of the most active users. They need graded
+    # strengths of every event type whatever validation chose for CF: Pearson over binary rows (all
+    # 1.0) has no variance and finds nobody, and a purchase-only matrix leaves most shoppers rowless.
     x = fitted.interactions
+    graded = replace(config.interaction, weights=dict(DEFAULT_WEIGHTS), binary=False)
+    if graded != config.interaction:
+        x = interactions(log_, graded, snapshot.now)
     activity = np.diff(x.indptr)
     rows = np.flatnonzero(activity >= 2)
     if len(rows) > USER_NN_MAX_USERS:
