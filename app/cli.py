@@ -1,4 +1,4 @@
-"""The `shopmind` command: serve, worker, dispatcher, migrate, demo, evaluate, keys."""
+"""The `shopmind` command: serve, worker, dispatcher, migrate, demo, evaluate, keys, campaign."""
 
 from __future__ import annotations
 
@@ -190,6 +190,64 @@ def dispatcher() -> None:
             run_forever(settings, stop)
         except KeyboardInterrupt:
             stop.set()
+
+
+@main.group()
+def campaign() -> None:
+    """Campaign exports: an audience with each shopper's own items (as POST /v1/campaigns/export)."""
+
+
+@campaign.command("export")
+@click.option("--target", default="purchase", show_default=True, help="purchase, churn or purchase:<category>.")
+@click.option("--min-probability", default=0.0, show_default=True, type=float)
+@click.option("--tier", type=click.Choice(["high", "medium", "low"]), default=None, help="Only this tier.")
+@click.option("--limit", default=100_000, show_default=True, type=int, help="At most this many shoppers.")
+@click.option("--n-items", default=5, show_default=True, type=int, help="Items per shopper.")
+@click.option("--placement", default=None, help="A `user` placement shaping each shopper's items.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True,
+              help="File to write (default: standard output).")
+def campaign_export(target: str, min_probability: float, tier: str | None, limit: int, n_items: int,
+                    placement: str | None, fmt: str, out: str) -> None:
+    """Stream one row per shopper of a propensity audience, with a progress bar on standard error."""
+    import asyncio
+
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from app.campaigns import export
+    from app.campaigns.schemas import ExportIn
+    from app.errors import AppError
+    from app.offline import serving_state
+
+    try:
+        body = ExportIn.model_validate({
+            "audience": {"target": target, "min_probability": min_probability, "tier": tier, "limit": limit},
+            "n_items": n_items, "placement": placement, "format": fmt,
+        })
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def run() -> int:
+        async with serving_state(settings) as (state, _):
+            checked = await export.check(state, body)
+            chunks = export.stream(state, body, checked)
+            if fmt == "csv":
+                sink.write(await anext(chunks))  # the header row
+            written = 0
+            with tqdm(total=limit, unit="shopper", file=sys.stderr, disable=None) as bar:
+                async for chunk in chunks:  # one per shopper
+                    sink.write(chunk)
+                    written += 1
+                    bar.update()
+            return written
+
+    with _servers() as settings, click.open_file(out, "wb") as sink:
+        try:
+            rows = asyncio.run(run())
+        except AppError as exc:
+            raise click.ClickException(str(exc.detail)) from None
+    click.echo(f"{rows} shoppers exported", err=True)
 
 
 @main.command()

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.service import KeyVerifier
+from app.campaigns.router import router as campaigns_router
 from app.catalog.router import router as catalog_router
 from app.dashboard.router import install_dashboard
 from app.db import make_async_engine
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(placements_router)
     app.include_router(webhooks_router)
     app.include_router(triggers_router)
+    app.include_router(campaigns_router)
     install_dashboard(app)  # GET /dashboard: the operator page (admin session), not in the schema
 
     @app.get("/", include_in_schema=False)

@@ -11,22 +11,15 @@ import asyncio
 import logging
 import threading
 import time
-from types import SimpleNamespace
 
 import httpx
 import redis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import make_async_engine
-from app.placements.serving import PlacementBook
-from app.recommend.degraded import DegradedPopularity
-from app.recommend.model_cache import ModelCache
-from app.recommend.service import RecommendService
+from app.offline import serving_state
 from app.settings import Settings
-from app.store.client import make_async_redis
-from app.store.keys import Keys
 from app.triggers import firing
 from app.webhooks import delivery
 
@@ -49,46 +42,37 @@ _HOUSEKEEPING = (
 
 
 async def run(settings: Settings, stop: threading.Event) -> None:
-    assert settings.database_url and settings.redis_url
-    engine = make_async_engine(settings.database_url, pool_size=2)
-    sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
-    keys = Keys(settings.redis_prefix)
-    serving_redis = make_async_redis(settings.redis_url)
-    model_cache = ModelCache(serving_redis, keys)
-    state = SimpleNamespace(
-        settings=settings, keys=keys, redis=serving_redis, model_cache=model_cache,
-        recommender=RecommendService(serving_redis, keys, model_cache),
-        placements=PlacementBook(sessionmaker, serving_redis, keys),
-        degraded_popularity=DegradedPopularity(sessionmaker, settings.popularity_half_life_days),
-    )
-    serving = firing.Serving(state, list(settings.propensity_targets))
-    limits = httpx.Limits(max_connections=delivery.BATCH, max_keepalive_connections=10)
+    async with serving_state(settings) as (state, engine):
+        serving = firing.Serving(state, list(settings.propensity_targets))
+        limits = httpx.Limits(max_connections=delivery.BATCH, max_keepalive_connections=10)
+        log.info("dispatcher.started", extra={"poll_seconds": settings.dispatcher_poll_seconds})
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits,
+                                     timeout=settings.webhook_timeout_seconds) as client:
+            await _loop(settings, stop, engine, serving, client)
+
+
+async def _loop(
+    settings: Settings, stop: threading.Event, engine: AsyncEngine, serving: firing.Serving, client: httpx.AsyncClient
+) -> None:
     housekeeping_at = time.monotonic()
-    log.info("dispatcher.started", extra={"poll_seconds": settings.dispatcher_poll_seconds})
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits,
-                                 timeout=settings.webhook_timeout_seconds) as client:
+    while not stop.is_set():
         try:
-            while not stop.is_set():
-                try:
-                    busy = await firing.fire_due(engine, serving) >= firing.BATCH
-                    busy = await delivery.deliver_due(engine, client, settings) >= delivery.BATCH or busy
-                    if time.monotonic() >= housekeeping_at:
-                        housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
-                        async with engine.begin() as conn:
-                            for statement in _HOUSEKEEPING:
-                                await conn.execute(text(statement))
-                except (OperationalError, DBAPIError, redis.RedisError, OSError) as exc:
-                    # Postgres or Redis away: nothing was claimed for good; try again after a pause
-                    log.warning("dispatcher.unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
-                    busy = False
-                except Exception:  # a bug must not stop every later delivery; the batch rolled back
-                    log.exception("dispatcher.failed")
-                    busy = False
-                if not busy:
-                    await asyncio.sleep(settings.dispatcher_poll_seconds)
-        finally:
-            await serving_redis.aclose()
-            await engine.dispose()
+            busy = await firing.fire_due(engine, serving) >= firing.BATCH
+            busy = await delivery.deliver_due(engine, client, settings) >= delivery.BATCH or busy
+            if time.monotonic() >= housekeeping_at:
+                housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
+                async with engine.begin() as conn:
+                    for statement in _HOUSEKEEPING:
+                        await conn.execute(text(statement))
+        except (OperationalError, DBAPIError, redis.RedisError, OSError) as exc:
+            # Postgres or Redis away: nothing was claimed for good; try again after a pause
+            log.warning("dispatcher.unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            busy = False
+        except Exception:  # a bug must not stop every later delivery; the batch rolled back
+            log.exception("dispatcher.failed")
+            busy = False
+        if not busy:
+            await asyncio.sleep(settings.dispatcher_poll_seconds)
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:

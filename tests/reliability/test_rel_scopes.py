@@ -52,6 +52,7 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", "/v1/audiences"): Expect("read"),
     ("POST", "/v1/audiences/lookalike"): Expect("read", {"user_ids": ["rel-u"]}),
     ("GET", "/v1/models"): Expect("read"),
+    ("POST", "/v1/campaigns/export"): Expect("read", {"audience": {"user_ids": ["rel-u"]}}),
     # admin: destructive or personal-data operations
     ("DELETE", "/v1/users/{user_id}"): Expect("admin"),
     ("GET", "/v1/users/{user_id}/export"): Expect("admin"),

@@ -4,6 +4,7 @@ shoppers who entered it since, and the dispatcher delivers them."""
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import psycopg
@@ -15,18 +16,19 @@ from tests.triggers.flow import trigger, users_delivered, webhook
 from tests.webhooks.receiver import Receiver
 
 
-def _shop(client: TestClient) -> None:
+def shop(client: TestClient) -> None:
     rng = random.Random(7)
     users = [f"shopper-{u}" for u in range(60)]
     items = [{"item_id": f"sku-{i}", "title": f"thing {i}", "categories": [f"cat{i % 4}"], "price": 10.0 + i}
              for i in range(30)]
     assert client.post("/v1/items", json={"items": items}).status_code == 200
     events = []
+    start = time.time() - 3000 * 1800  # the last 62 days: the shop is alive at the rebuild
     for k in range(3000):
         u = rng.randrange(len(users)) if k % 3 else rng.randrange(12)  # a dozen regulars buy often
         events.append({"user_id": users[u], "item_id": f"sku-{(u * 3 + rng.randrange(8)) % 30}",
                        "type": rng.choice(["view", "view", "add_to_cart", "purchase"]),
-                       "timestamp": 1_760_000_000 + k * 1800})
+                       "timestamp": start + k * 1800})
     assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 3000
 
 
@@ -35,7 +37,7 @@ def test_a_rebuild_arms_shoppers_who_entered_the_high_tier(
 ) -> None:
     from app.worker.pipeline import rebuild
 
-    _shop(client)
+    shop(client)
     webhook(client, hook, ["propensity_crossed"])
     trigger(client, "hot", {"kind": "propensity_crossed", "delay_seconds": 0})
     rebuild(settings, trigger="test")
@@ -45,15 +47,20 @@ def test_a_rebuild_arms_shoppers_who_entered_the_high_tier(
     assert all(client.get(f"/v1/users/{u}/propensity").json()["tier"] == "high" for u in high)
     assert pg.execute("SELECT count(*) FROM trigger_pending").fetchone() == (0,)  # the baseline arms nobody
 
-    newcomer = high[0]  # as if they had not been high at the previous rebuild
+    # the likeliest shopper, as if they had not been high at the previous rebuild (the likeliest: a
+    # rebuild a moment later may move shoppers at the edge of the tier, but not them)
+    newcomer = max(high, key=lambda u: client.get(f"/v1/users/{u}/propensity").json()["probability"])
     pg.execute("DELETE FROM propensity_high_tiers WHERE user_id = %s", (newcomer,))
+    before = set(high) - {newcomer}
     rebuild(settings, trigger="test")
-    assert pg.execute("SELECT user_id, subject FROM trigger_pending").fetchall() == [(newcomer, "purchase")]
+    after = {r[0] for r in pg.execute("SELECT user_id FROM propensity_high_tiers WHERE target = 'purchase'")}
+    armed = {r[0] for r in pg.execute("SELECT user_id FROM trigger_pending WHERE subject = 'purchase'")}
+    assert newcomer in armed and armed == after - before
     running = BackgroundDispatcher(settings).start()
     try:
-        assert hook.wait_for(lambda: users_delivered(hook) == [newcomer], 15)
+        assert hook.wait_for(lambda: sorted(users_delivered(hook)) == sorted(armed), 15)
     finally:
         running.stop()
-    body = hook.delivered()[0].json
+    body = next(r.json for r in hook.delivered() if r.json["user"]["user_id"] == newcomer)
     assert body["event"] == "propensity_crossed" and body["propensity"]["purchase"]["tier"] == "high"
     assert body["recommendations"]["model_version"]
