@@ -9,15 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from app.campaigns import export as campaign_export
+from app.campaigns.schemas import ExportIn, TargetAudience
 from app.common.types import ID_PATTERN
 from app.dashboard import auth
 from app.dashboard import service as dashboard_service
@@ -132,6 +134,30 @@ async def try_user(
     state = request.app.state
     body = await dashboard_service.try_user(state.recommender, state.redis, state.keys, user_id)
     return _secure(JSONResponse(body))
+
+
+@router.get("/export")
+async def export_audience(
+    request: Request,
+    target: Annotated[str, Query(max_length=300)] = "purchase",
+    min_probability: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    tier: Annotated[Literal["high", "medium", "low"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000_000)] = 100_000,
+    n_items: Annotated[int, Query(ge=1, le=50)] = 5,
+    fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "csv",
+) -> Response:
+    """The "export audience" button: POST /v1/campaigns/export's rows as a download, for the session."""
+    if await auth.session_key_id(request) is None:
+        return _secure(RedirectResponse(LOGIN, status_code=303))
+    body = ExportIn(audience=TargetAudience(target=target, min_probability=min_probability, tier=tier, limit=limit),
+                    n_items=n_items, format=fmt)
+    state = request.app.state
+    checked = await campaign_export.check(state, body)
+    filename = f"audience-{checked.replace(':', '-')}.{fmt}"
+    return _secure(StreamingResponse(
+        campaign_export.stream(state, body, checked), media_type="text/csv" if fmt == "csv" else "application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    ))
 
 
 def install_dashboard(app: FastAPI) -> None:

@@ -278,7 +278,7 @@ async def overview(
         "earned": await earned(redis, keys),
         "propensity": await propensity_distribution(redis, keys, version, meta, cache),
         "popular": await top_items(redis, keys, model_cache, version),
-        "campaigns": await webhook_health.overview(session),
+        "campaigns": {**await webhook_health.overview(session), "targets": webhook_health.export_targets(meta)},
     }
 
 

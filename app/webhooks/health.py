@@ -51,3 +51,9 @@ async def overview(session: AsyncSession) -> dict[str, Any]:
             entry["per_day"].append([r.day.strftime("%Y-%m-%d"), r.fired])
             entry["fired_7d"] += r.fired
     return {"endpoints": endpoints, "triggers": list(triggers.values())}
+
+
+def export_targets(meta: dict[str, str]) -> list[str]:
+    """The targets the serving version scored (the export form's choices), purchase first."""
+    targets = [t for t in meta.get("propensity_targets", "").split(",") if t]
+    return targets or ["purchase", "churn"]

@@ -88,3 +88,18 @@ def test_the_cli_writes_the_same_rows_to_a_file(built: TestClient, settings: Set
     api = _jsonl(built, {"audience": {"target": "purchase", "tier": "high"}, "n_items": 2})
     assert [row[0] for row in table[1:]] == [r["user_id"] for r in api] and api
     assert f"{len(api)} shoppers exported" in done.stderr
+
+
+def test_the_dashboard_button_downloads_the_same_rows(built: TestClient) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    anonymous = built.get("/dashboard/export", params={"target": "purchase"}, follow_redirects=False,
+                          headers={"Authorization": ""})
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/login"
+    page = built.get("/dashboard", params={"key": ADMIN_KEY})
+    assert 'action="/dashboard/export"' in page.text and '<option value="purchase">' in page.text
+    r = built.get("/dashboard/export", params={"target": "purchase", "tier": "high", "n_items": 2, "format": "csv"})
+    assert r.status_code == 200 and 'filename="audience-purchase.csv"' in r.headers["content-disposition"]
+    table = list(csv.reader(io.StringIO(r.text)))
+    api = _jsonl(built, {"audience": {"target": "purchase", "tier": "high"}, "n_items": 2})
+    assert [row[0] for row in table[1:]] == [a["user_id"] for a in api] and api
