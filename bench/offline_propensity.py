@@ -1,9 +1,13 @@
 """Offline propensity benchmark: our model beside simple peers on the same cut-offs, plus scale.
 
     .venv/bin/python bench/offline_propensity.py [--ml-path /work/shared/data/ml-100k/u.data]
-        [--users 20000] [--million-users 1000000] [--factor-users 100000] [--skip-scale]
+        [--data /work/shared/data] [--users 20000] [--million-users 1000000] [--factor-users 100000]
+        [--skip-scale]
 
-(a) the synthetic shop of ``app.demo.generator`` (targets purchase and churn), (b) MovieLens 100K
+(a) the synthetic shop of ``app.demo.generator`` (targets purchase and churn), (a') online-retail (a
+UK gift shop's order lines, Dec 2010 - Dec 2011; ``bench.datasets.online_retail`` reads it from
+``--data``) at its natural cut-off: trained on outcomes up to 2011-09-09, evaluated on purchases in
+the 30 days after it, (b) MovieLens 100K
 recast as "does the user rate again within the horizon" (every rating is a purchase; timestamps
 shifted so the last rating is just before "now"). Every row is evaluated on the same holdout:
 features at ``now - h``, labels in ``[now - h, now)``; every trained row (ours and the RFM
@@ -24,6 +28,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +55,10 @@ from app.propensity import (
     score_users,
     train_propensity,
 )
+from bench.datasets import online_retail
 
 NOW = 1_750_000_000.0
+RETAIL_CUTOFF = datetime(2011, 9, 9, tzinfo=UTC).timestamp()
 
 
 def synthetic_shop(n_users: int, seed: int = 7) -> tuple[EventLog, float, list[list[str]], list[dict[str, Any]]]:
@@ -241,6 +248,7 @@ def scale(n_users: int, factor_users: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ml-path", type=Path, default=Path("/work/shared/data/ml-100k/u.data"))
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--million-users", type=int, default=1_000_000)
     parser.add_argument("--factor-users", type=int, default=100_000)
@@ -254,6 +262,13 @@ def main() -> None:
     print(f"# synthetic shop: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} events")
     for target in ("purchase", "churn"):
         compare("synthetic shop", log, now, target, cats, attrs)
+    if (args.data / "online-retail").exists():
+        retail = online_retail(args.data).log
+        print(f"\n# online-retail: {retail.n_users:,} customers, {len(retail):,} order lines")
+        h = PropensityConfig().horizon_days
+        compare("online-retail", retail, RETAIL_CUTOFF + h * DAY, "purchase", None, None)
+    else:
+        print(f"\n# online-retail not found under {args.data}; skipped")
     if args.ml_path.exists():
         ml, ml_now, ml_cats = movielens(args.ml_path)
         print(f"\n# MovieLens 100K: {ml.n_users} users, {len(ml):,} ratings as purchases")

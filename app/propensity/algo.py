@@ -80,6 +80,8 @@ def train_propensity(
         category=target.category,
         windows=config.windows,
         max_levels=config.max_attribute_levels,
+        purchase_cycle=config.purchase_cycle,
+        horizon_days=config.horizon_days,
     )
     log = log.select(log.ts < now) if bool((log.ts >= now).any()) else log
     cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {} if feature_cache is None else feature_cache

@@ -163,6 +163,32 @@ _SINGULAR = {"product views": "product view", "clicks": "click", "cart additions
              "dislikes": "dislike", "bookmarks": "bookmark"}  # fmt: skip
 
 
+def _describe_cycle(name: str, v: float) -> str | None:
+    """The purchase-cycle features (``features_cycle``) in words; None for any other feature."""
+    if name == "purchase_gap_mean":
+        return "no repeat purchases yet" if v == 0 else f"buys every {_days(v)} on average"
+    if name == "purchase_gap_cv":
+        if v < 0:
+            return "too few purchases for a buying rhythm"
+        return "buys at a regular rhythm" if v < 0.5 else "buys at an irregular rhythm"
+    if name == "purchase_overdue":
+        return f"last purchase {v:.1f} typical gaps ago"
+    if name == "spend_trend":
+        if abs(v) < 0.05:
+            return "steady spend: last 90 days like the 90 before"
+        return f"spending {'more' if v > 0 else 'less'} in the last 90 days than in the 90 before"
+    if name == "season_shop_index":
+        return f"these dates sold {v:.1f}x the shop's average a year ago"
+    if name == "season_own_purchases":
+        when = "in these dates a year ago"
+        return f"did not buy {when}" if v == 0 else f"bought on {_n(v, 'day')} {when}"
+    if name == "btyd_p_alive":
+        return f"{v:.0%} likely still a customer"
+    if name == "btyd_expected_purchases":
+        return f"{v:.1f} purchases expected by the buying pattern"
+    return None
+
+
 def describe_value(name: str, v: float, cap: float, category: str = "category") -> str:
     """A feature value in a marketer's words, e.g. 'last purchase 45 days ago'."""
     capped = v >= cap
@@ -186,6 +212,9 @@ def describe_value(name: str, v: float, cap: float, category: str = "category") 
         return f"{v:.1f} interactions per visit"
     if name == "avg_purchase_value":
         return f"average purchase value {v:.2f}"
+    cycle = _describe_cycle(name, v)
+    if cycle is not None:
+        return cycle
     totals = {
         "events_total": ("interaction", "no activity ever"),
         "purchases_total": ("purchase", "never purchased"),

@@ -73,6 +73,7 @@ class PropensityConfig:
                           ``single_thread_below`` rows run single-threaded (faster, and polite to
                           the API processes sharing the box)
     max_train_rows:       rows per fit, all windows together (a seeded sample of the users above it)
+    purchase_cycle:       add the purchase-cycle features (``features_cycle``)
     """
 
     horizon_days: float = 30.0
@@ -94,6 +95,7 @@ class PropensityConfig:
     max_threads: int | None = None
     single_thread_below: int = 200_000
     max_train_rows: int = 100_000
+    purchase_cycle: bool = True
 
 
 @dataclass

@@ -23,6 +23,7 @@ from app.eventlog import EventLog
 from app.propensity.features_attrs import attribute_columns, infer_attributes
 from app.propensity.features_blocks import Events, recency, sessions, totals, windows
 from app.propensity.features_category import category_columns, distinct_categories
+from app.propensity.features_cycle import cycle_columns
 
 TYPE_WORDS: dict[str, str] = {  # event type -> plural noun for descriptions and explanations
     "view": "product views", "click": "clicks", "add_to_cart": "cart additions", "remove_from_cart": "cart removals",
@@ -38,6 +39,8 @@ class FeatureSpec:
     recency_cap_days: recencies are capped here; "never" is the cap
     session_gap_minutes: events without a session_id split into sessions at gaps longer than this
     category:         adds per-category columns (for a ``purchase:<category>`` target)
+    purchase_cycle:   adds the purchase-cycle columns of ``features_cycle`` (gaps, spend trend, season,
+                      BG/NBD), whose expected purchases and season span ``horizon_days``
     numeric_attributes / categorical_attributes: user attribute columns (see ``features_attrs``)
     """
 
@@ -47,6 +50,8 @@ class FeatureSpec:
     category: str | None = None
     numeric_attributes: tuple[str, ...] = ()
     categorical_attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    purchase_cycle: bool = False
+    horizon_days: float = 30.0
 
     @staticmethod
     def fit(
@@ -56,6 +61,8 @@ class FeatureSpec:
         windows: tuple[int, ...] = (7, 30, 90),
         max_levels: int = 10,
         recency_cap_days: float = 365.0,
+        purchase_cycle: bool = False,
+        horizon_days: float = 30.0,
     ) -> FeatureSpec:
         """A spec with attribute columns inferred from ``user_attributes`` (≤ max_levels per attribute)."""
         numeric, categorical = infer_attributes(user_attributes, max_levels)
@@ -65,6 +72,8 @@ class FeatureSpec:
             category=category,
             numeric_attributes=numeric,
             categorical_attributes=categorical,
+            purchase_cycle=purchase_cycle,
+            horizon_days=horizon_days,
         )
 
 
@@ -111,6 +120,8 @@ def build_features(
             item_pairs // ev.n_items, item_pairs % ev.n_items, item_categories, n, log.n_items
         )
         cols.append(("distinct_categories", "distinct categories interacted with", breadth))
+    if spec.purchase_cycle:
+        cols += cycle_columns(log, ev, cutoff, spec.horizon_days)
     if spec.category is not None:
         cols += category_columns(ev, spec.category, spec.windows, item_categories, log.n_items)
     del ev, item_pairs

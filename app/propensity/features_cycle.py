@@ -1,0 +1,128 @@
+"""Purchase-cycle columns that RFM lacks: the rhythm of a shopper's purchases, the trend of their
+spend, a buy-till-you-die view of whether they are still a customer, and the calendar season.
+
+All of it reads only events before the cut-off (``Events``, and ``summarise`` of the same log at
+the same cut-off): the BG/NBD model is fit on the feature window alone, never on outcomes.
+
+A *purchase day* is a 24-hour bucket counted back from the cut-off with at least one purchase, as in
+``app.value.summary`` (shops send one purchase event per order line; lines are not orders).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.eventlog import EventLog
+from app.propensity.features_blocks import PURCHASE, Column, Events, unique_sorted
+from app.value.algo_btyd import fit_bgnbd
+from app.value.summary import summarise
+
+YEAR_DAYS = 365.0
+BTYD_MAX_CUSTOMERS = 100_000  # four parameters are pinned long before; each likelihood pass is not
+NO_GAPS = -1.0  # the gap CV of a shopper with fewer than two gaps: undefined, kept apart from 0 (regular)
+
+
+def purchase_gaps(ev: Events) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """(number of gaps, mean gap, coefficient of variation of the gaps) per user, in days between
+    consecutive purchase days; the mean is 0 and the CV ``NO_GAPS`` without enough gaps."""
+    n = ev.n_users
+    is_p = ev.ty == PURCHASE
+    day = ev.days()
+    base = int(day.max(initial=0)) + 1
+    d_user, d_day = np.divmod(unique_sorted(ev.pair_keys(day, base, is_p)), base)
+    same = d_user[1:] == d_user[:-1]
+    g_user, gap = d_user[1:][same], (d_day[1:] - d_day[:-1])[same].astype(np.float64)
+    count = np.bincount(g_user, minlength=n).astype(np.float64)
+    total = np.bincount(g_user, weights=gap, minlength=n)
+    squares = np.bincount(g_user, weights=gap * gap, minlength=n)
+    mean = np.divide(total, count, out=np.zeros(n), where=count > 0)
+    var = np.maximum(np.divide(squares, count, out=np.zeros(n), where=count > 0) - mean * mean, 0.0)
+    cv = np.divide(np.sqrt(var), mean, out=np.full(n, NO_GAPS), where=(count >= 2) & (mean > 0))
+    return count, mean, cv
+
+
+def rhythm(ev: Events) -> list[Column]:
+    """Gap mean and CV, and days since the last purchase over the shopper's own typical gap (the
+    shop's median gap of repeat buyers for shoppers without one)."""
+    count, mean, cv = purchase_gaps(ev)
+    repeat = count > 0
+    shop_gap = float(np.median(mean[repeat])) if repeat.any() else ev.cap
+    typical = np.where(repeat, mean, max(shop_gap, 1.0))
+    since = ev.last_age(ev.ty == PURCHASE).astype(np.float64)
+    return [
+        ("purchase_gap_mean", "mean days between consecutive purchase days (0 without a repeat)",
+         mean.astype(np.float32)),
+        ("purchase_gap_cv", "coefficient of variation of the days between purchase days (-1: under two gaps)",
+         cv.astype(np.float32)),
+        ("purchase_overdue", "days since the last purchase over the shopper's typical gap (the shop's without one)",
+         (since / np.maximum(typical, 1.0)).astype(np.float32)),
+    ]  # fmt: skip
+
+
+def spend_trend(ev: Events, span: float = 90.0) -> list[Column]:
+    """log change of money spent: the last ``span`` days vs the ``span`` days before."""
+    is_p = ev.ty == PURCHASE
+    recent = ev.count(is_p & (ev.age <= span), ev.amount)
+    before = ev.count(is_p & (ev.age > span) & (ev.age <= 2 * span), ev.amount)
+    trend = (np.log1p(recent.astype(np.float64)) - np.log1p(before.astype(np.float64))).astype(np.float32)
+    return [("spend_trend", f"log change of spend: last {span:g} days vs the {span:g} before", trend)]
+
+
+def season(ev: Events, horizon_days: float) -> list[Column]:
+    """The calendar, learned from the log: the shop's purchase days in the target window's dates one
+    year earlier over its average for a window that long, and the shopper's own purchase days then.
+
+    With under a year (plus a horizon) of history the shop index is 1 (no season known) and the
+    shopper's count 0; both are then constant and a model ignores them.
+    """
+    n = ev.n_users
+    is_p = ev.ty == PURCHASE
+    day = ev.days()
+    base = int(day.max(initial=0)) + 1
+    d_user, d_day = np.divmod(unique_sorted(ev.pair_keys(day, base, is_p)), base)
+    last_year = (d_day >= YEAR_DAYS - horizon_days) & (d_day < YEAR_DAYS)
+    index = 1.0
+    if d_day.size and float(ev.age.max()) >= YEAR_DAYS:
+        year_rate = float((d_day < YEAR_DAYS).sum()) / YEAR_DAYS
+        if year_rate > 0:
+            index = float(last_year.sum()) / horizon_days / year_rate
+    own = np.bincount(d_user[last_year], minlength=n).astype(np.float32)
+    return [
+        ("season_shop_index", "the shop's purchases in these dates a year ago over its average (1: unknown)",
+         np.full(n, index, dtype=np.float32)),
+        ("season_own_purchases", "purchase days in these dates a year ago", own),
+    ]  # fmt: skip
+
+
+def btyd(log: EventLog, cutoff: float, horizon_days: float, n_users: int) -> list[Column]:
+    """BG/NBD p_alive and expected purchase days in the horizon, fit on the history before the cut-off;
+    0 for shoppers who never bought (and for everyone when the fit is impossible: ``fit_bgnbd``
+    raises ValueError on a non-finite likelihood)."""
+    alive, expected = np.zeros(n_users, np.float32), np.zeros(n_users, np.float32)
+    s = summarise(log, cutoff)
+    if len(s) >= 2 and bool((s.x > 0).any()):
+        rows = np.arange(len(s))
+        if len(s) > BTYD_MAX_CUSTOMERS:
+            rows = np.sort(np.random.default_rng(0).choice(len(s), BTYD_MAX_CUSTOMERS, replace=False))
+        # tiny or odd shops overflow inside the optimiser's trial points; the answer is checked below
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.suppress(ValueError):
+            bg = fit_bgnbd(s.x[rows], s.t_x[rows], s.T[rows])
+            e = bg.expected_purchases(horizon_days, s.x, s.t_x, s.T)
+            if not np.all(np.isfinite(e)) or max(bg.a, bg.b) > 1e4:  # a degenerate edge: a light penalty
+                bg = fit_bgnbd(s.x[rows], s.t_x[rows], s.T[rows], penalizer=1e-3)
+                e = bg.expected_purchases(horizon_days, s.x, s.t_x, s.T)
+            p = bg.p_alive(s.x, s.t_x, s.T)
+            ok = np.isfinite(e) & np.isfinite(p)
+            alive[s.users[ok]], expected[s.users[ok]] = p[ok], e[ok]
+    return [
+        ("btyd_p_alive", "BG/NBD probability the shopper is still a customer", alive),
+        ("btyd_expected_purchases", f"BG/NBD expected purchase days in the next {horizon_days:g} days", expected),
+    ]
+
+
+def cycle_columns(log: EventLog, ev: Events, cutoff: float, horizon_days: float) -> list[Column]:
+    """Every purchase-cycle column, in a fixed order."""
+    return rhythm(ev) + spend_trend(ev) + season(ev, horizon_days) + btyd(log, cutoff, horizon_days, ev.n_users)
