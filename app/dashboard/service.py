@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.dashboard import value as value_card
 from app.errors import ModelNotReady
 from app.events.models import Event
 from app.propensity import service as propensity_service
@@ -147,6 +148,7 @@ async def model_section(session: AsyncSession, version: str | None, meta: dict[s
         "offline": offline,
         "has_offline": any(v is not None for row in offline.values() for v in row.values()),
         "propensity": propensity,
+        "value": value_card.validated(metrics.get("value")),
         "runs": [_run_row(r) for r in runs],
     }
 
@@ -277,6 +279,7 @@ async def overview(
         "model": model,
         "earned": await earned(redis, keys),
         "propensity": await propensity_distribution(redis, keys, version, meta, cache),
+        "value": await value_card.value_distribution(redis, keys, version, meta, cache),
         "popular": await top_items(redis, keys, model_cache, version),
         "campaigns": {**await webhook_health.overview(session), "targets": webhook_health.export_targets(meta)},
     }
