@@ -120,6 +120,10 @@ def _row(name: str, y: NDArray[np.bool_], score: NDArray[np.float64], proba: boo
     }
 
 
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
 def compare(dataset: str, log: EventLog, now: float, target_text: str, cats: Any, attrs: Any) -> list[dict[str, Any]]:
     config = PropensityConfig()
     target, h = Target.parse(target_text), config.horizon_days
@@ -163,6 +167,10 @@ def compare(dataset: str, log: EventLog, now: float, target_text: str, cats: Any
     for r in rows:
         brier = f"{r['brier']:.4f}" if r["brier"] is not None else "-"
         print(f"{r['model']:<22}{r['auc']:>8.4f}{r['ap']:>8.4f}{brier:>9}")
+    cycle = m.get("purchase_cycle")
+    if cycle:
+        print(f"purchase-cycle features {'kept' if cycle['kept'] else 'dropped'} by validation a horizon earlier "
+              f"(AUC with {_fmt(cycle['validation_auc_with'])} / without {_fmt(cycle['validation_auc_without'])})")
     auc_ok = m["auc"] >= best_peer + 0.01
     brier_ok = m["brier"] < m["brier_base_rate"]
     print(

@@ -21,6 +21,7 @@ Design (``h`` = horizon, ``now`` = the rebuild time; labels of cut-off T are eve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 from app.eventlog import EventLog
 from app.propensity.algo_metrics import evaluate
 from app.propensity.algo_model import PropensityConfig, PropensityModel, fit_model
-from app.propensity.features import FeatureMatrix, FeatureSpec, build_features
+from app.propensity.features import FeatureMatrix, FeatureSpec, build_features, without_cycle
 from app.propensity.features_labels import DAY, Target, active_before, labels
 
 __all__ = ["PropensityConfig", "PropensityModel", "TrainResult", "fit_model", "train_propensity"]
@@ -88,9 +89,13 @@ def train_propensity(
 
     def features(cutoff: float) -> FeatureMatrix:
         if (cutoff, spec) not in cache:
-            cache[(cutoff, spec)] = build_features(
-                log, cutoff, spec, item_categories=item_categories, user_attributes=user_attributes
-            )
+            fuller = (cutoff, dataclasses.replace(spec, purchase_cycle=True))
+            if not spec.purchase_cycle and fuller in cache:  # the plain columns are a subset: no second pass
+                cache[(cutoff, spec)] = without_cycle(cache[fuller], spec)
+            else:
+                cache[(cutoff, spec)] = build_features(
+                    log, cutoff, spec, item_categories=item_categories, user_attributes=user_attributes
+                )
         return cache[(cutoff, spec)]
 
     def cut(j: int) -> float:
@@ -127,7 +132,31 @@ def train_propensity(
         return fit_model(X, y, target=target, spec=spec, names=fm.names, descriptions=fm.descriptions,
                          config=config, groups=g, cutoffs=cuts)  # fmt: skip
 
+    def validation_auc(first: int) -> float | None:
+        """AUC at cut(first) of a model fit on the windows before it; None when it cannot be measured."""
+        model = fit(first + 1)
+        pop = np.flatnonzero(active_before(log, cut(first)))
+        if model is None or len(pop) == 0:
+            return None
+        if len(pop) > config.max_train_rows:
+            pop = np.sort(np.random.default_rng(config.random_state).choice(pop, config.max_train_rows, replace=False))
+        y = labels(log, cut(first), config.horizon_days, target, item_categories)[pop]
+        if y.all() or not y.any():
+            return None
+        return float(evaluate(y, model.predict_proba(features(cut(first)).X[pop]), model.threshold)["auc"])
+
     metrics: dict[str, Any] = {"target": str(target), "horizon_days": config.horizon_days}
+    tried = {spec}
+    if spec.purchase_cycle:
+        # kept only where it does not hurt: both variants on the window before the holdout's (the
+        # holdout stays an unbiased estimate of the served model)
+        with_cycle = validation_auc(2)
+        full, spec = spec, dataclasses.replace(spec, purchase_cycle=False)
+        tried.add(spec)
+        plain = validation_auc(2)
+        keep = with_cycle is None or plain is None or with_cycle >= plain
+        spec = full if keep else spec
+        metrics["purchase_cycle"] = {"kept": keep, "validation_auc_with": with_cycle, "validation_auc_without": plain}
     holdout = fit(2)
     eval_pop = np.flatnonzero(active_before(log, cut(1)))
     if len(eval_pop) > config.max_train_rows:  # the metrics are as precise on a sample this size
@@ -148,7 +177,7 @@ def train_propensity(
             eval_cutoff=cut(1),
         )
     production = {(cut(1 + k), spec) for k in range(config.n_train_windows)}
-    for key in [key for key in cache if key[1] == spec and key not in production]:
+    for key in [key for key in cache if key[1] in tried and key not in production]:
         del cache[key]  # only the production cut-offs are read again
     model = fit(1)
     if model is None:

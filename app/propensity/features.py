@@ -23,7 +23,7 @@ from app.eventlog import EventLog
 from app.propensity.features_attrs import attribute_columns, infer_attributes
 from app.propensity.features_blocks import Events, recency, sessions, totals, windows
 from app.propensity.features_category import category_columns, distinct_categories
-from app.propensity.features_cycle import cycle_columns
+from app.propensity.features_cycle import CYCLE_COLUMNS, cycle_columns
 
 TYPE_WORDS: dict[str, str] = {  # event type -> plural noun for descriptions and explanations
     "view": "product views", "click": "clicks", "add_to_cart": "cart additions", "remove_from_cart": "cart removals",
@@ -133,3 +133,11 @@ def build_features(
     names = [name for name, _, _ in cols] + a_names
     descriptions = [description for _, description, _ in cols] + a_desc
     return FeatureMatrix(X=X, names=names, descriptions=descriptions, cutoff=float(cutoff), spec=spec)
+
+
+def without_cycle(fm: FeatureMatrix, spec: FeatureSpec) -> FeatureMatrix:
+    """``fm`` (built with the purchase-cycle columns) without them: exactly ``build_features`` under
+    ``spec`` (which has ``purchase_cycle=False``), without a second pass over the events."""
+    keep = [k for k, name in enumerate(fm.names) if name not in CYCLE_COLUMNS]
+    return FeatureMatrix(X=np.ascontiguousarray(fm.X[:, keep]), names=[fm.names[k] for k in keep],
+                         descriptions=[fm.descriptions[k] for k in keep], cutoff=fm.cutoff, spec=spec)  # fmt: skip

@@ -22,6 +22,8 @@ from app.value.summary import summarise
 
 YEAR_DAYS = 365.0
 BTYD_MAX_CUSTOMERS = 100_000  # four parameters are pinned long before; each likelihood pass is not
+CYCLE_COLUMNS = frozenset({"purchase_gap_mean", "purchase_gap_cv", "purchase_overdue", "spend_trend",
+                           "season_shop_index", "season_own_purchases", "btyd_p_alive", "btyd_expected_purchases"})
 NO_GAPS = -1.0  # the gap CV of a shopper with fewer than two gaps: undefined, kept apart from 0 (regular)
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from app.eventlog import EventLog
-from app.propensity import DAY, FeatureSpec, build_features
-from app.propensity.features_cycle import NO_GAPS
+from app.propensity import DAY, FeatureSpec, PropensityConfig, build_features, train_propensity
+from app.propensity.features import FeatureMatrix, without_cycle
+from app.propensity.features_cycle import CYCLE_COLUMNS, NO_GAPS
 
 T = 1_700_000_000.0
 CYCLE = FeatureSpec(purchase_cycle=True, horizon_days=30.0)
@@ -125,4 +126,27 @@ def test_off_by_default_and_named_when_on(buyers: EventLog) -> None:
     added = [n for n in cycle.names if n not in plain.names]
     assert added == ["purchase_gap_mean", "purchase_gap_cv", "purchase_overdue", "spend_trend", "season_shop_index",
                      "season_own_purchases", "btyd_p_alive", "btyd_expected_purchases"]  # fmt: skip
+    assert set(added) == CYCLE_COLUMNS
     assert np.array_equal(cycle.X[:, [cycle.index(n) for n in plain.names]], plain.X)
+    sliced = without_cycle(cycle, plain.spec)
+    assert sliced.names == plain.names and sliced.descriptions == plain.descriptions
+    assert np.array_equal(sliced.X, plain.X) and sliced.spec == plain.spec
+
+
+@pytest.mark.parametrize("target", ["purchase", "churn"])
+def test_validation_keeps_the_block_only_where_it_does_not_hurt(target: str) -> None:
+    from app.demo.generator import generate_shop, to_event_log
+
+    shop = generate_shop(n_users=900, n_items=120, days=150, seed=5, now=T)
+    log = to_event_log(shop)
+    cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {}
+    result = train_propensity(log, T, target, config=PropensityConfig(max_iter=40), feature_cache=cache)
+    choice = result.metrics["purchase_cycle"]
+    with_cycle, without = choice["validation_auc_with"], choice["validation_auc_without"]
+    assert 0.5 < with_cycle < 1 and 0.5 < without < 1
+    assert choice["kept"] == (with_cycle >= without)
+    assert (set(result.model.feature_names) >= CYCLE_COLUMNS) == choice["kept"]
+    assert result.model.spec.purchase_cycle == choice["kept"]
+    for (cutoff, spec), fm in cache.items():  # only the production cut-offs stay, sliced or built alike
+        assert fm.names == build_features(log, cutoff, spec).names
+        assert cutoff in (T - 30 * DAY, T - 60 * DAY)
