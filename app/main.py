@@ -17,6 +17,7 @@ from app.catalog.router import router as catalog_router
 from app.dashboard.router import install_dashboard
 from app.db import make_async_engine
 from app.events.router import router as events_router
+from app.experiments.router import router as experiments_router
 from app.http import ERROR_RESPONSES, BodySizeLimit, JsonBodyOnly, envelope, install_error_handlers
 from app.observability.router import install_metrics
 from app.placements.router import router as placements_router
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(propensity_router)
     app.include_router(value_router)
     app.include_router(placements_router)
+    app.include_router(experiments_router)
     app.include_router(webhooks_router)
     app.include_router(triggers_router)
     app.include_router(campaigns_router)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,13 +24,15 @@ from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import PlacementNotFound, ValidationFailed
+from app.experiments import exposures
+from app.experiments.service import Live, load_live
 from app.placements import rules
 from app.placements.memo import MetaMemo
 from app.placements.schemas import Kind, PlacementIn
 from app.placements.service import load_all
 from app.recommend.meta_cache import MetaCache
 from app.recommend.model_cache import ModelCache
-from app.recommend.schemas import Recommendations, RecommendedItem, Sources
+from app.recommend.schemas import ExperimentTag, Recommendations, RecommendedItem, Sources
 from app.recommend.service import Query
 from app.store.batch import Command, round_trip
 from app.store.client import TIMEOUT_SECONDS
@@ -74,11 +77,36 @@ class Placed:
     """This placement's per-item results, kept across requests until its rules are reloaded."""
     pins: PinState | None = None
     """The pins' metadata and exclusions, read with the placement (None: `arrange` reads them)."""
+    experiment: Assigned | None = None
+    """The shopper's variant when an experiment runs here (`spec` is then the variant's rules)."""
 
     def reorders(self) -> bool:
         s = self.spec
         return bool(s.boosts or s.pins or s.diversity or s.rotation or s.filters.exclude_items)
 
+
+@dataclass(frozen=True)
+class Assigned:
+    """A shopper's arm of the experiment running on the placement, and the token of this exposure."""
+
+    id: int
+    index: int
+    variant: str
+    token: str
+    alpha: float | None
+    strategy: str | None
+
+    def tag(self, recs: Recommendations) -> dict[str, Any]:
+        """The response's experiment and a recommendation_id that carries it: `<strategy>.<token>.e<id>v<k>`
+        (events parse the strategy before the first dot, as ever; results read the third part)."""
+        strategy = recs.recommendation_id.split(".", 1)[0]
+        return {"experiment": ExperimentTag(id=self.id, variant=self.variant),
+                "recommendation_id": f"{strategy}.{self.token}.e{self.id}v{self.index}"}
+
+
+STRATEGY_ALPHA = {"cf": 1.0, "content": 0.0}
+POPULARITY_WEIGHT = 1e3
+"""`popularity` variants: a weight that lets popularity decide the order among the candidates."""
 
 FILTER_FIELDS = ("category", "available_only", "exclude_seen", "min_price", "max_price")
 
@@ -93,7 +121,12 @@ def placed_query(placed: Placed, request: Query, explicit: set[str]) -> tuple[Pl
     pool = min(MAX_POOL, 3 * n + 20 + len(f.exclude_items)) if placed.reorders() else n
     attributes = rules.accepted(f.attributes) if f.attributes else None
     memo = placed.memos.filters(tuple(values.values())) if placed.memos is not None else None
-    return PlacedQuery(n=pool, alpha=request.alpha, attributes=attributes, memo=memo, **values), n
+    alpha, pop_weight = request.alpha, None
+    if (arm := placed.experiment) is not None:
+        alpha = STRATEGY_ALPHA.get(arm.strategy or "", arm.alpha if arm.alpha is not None else alpha)
+        pop_weight = POPULARITY_WEIGHT if arm.strategy == "popularity" else None
+    return PlacedQuery(n=pool, alpha=alpha, pop_weight=pop_weight, attributes=attributes, memo=memo,
+                       **values), n
 
 
 class Memos:
@@ -127,6 +160,13 @@ class PlacementBook:
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
         self._memos: dict[str, Memos] = {}
+        self._live: dict[str, Live] = {}
+
+    def _assign(self, name: str, user_id: str | None) -> tuple[Live, int] | None:
+        live = self._live.get(name)
+        if live is None or user_id is None or not live.starts_at <= time.time() < live.ends_at:
+            return None
+        return live, live.arm(user_id)[0]
 
     async def resolve(self, name: str, kinds: tuple[Kind, ...], user_id: str | None) -> Placed:
         cached = (self._specs or {}).get(name)
@@ -138,26 +178,44 @@ class PlacementBook:
         # otherwise spend a round trip of its own on them at every request.
         pin_ids = [p.item_id for p in cached.pins] if cached is not None else []
         pin_keys = [self.keys.purchased(user_id), self.keys.seen(user_id)] if pin_ids and user_id is not None else []
+        # the exposure rides along too (`experiments.exposures`): never a write of its own
+        token = uuid.uuid4().hex[:16]
+        assigned = self._assign(name, user_id)
+        if assigned is not None and user_id is not None:
+            commands.append(self._exposure(assigned, token, user_id))
         if pin_ids:
             commands += [("HMGET", self.keys.item_meta(), *pin_ids)]
             commands += [("SMISMEMBER", key, *pin_ids) for key in pin_keys]
         replies = await round_trip(self.redis, commands, TIMEOUT_SECONDS)
         pin_replies = replies[len(replies) - len(pin_keys) - 1:] if pin_ids else []
-        replies = replies[: len(replies) - len(pin_replies)]
+        replies = replies[: len(replies) - len(pin_replies) - (assigned is not None)]
         if self._specs is None or replies[0] != self._epoch or time.monotonic() - self._loaded_at > RELOAD_SECONDS:
             await self._reload(replies[0])
+            now_assigned = self._assign(name, user_id)
+            if now_assigned != assigned and now_assigned is not None and user_id is not None:
+                await round_trip(self.redis, [self._exposure(now_assigned, token, user_id)], TIMEOUT_SECONDS)
+            assigned = now_assigned
         spec = (self._specs or {}).get(name)
         if spec is None:
             raise PlacementNotFound(f"No placement `{name}`.")
         if spec.kind not in kinds:
             raise ValidationFailed(f"Placement `{name}` is of kind `{spec.kind}`; this route serves "
                                    f"{' or '.join(kinds)} placements.")
-        memos = self._memos.get(name)
+        experiment = None
+        if assigned is not None:
+            live, k = assigned
+            arm = live.arms[k]
+            # a variant's rules (the same kind) in place of the placement's; memos are per variant
+            spec, memo_key = arm.spec, f"{name}\x00{k}"
+            experiment = Assigned(live.id, k, arm.name, token, arm.alpha, arm.strategy)
+        else:
+            memo_key = name
+        memos = self._memos.get(memo_key)
         if memos is None:
-            memos = self._memos[name] = Memos()
+            memos = self._memos[memo_key] = Memos()
         pins = _pin_state(pin_ids, pin_keys, pin_replies) if spec is cached and pin_ids else None
         if user_id is None or spec.rotation is None:
-            return Placed(name, spec, user_id, memos=memos, pins=pins)
+            return Placed(name, spec, user_id, memos=memos, pins=pins, experiment=experiment)
         if len(replies) < 2 or _window(spec) > window:  # rules changed under us: read the new window
             (raw,) = await round_trip(self.redis, [self._shown_read(user_id, _window(spec))], TIMEOUT_SECONDS)
         else:
@@ -165,7 +223,11 @@ class PlacementBook:
         cutoff = time.time() - 60.0 * _window(spec)
         prefix = f"{name}|".encode()
         shown = {m[len(prefix):].decode(): s for m, s in score_pairs(raw) if m.startswith(prefix) and s >= cutoff}
-        return Placed(name, spec, user_id, shown, memos, pins)
+        return Placed(name, spec, user_id, shown, memos, pins, experiment)
+
+    def _exposure(self, assigned: tuple[Live, int], token: str, user_id: str) -> Command:
+        live, k = assigned
+        return exposures.push(self.keys, exposures.entry(live.id, live.arms[k].name, token, user_id, time.time()))
 
     def _shown_read(self, user_id: str, window_minutes: int) -> Command:
         since = time.time() - 60.0 * window_minutes
@@ -179,6 +241,7 @@ class PlacementBook:
             # the epoch was read before the rows: a write committed meanwhile moves it again
             async with self.sessionmaker() as session:
                 self._specs = await load_all(session)
+                self._live = await load_live(session, self._specs)
             self._epoch, self._loaded_at = epoch, time.monotonic()
             self._memos = {}  # results of the rules as they were
 
@@ -213,8 +276,9 @@ async def arrange(
     was shown when the placement rotates. Pins are checked against `excluded` (the basket, the item
     itself) and the set at `exclusions_key` (the shopper's purchases, or everything seen)."""
     spec = placed.spec
+    tag = placed.experiment.tag(recs) if placed.experiment is not None else {}
     if not placed.reorders():
-        return recs.model_copy(update={"placement": placed.name, "items": recs.items[:n]})
+        return recs.model_copy(update={"placement": placed.name, "items": recs.items[:n], **tag})
     pins = [(p.item_id, p.position) for p in spec.pins if p.position <= n]
     known = metas.current()
     read = placed.pins
@@ -267,7 +331,7 @@ async def arrange(
             items.append(by_id[item_id].model_copy(update={"score": round(float(scores[rank[item_id]]), 6)}))
     if spec.rotation is not None and placed.user_id is not None and items:
         await _record_shown(redis, keys.shown(placed.user_id), placed.name, [i.item_id for i in items])
-    return recs.model_copy(update={"placement": placed.name, "items": items})
+    return recs.model_copy(update={"placement": placed.name, "items": items, **tag})
 
 
 def _featured(item_id: str, meta: dict[str, Any] | None) -> RecommendedItem:

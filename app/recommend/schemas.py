@@ -19,6 +19,11 @@ class RecommendedItem(BaseModel):
     title: str | None = None
 
 
+class ExperimentTag(BaseModel):
+    id: int
+    variant: str
+
+
 class Recommendations(BaseModel):
     recommendation_id: str = Field(description="Send it back with events on these items (attribution).")
     model_version: str | None
@@ -26,6 +31,8 @@ class Recommendations(BaseModel):
                           "content_only | degraded_popularity ...")
     items: list[RecommendedItem]
     placement: str | None = Field(default=None, description="The placement whose rules arranged the list.")
+    experiment: ExperimentTag | None = Field(
+        default=None, description="The experiment running on the placement and the shopper's variant.")
 
 
 class UserRecommendationsQuery(BaseModel):

@@ -51,6 +51,8 @@ class Query:
     alpha: float | None = None
     min_price: float | None = None
     max_price: float | None = None
+    pop_weight: float | None = None
+    """Replaces the shop's popularity weight (an experiment's `popularity` variant sets it high)."""
 
     def admits(self, meta: dict[str, Any] | None) -> bool:
         if meta is None:  # deleted or unknown
@@ -169,6 +171,8 @@ class RecommendService:
         if arrays is not None and len(hist_idx):
             rows = await self.cache.neighbour_rows(arrays, hist_idx.tolist())
             hybrid = arrays.config.hybrid if q.alpha is None else replace(arrays.config.hybrid, alpha=q.alpha)
+            if q.pop_weight is not None:
+                hybrid = replace(hybrid, pop_weight=q.pop_weight)
             exclude_idx = np.array([arrays.item_pos[i] for i in exclude if i in arrays.item_pos], dtype=np.int32)
             scores = score_user(
                 hist_idx, weights, *rows["cf"], *rows["content"], arrays.evidence, arrays.popularity, hybrid,

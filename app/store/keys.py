@@ -77,6 +77,10 @@ class Keys:
         """A token set afresh by every placement write: API processes reload placements when it moves."""
         return f"{self.prefix}placements:epoch"
 
+    def experiment_exposures(self) -> str:
+        """List of exposures ("id|variant|user|token|ts") waiting for the batched COPY to Postgres."""
+        return f"{self.prefix}experiments:exposures"
+
     def recommendation_stats(self, strategy: str) -> str:
         """Hash event type -> count of events that carried a recommendation_id of this strategy."""
         return f"{self.prefix}recstats:{strategy}"
