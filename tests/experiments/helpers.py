@@ -12,6 +12,10 @@ ITEMS = [{"item_id": f"i{k}", "title": f"Item {k}", "categories": ["c"], "price"
 
 def shop(client: TestClient, placement: str = "home") -> None:
     assert client.post("/v1/items", json={"items": ITEMS}).status_code == 200
+    # popularity for the lists to draw from (no model is built: cold shoppers get the popular items)
+    views = [{"event_id": f"seed-{k}-{i['item_id']}", "user_id": f"seed-{k}", "item_id": i["item_id"], "type": "view"}
+             for k in range(3) for i in ITEMS]
+    assert client.post("/v1/events", json={"events": views}).json()["accepted"] == len(views)
     assert client.put(f"/v1/placements/{placement}", json={"n": 3}).status_code == 200
 
 
