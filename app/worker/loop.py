@@ -6,8 +6,11 @@ import logging
 import threading
 import time
 
+import psycopg
 import redis
 
+from app.db import libpq_url
+from app.experiments import exposures
 from app.settings import Settings
 from app.store.client import make_redis
 from app.store.keys import Keys
@@ -17,6 +20,8 @@ from app.worker.pipeline import NothingToBuild, RebuildBusy, rebuild
 log = logging.getLogger(__name__)
 
 REPAIR_CHECK_SECONDS = 30.0  # how often an idle worker asks Postgres whether Redis missed writes
+FLUSH_SECONDS = 5.0
+"""How often the experiments' exposures waiting in Redis are COPYd to Postgres (one batch a pass)."""
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
@@ -26,7 +31,11 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     interval = settings.rebuild_interval_minutes * 60
     next_at = time.monotonic()  # rebuild at start: re-hydrates Redis and publishes a fresh model
     check_at = next_at + REPAIR_CHECK_SECONDS
+    flush_at = time.monotonic()
     while not stop.is_set():
+        if settings.database_url and time.monotonic() >= flush_at:
+            flush_at = time.monotonic() + FLUSH_SECONDS
+            flush_exposures(settings.database_url, client, keys)
         job: int | None = None
         due = time.monotonic() >= next_at
         try:
@@ -62,6 +71,16 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
         # pending skips do not re-run a rebuild that just failed (or had no events) every check
         check_at = next_at if retry_on_schedule else time.monotonic() + REPAIR_CHECK_SECONDS
     client.close()
+
+
+def flush_exposures(database_url: str, client: redis.Redis, keys: Keys) -> int:
+    """The exposures' batched COPY; a failure leaves them in Redis for the next pass (logged)."""
+    try:
+        with psycopg.connect(libpq_url(database_url), connect_timeout=5) as conn:
+            return exposures.flush_sync(conn, client, keys)
+    except (psycopg.Error, redis.RedisError, OSError) as exc:
+        log.warning("worker.exposures_flush_failed", extra={"error": type(exc).__name__})
+        return 0
 
 
 class BackgroundWorker:

@@ -14,6 +14,7 @@ from scipy import stats as sps
 
 from app.experiments import assign, exposures
 from app.store.keys import Keys
+from app.worker import loop
 from tests.experiments.helpers import create, serve, shop
 
 
@@ -154,3 +155,21 @@ def test_srm_flags_a_skewed_split(client: TestClient, rds: redis.Redis, settings
     assert [v["users"] for v in res["variants"]] == [300, 200]
     assert res["srm_warning"] is True and res["srm_p_value"] == pytest.approx(sps.chisquare([300, 200]).pvalue)
     assert any("Sample ratio mismatch" in n for n in res["notes"])
+
+
+def test_the_workers_flush_copies_in_batches_and_trims(
+    client: TestClient, pg: psycopg.Connection[tuple[object, ...]], rds: redis.Redis, settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shop(client)
+    exp = create(client, weights=(1, 1))
+    for k in range(25):
+        serve(client, f"w{k}")
+    keys = Keys(settings.redis_prefix)
+    monkeypatch.setattr(exposures, "BATCH", 10)  # three passes: 10, 10, 5
+    assert loop.flush_exposures(settings.database_url, rds, keys) == 25
+    assert rds.llen(keys.experiment_exposures()) == 0
+    rows = pg.execute("SELECT count(*), count(DISTINCT user_id) FROM experiment_exposures WHERE experiment_id = %s",
+                      (exp["id"],)).fetchone()
+    assert rows == (25, 25)
+    assert loop.flush_exposures(settings.database_url, rds, keys) == 0
