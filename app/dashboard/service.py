@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.dashboard import experiments_panel
 from app.dashboard import value as value_card
 from app.errors import ModelNotReady
 from app.events.models import Event
@@ -282,6 +283,7 @@ async def overview(
         "value": await value_card.value_distribution(redis, keys, version, meta, cache),
         "popular": await top_items(redis, keys, model_cache, version),
         "campaigns": {**await webhook_health.overview(session), "targets": webhook_health.export_targets(meta)},
+        "experiments": await experiments_panel.running(session),
     }
 
 
