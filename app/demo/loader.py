@@ -11,9 +11,11 @@ from tqdm import tqdm
 
 from app.catalog import service as catalog_service
 from app.catalog.schemas import ItemWithId
+from app.demo import experiment as demo_experiment
 from app.demo.generator import generate_shop, iter_event_batches
 from app.events import service as events_service
 from app.events.models import Event
+from app.placements import service as placements_service
 from app.settings import Settings
 from app.store.client import make_async_redis
 from app.store.keys import Keys
@@ -47,6 +49,11 @@ async def _load(settings: Settings, n_users: int, n_items: int, seed: int, force
             raw: list[dict[str, Any]] = [{k: v for k, v in e.items() if v is not None} for e in batch]
             result = await events_service.ingest(engine, redis, keys, settings, raw)
             totals["events"] += result.accepted
+        experiment_id, answers = await demo_experiment.create(
+            sessions, [u["user_id"] for u in shop.users], shop.items, seed)
+        totals["events"] += (await events_service.ingest(engine, redis, keys, settings, answers)).accepted
+        await placements_service.announce(redis, keys)
+        totals["experiment"] = experiment_id
         return totals
     finally:
         await redis.aclose()
