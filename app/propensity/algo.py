@@ -148,13 +148,13 @@ def train_propensity(
     metrics: dict[str, Any] = {"target": str(target), "horizon_days": config.horizon_days}
     tried = {spec}
     if spec.purchase_cycle:
-        # kept only where it does not hurt: both variants on the window before the holdout's (the
-        # holdout stays an unbiased estimate of the served model)
+        # kept unless it hurts by more than noise: both variants on the window before the holdout's
+        # (the holdout stays an unbiased estimate of the served model)
         with_cycle = validation_auc(2)
         full, spec = spec, dataclasses.replace(spec, purchase_cycle=False)
         tried.add(spec)
         plain = validation_auc(2)
-        keep = with_cycle is None or plain is None or with_cycle >= plain
+        keep = with_cycle is None or plain is None or with_cycle >= plain - config.cycle_tolerance
         spec = full if keep else spec
         metrics["purchase_cycle"] = {"kept": keep, "validation_auc_with": with_cycle, "validation_auc_without": plain}
     holdout = fit(2)

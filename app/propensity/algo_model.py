@@ -73,7 +73,9 @@ class PropensityConfig:
                           ``single_thread_below`` rows run single-threaded (faster, and polite to
                           the API processes sharing the box)
     max_train_rows:       rows per fit, all windows together (a seeded sample of the users above it)
-    purchase_cycle:       add the purchase-cycle features (``features_cycle``)
+    purchase_cycle:       add the purchase-cycle features (``features_cycle``) unless validation a
+                          horizon before the holdout finds them ``cycle_tolerance`` AUC worse (the
+                          floor of noise between two fits on one window, as recommend's 0.002 margins)
     """
 
     horizon_days: float = 30.0
@@ -96,6 +98,7 @@ class PropensityConfig:
     single_thread_below: int = 200_000
     max_train_rows: int = 100_000
     purchase_cycle: bool = True
+    cycle_tolerance: float = 0.002
 
 
 @dataclass
