@@ -173,3 +173,16 @@ def test_the_workers_flush_copies_in_batches_and_trims(
                       (exp["id"],)).fetchone()
     assert rows == (25, 25)
     assert loop.flush_exposures(settings.database_url, rds, keys) == 0
+
+
+def test_session_route_takes_part_only_when_it_names_the_shopper(client: TestClient) -> None:
+    shop(client)
+    assert client.put("/v1/placements/cart", json={"kind": "cart", "n": 3}).status_code == 200
+    exp = create(client, placement="cart", weights=(1, 1))
+    named = client.post("/v1/recommendations/session", params={"placement": "cart"},
+                        json={"item_ids": ["i1"], "user_id": "basket-1"})
+    assert named.status_code == 200, named.json()
+    assert named.json()["experiment"]["id"] == exp["id"]
+    anonymous = client.post("/v1/recommendations/session", params={"placement": "cart"}, json={"item_ids": ["i1"]})
+    assert anonymous.status_code == 200 and anonymous.json()["experiment"] is None
+    assert anonymous.json()["placement"] == "cart"
