@@ -179,8 +179,8 @@ class PlacementBook:
         pin_ids = [p.item_id for p in cached.pins] if cached is not None else []
         pin_keys = [self.keys.purchased(user_id), self.keys.seen(user_id)] if pin_ids and user_id is not None else []
         # the exposure rides along too (`experiments.exposures`): never a write of its own
-        token = uuid.uuid4().hex[:16]
         assigned = self._assign(name, user_id)
+        token = uuid.uuid4().hex[:16] if self._live else ""
         if assigned is not None and user_id is not None:
             commands.append(self._exposure(assigned, token, user_id))
         if pin_ids:
@@ -192,6 +192,7 @@ class PlacementBook:
         if self._specs is None or replies[0] != self._epoch or time.monotonic() - self._loaded_at > RELOAD_SECONDS:
             await self._reload(replies[0])
             now_assigned = self._assign(name, user_id)
+            token = token or uuid.uuid4().hex[:16]
             if now_assigned != assigned and now_assigned is not None and user_id is not None:
                 await round_trip(self.redis, [self._exposure(now_assigned, token, user_id)], TIMEOUT_SECONDS)
             assigned = now_assigned
