@@ -27,7 +27,7 @@ _ATTRIBUTED = text(f"""
            count(*) FILTER (WHERE e.type = 'add_to_cart') AS carts,
            count(*) FILTER (WHERE e.type = 'purchase') AS purchases,
            COALESCE(sum({_REVENUE}) FILTER (WHERE e.type = 'purchase'), 0) AS revenue
-    FROM events e WHERE split_part(e.recommendation_id, '.', 3) = ANY(:tags) GROUP BY 1
+    FROM events e WHERE e.ts >= :since AND split_part(e.recommendation_id, '.', 3) = ANY(:tags) GROUP BY 1
 """)
 _PER_USER = text(f"""
     WITH x AS (
@@ -36,7 +36,8 @@ _PER_USER = text(f"""
         FROM experiment_exposures WHERE experiment_id = :id GROUP BY user_id
     ), clicks AS (
         SELECT e.user_id, count(*) AS clicks FROM events e
-        WHERE e.type = 'click' AND split_part(e.recommendation_id, '.', 3) = ANY(:tags) GROUP BY e.user_id
+        WHERE e.ts >= :since AND e.type = 'click' AND split_part(e.recommendation_id, '.', 3) = ANY(:tags)
+        GROUP BY e.user_id
     ), bought AS (
         SELECT x.user_id, count(*) AS purchases, sum({_REVENUE}) AS revenue
         FROM x JOIN events e ON e.user_id = x.user_id AND e.type = 'purchase' AND e.ts >= x.first_at
@@ -103,8 +104,10 @@ async def compute(session: AsyncSession, row: Experiment, mde: float = stats.MDE
     variants = row.spec["variants"]
     names = [v["name"] for v in variants]
     tags = [f"e{row.id}v{k}" for k in range(len(variants))]
-    attributed = {r.tag: r for r in await session.execute(_ATTRIBUTED, {"tags": tags})}
-    users = (await session.execute(_PER_USER, {"id": row.id, "tags": tags})).all()
+    # events before the start cannot answer one of its lists: the window keeps the scan on ix_events_ts
+    since = row.starts_at
+    attributed = {r.tag: r for r in await session.execute(_ATTRIBUTED, {"tags": tags, "since": since})}
+    users = (await session.execute(_PER_USER, {"id": row.id, "tags": tags, "since": since})).all()
     arm = np.array([names.index(u[0]) if u[0] in names else -1 for u in users], dtype=np.int64)
     table = np.array([u[1:] for u in users], dtype=np.float64).reshape(len(users), 4)
     exposures, clicks, purchases, revenue = table.T
