@@ -68,6 +68,10 @@ def test_openapi_fuzz(server: ServerProcess, settings: Settings, tmp_path: Path)
         "--request-timeout", "20",
         "--seed", os.environ.get("SHOPMIND_FUZZ_SEED", "20240601"),
         "--no-color",
+        # Registering a webhook resolves its URL's host name (the SSRF check): fuzzed names would be
+        # sent to the machine's resolver, a non-loopback address tests must not reach. That route's
+        # validation is tested on IP literals and malformed URLs in tests/webhooks/test_webhook_api.py.
+        "--exclude-name", "POST /v1/webhooks",
         "--report", "junit", "--report-dir", str(tmp_path),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=float(seconds) + 120)
