@@ -4,11 +4,13 @@ from app.auth.models import ApiKey
 from app.catalog.models import Item
 from app.db import Base
 from app.events.models import Event
+from app.experiments.models import Experiment, experiment_exposures
 from app.placements.models import Placement
 from app.runs.models import ModelRun, RedisSkip
 from app.triggers.models import HighTier, Trigger, TriggerFire, TriggerPending
 from app.users.models import User, UserErasure
 from app.webhooks.models import Webhook, WebhookDelivery
 
-__all__ = ["ApiKey", "Base", "Event", "HighTier", "Item", "ModelRun", "Placement", "RedisSkip", "Trigger",
-           "TriggerFire", "TriggerPending", "User", "UserErasure", "Webhook", "WebhookDelivery"]
+__all__ = ["ApiKey", "Base", "Event", "Experiment", "HighTier", "Item", "ModelRun", "Placement", "RedisSkip", "Trigger",
+           "TriggerFire", "TriggerPending", "User", "UserErasure", "Webhook", "WebhookDelivery",
+           "experiment_exposures"]

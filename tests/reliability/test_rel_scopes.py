@@ -62,6 +62,12 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", "/v1/placements"): Expect("admin"),
     ("GET", "/v1/placements/{name}"): Expect("admin"),
     ("DELETE", "/v1/placements/{name}"): Expect("admin"),
+    # admin: experiments (they change what a share of shoppers is served, and read their behaviour)
+    ("POST", "/v1/experiments"): Expect("admin", {"name": "rel", "placement": "rel-placement", "variants": []}),
+    ("GET", "/v1/experiments"): Expect("admin"),
+    ("GET", "/v1/experiments/{experiment_id}"): Expect("admin"),
+    ("POST", "/v1/experiments/{experiment_id}/stop"): Expect("admin"),
+    ("GET", "/v1/experiments/{experiment_id}/results"): Expect("admin"),
     # admin: campaigns (webhooks carry shoppers' data to other systems; triggers decide who gets one)
     ("POST", "/v1/webhooks"): Expect("admin", {"url": "https://93.184.215.14/hook", "events": ["*"]}),  # never sent
     ("GET", "/v1/webhooks"): Expect("admin"),

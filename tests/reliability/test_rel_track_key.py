@@ -43,6 +43,8 @@ PUBLIC = {
 # session, and a track key in a header is none.
 LOGIN = {("GET", "/dashboard"), ("POST", "/dashboard/login")}
 SESSION_ONLY = {("GET", "/dashboard/api/try")}
+# A download link the browser follows: without a session it sends the browser to the login form.
+SESSION_REDIRECT = {("GET", "/dashboard/export")}
 
 
 def all_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -106,6 +108,12 @@ def test_track_key_is_refused_everywhere_but_ingest(browser: TestClient, track_k
             else:
                 status = browser.post(path, data={"key": track_key}).status_code
             expected = {403}
+        elif (method, path) in SESSION_REDIRECT:
+            response = browser.request(method, _url(path), headers=header, follow_redirects=False)
+            status = response.status_code
+            expected = {303}
+            if response.headers.get("location", "").split("?")[0] != "/dashboard/login":
+                failures.append(f"{method} {path}: redirected to {response.headers.get('location')}, not the login")
         elif (method, path) in SESSION_ONLY:
             status = browser.request(method, _url(path), params={"user_id": "u"}, headers=header).status_code
             expected = {401}
