@@ -29,6 +29,10 @@ class Overrides(Strict):
         default=None, description="hybrid (the shop's blend, or `alpha`), cf, content, or popularity.")
 
 
+MIN_SHARE = 0.001
+"""The smallest share of shoppers a variant may be given."""
+
+
 class Variant(Strict):
     name: Annotated[str, StringConstraints(pattern=VARIANT_NAME)]
     weight: float = Field(gt=0, le=1e6, description="Relative share of shoppers.")
@@ -52,6 +56,11 @@ class ExperimentIn(Strict):
             raise ValueError("start and end need a time zone (e.g. 2026-12-05T00:00:00Z)")
         if self.end <= self.start:
             raise ValueError("end is not after start")
+        total = sum(v.weight for v in self.variants)
+        small = [v.name for v in self.variants if v.weight < MIN_SHARE * total]
+        if small:  # such an arm gets hardly anyone: no result, and a sample-ratio test without meaning
+            raise ValueError(f"variants {small} would get under {MIN_SHARE:.1%} of the shoppers; "
+                             f"give every variant at least that share of the weights")
         return self
 
 

@@ -105,7 +105,12 @@ def srm_p_value(counts: ArrayLike, weights: ArrayLike) -> float:
     if obs.sum() == 0:
         return 1.0
     expected = obs.sum() * w / w.sum()
-    return float(stats.chisquare(obs, expected).pvalue)
+    if (obs[expected <= 0] > 0).any():  # shoppers in an arm promised none: a mismatch for certain
+        return 0.0
+    used = expected > 0
+    if used.sum() < 2:
+        return 1.0
+    return float(stats.chisquare(obs[used], expected[used]).pvalue)
 
 
 def required_per_arm(mean_c: float, var_c: float, mde: float = MDE) -> float:

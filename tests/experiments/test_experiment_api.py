@@ -44,6 +44,8 @@ def test_validation_errors_are_precise(client: TestClient) -> None:
     assert _error(client, one)[0]["loc"] == ["body", "variants"]
     zero = body(weights=(1, 0))
     assert _error(client, zero)[0]["loc"] == ["body", "variants", 1, "weight"]
+    sliver = body(weights=(775121.05, 5e-324))  # found by the schema fuzzer: an arm nobody could reach
+    assert "at least that share" in _error(client, sliver)[0]["msg"]
     twins = body()
     twins["variants"][1]["name"] = "v0"
     assert "share a name" in _error(client, twins)[0]["msg"]

@@ -47,6 +47,9 @@ def test_srm_matches_scipy_chisquare_and_flags_a_skew() -> None:
     p = stats.srm_p_value([560, 440], [1, 1])
     assert p == pytest.approx(sps.chisquare([560, 440], [500, 500]).pvalue)
     assert p < 0.001  # chi2 = 14.4
+    # an arm whose weight rounds to no shopper at all: no NaN, a sure mismatch if anyone landed there
+    assert stats.srm_p_value([2, 0], [775121.05, 5e-324]) == pytest.approx(1.0)
+    assert stats.srm_p_value([2, 1], [1.0, 0.0]) == 0.0
 
 
 def test_required_sample_for_the_default_mde() -> None:
