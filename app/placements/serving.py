@@ -30,6 +30,7 @@ from app.placements import rules
 from app.placements.memo import MetaMemo
 from app.placements.schemas import Kind, PlacementIn
 from app.placements.service import load_all
+from app.recommend.algo_blend import POPULARITY_ONLY
 from app.recommend.meta_cache import MetaCache
 from app.recommend.model_cache import ModelCache
 from app.recommend.schemas import ExperimentTag, Recommendations, RecommendedItem, Sources
@@ -105,8 +106,6 @@ class Assigned:
 
 
 STRATEGY_ALPHA = {"cf": 1.0, "content": 0.0}
-POPULARITY_WEIGHT = 1e3
-"""`popularity` variants: a weight that lets popularity decide the order among the candidates."""
 
 FILTER_FIELDS = ("category", "available_only", "exclude_seen", "min_price", "max_price")
 
@@ -124,7 +123,7 @@ def placed_query(placed: Placed, request: Query, explicit: set[str]) -> tuple[Pl
     alpha, pop_weight = request.alpha, None
     if (arm := placed.experiment) is not None:
         alpha = STRATEGY_ALPHA.get(arm.strategy or "", arm.alpha if arm.alpha is not None else alpha)
-        pop_weight = POPULARITY_WEIGHT if arm.strategy == "popularity" else None
+        pop_weight = POPULARITY_ONLY if arm.strategy == "popularity" else None
     return PlacedQuery(n=pool, alpha=alpha, pop_weight=pop_weight, attributes=attributes, memo=memo,
                        **values), n
 

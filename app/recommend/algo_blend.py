@@ -23,6 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+#: The popularity weight of a blend that serves the popularity ranking (the other scores are at most 1
+#: apart): validation's fallback and an experiment's `popularity` variant.
+POPULARITY_ONLY = 1000.0
+
 
 @dataclass(frozen=True)
 class HybridConfig:

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.eventlog import EventLog
-from app.recommend.algo_blend import HybridConfig
+from app.recommend.algo_blend import POPULARITY_ONLY, HybridConfig
 from app.recommend.algo_grid import (
     ALS_REGULARIZATIONS,
     NEIGHBOUR_COUNTS,
@@ -32,9 +32,6 @@ from app.recommend.algo_popularity import item_evidence, popularity
 from app.recommend.algo_sequence import collaborative_neighbours, sequence_neighbours
 from app.recommend.algo_similarity import CF_VARIANTS, CFConfig, CFVariant, cf_neighbours
 from app.recommend.algo_validate_scoring import Scorer, make_scorer
-
-#: The popularity weight of a blend that serves the popularity ranking (scores are at most 1 apart).
-POPULARITY_ONLY = 1000.0
 
 
 @dataclass(frozen=True)
