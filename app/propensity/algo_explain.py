@@ -182,6 +182,8 @@ def _describe_cycle(name: str, v: float) -> str | None:
     if name == "season_own_purchases":
         when = "in these dates a year ago"
         return f"did not buy {when}" if v == 0 else f"bought on {_n(v, 'day')} {when}"
+    if name == "season_days_to_peak":
+        return "no yearly peak known yet" if v < 0 else f"last year's busiest week comes round in {_days(v)}"
     if name == "btyd_p_alive":
         return f"{v:.0%} likely still a customer"
     if name == "btyd_expected_purchases":

@@ -23,7 +23,12 @@ from app.value.summary import summarise
 YEAR_DAYS = 365.0
 BTYD_MAX_CUSTOMERS = 20_000  # four parameters are pinned by far fewer; a fit over 100k took 7 s per cut-off
 CYCLE_COLUMNS = frozenset({"purchase_gap_mean", "purchase_gap_cv", "purchase_overdue", "spend_trend",
-                           "season_shop_index", "season_own_purchases", "btyd_p_alive", "btyd_expected_purchases"})
+                           "season_shop_index", "season_own_purchases", "season_days_to_peak", "btyd_p_alive",
+                           "btyd_expected_purchases"})
+NO_PEAK = -1.0  # the days to the season's peak of a shop with under a year of history: unknown
+#: The calendar peak is the day whose neighbourhood sold most a year ago: a triangular week (weights
+#: 1..4..1) so one busy day with quiet neighbours is found at its own date, not a box filter's tie.
+PEAK_KERNEL = np.array([1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0])
 NO_GAPS = -1.0  # the gap CV of a shopper with fewer than two gaps: undefined, kept apart from 0 (regular)
 
 
@@ -75,10 +80,12 @@ def spend_trend(ev: Events, span: float = 90.0) -> list[Column]:
 
 def season(ev: Events, horizon_days: float) -> list[Column]:
     """The calendar, learned from the log: the shop's purchase days in the target window's dates one
-    year earlier over its average for a window that long, and the shopper's own purchase days then.
+    year earlier over its average for a window that long, the shopper's own purchase days then, and
+    the days from the cut-off to the dates of the shop's busiest week a year ago (its known peak:
+    Christmas for one shop, a summer sale for another; nothing about any calendar is hard-coded).
 
-    With under a year (plus a horizon) of history the shop index is 1 (no season known) and the
-    shopper's count 0; both are then constant and a model ignores them.
+    With under a year (plus a horizon) of history the shop index is 1 (no season known), the
+    shopper's count 0 and the peak unknown (-1); all are then constant and a model ignores them.
     """
     n = ev.n_users
     is_p = ev.ty == PURCHASE
@@ -86,17 +93,34 @@ def season(ev: Events, horizon_days: float) -> list[Column]:
     base = int(day.max(initial=0)) + 1
     d_user, d_day = np.divmod(unique_sorted(ev.pair_keys(day, base, is_p)), base)
     last_year = (d_day >= YEAR_DAYS - horizon_days) & (d_day < YEAR_DAYS)
-    index = 1.0
+    index, peak = 1.0, NO_PEAK
     if d_day.size and float(ev.age.max()) >= YEAR_DAYS:
         year_rate = float((d_day < YEAR_DAYS).sum()) / YEAR_DAYS
         if year_rate > 0:
             index = float(last_year.sum()) / horizon_days / year_rate
+            peak = days_to_peak(np.bincount(d_day[d_day < YEAR_DAYS], minlength=int(YEAR_DAYS)))
     own = np.bincount(d_user[last_year], minlength=n).astype(np.float32)
     return [
         ("season_shop_index", "the shop's purchases in these dates a year ago over its average (1: unknown)",
          np.full(n, index, dtype=np.float32)),
         ("season_own_purchases", "purchase days in these dates a year ago", own),
+        ("season_days_to_peak", "days until the dates of the shop's busiest week a year ago (-1: unknown)",
+         np.full(n, peak, dtype=np.float32)),
     ]  # fmt: skip
+
+
+def days_to_peak(per_day: NDArray[np.int64]) -> float:
+    """Days from the cut-off until the date, this year, of last year's peak; ``per_day[a]``: the
+    shop's purchase days in the bucket ``a`` days before the cut-off (``Events.days``), a year of them.
+
+    The year is a circle (the bucket a year back neighbours yesterday's), so the week around a peak
+    near either end is summed across the join. Bucket ``a`` holds ages (a, a + 1] days, whose dates
+    come round again 364 - a days after the cut-off.
+    """
+    half = len(PEAK_KERNEL) // 2
+    circular = np.r_[per_day[-half:], per_day, per_day[:half]].astype(np.float64)
+    weekly = np.convolve(circular, PEAK_KERNEL, mode="valid")  # one sum per bucket of the year
+    return float(len(per_day) - 1 - int(np.argmax(weekly)))
 
 
 def btyd(log: EventLog, cutoff: float, horizon_days: float, n_users: int) -> list[Column]:

@@ -85,6 +85,25 @@ def test_season_learned_from_last_year() -> None:
 def test_season_degrades_to_neutral_under_a_year() -> None:
     f = _features(_log([("a", "purchase", d, 1.0) for d in (10, 100, 300)]))
     assert f["a"]["season_shop_index"] == 1.0 and f["a"]["season_own_purchases"] == 0.0
+    assert f["a"]["season_days_to_peak"] == -1.0
+
+
+def test_season_peak_is_the_busiest_week_a_year_ago() -> None:
+    # five shoppers bought 200 days ago (a sale), single purchases elsewhere: the sale's date comes
+    # round again 165 days after the cut-off
+    rows = [(f"s{k}", "purchase", 199.5, 1.0) for k in range(5)]
+    rows += [("other", "purchase", d, 1.0) for d in (20, 90, 150, 260, 330)]
+    f = _features(_log([*rows, ("old", "view", 400, None)]))
+    assert f["old"]["season_days_to_peak"] == 165.0 and f["s0"]["season_days_to_peak"] == 165.0
+
+
+def test_season_peak_wraps_round_the_year() -> None:
+    # a peak at the cut-off's own dates a year ago (buckets 363, 364 and 0, 1) sums across the join:
+    # centred on 364 it weighs 3 + 4*2 + 3 + 2 = 16, on 0 only 2 + 3*2 + 4 + 3 = 15
+    rows = [(f"a{k}", "purchase", d, 1.0) for k, d in enumerate((364.5, 364.5, 363.5, 0.5, 1.5))]
+    rows += [("b", "purchase", d, 1.0) for d in (100.5, 200.5)]
+    f = _features(_log([*rows, ("old", "view", 400, None)]))
+    assert f["b"]["season_days_to_peak"] == 0.0  # the two buys at 364 days back, with their neighbours
 
 
 def _btyd_rows(seed: int = 3) -> list[tuple[str, str, float, float | None]]:
@@ -125,7 +144,7 @@ def test_off_by_default_and_named_when_on(buyers: EventLog) -> None:
     plain, cycle = build_features(buyers, T), build_features(buyers, T, CYCLE)
     added = [n for n in cycle.names if n not in plain.names]
     assert added == ["purchase_gap_mean", "purchase_gap_cv", "purchase_overdue", "spend_trend", "season_shop_index",
-                     "season_own_purchases", "btyd_p_alive", "btyd_expected_purchases"]  # fmt: skip
+                     "season_own_purchases", "season_days_to_peak", "btyd_p_alive", "btyd_expected_purchases"]  # fmt: skip
     assert set(added) == CYCLE_COLUMNS
     assert np.array_equal(cycle.X[:, [cycle.index(n) for n in plain.names]], plain.X)
     sliced = without_cycle(cycle, plain.spec)
