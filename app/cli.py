@@ -202,14 +202,19 @@ def campaign() -> None:
 @click.option("--min-probability", default=0.0, show_default=True, type=float)
 @click.option("--tier", type=click.Choice(["high", "medium", "low"]), default=None, help="Only this tier.")
 @click.option("--limit", default=100_000, show_default=True, type=int, help="At most this many shoppers.")
+@click.option("--item", default=None, help="Who will buy this item (its audience) instead of a target's ranking.")
+@click.option("--min-score", default=0.0, show_default=True, type=float, help="With --item: affinity at least.")
+@click.option("--include-buyers", is_flag=True, help="With --item: keep shoppers who bought it already.")
 @click.option("--n-items", default=5, show_default=True, type=int, help="Items per shopper.")
 @click.option("--placement", default=None, help="A `user` placement shaping each shopper's items.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True,
               help="File to write (default: standard output).")
-def campaign_export(target: str, min_probability: float, tier: str | None, limit: int, n_items: int,
-                    placement: str | None, fmt: str, out: str) -> None:
-    """Stream one row per shopper of a propensity audience, with a progress bar on standard error."""
+def campaign_export(target: str, min_probability: float, tier: str | None, limit: int, item: str | None,
+                    min_score: float, include_buyers: bool, n_items: int, placement: str | None, fmt: str,
+                    out: str) -> None:
+    """Stream one row per shopper of a propensity audience (or of an item's, with --item), with a
+    progress bar on standard error."""
     import asyncio
 
     from pydantic import ValidationError
@@ -220,11 +225,18 @@ def campaign_export(target: str, min_probability: float, tier: str | None, limit
     from app.errors import AppError
     from app.offline import serving_state
 
+    audience: dict[str, object] = {"target": target, "min_probability": min_probability, "tier": tier,
+                                   "limit": limit}
+    if item is not None:
+        if tier is not None or min_probability:
+            raise click.UsageError("--tier and --min-probability rank a target's audience; with --item, --min-score.")
+        audience = {"item_id": item, "min_score": min_score, "include_buyers": include_buyers, "limit": limit,
+                    "target": target}
+    elif min_score or include_buyers:
+        raise click.UsageError("--min-score and --include-buyers apply with --item only.")
     try:
-        body = ExportIn.model_validate({
-            "audience": {"target": target, "min_probability": min_probability, "tier": tier, "limit": limit},
-            "n_items": n_items, "placement": placement, "format": fmt,
-        })
+        body = ExportIn.model_validate({"audience": audience, "n_items": n_items, "placement": placement,
+                                        "format": fmt})
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from app.campaigns.schemas import ExportIn, ListedAudience, TargetAudience
+from app.campaigns.schemas import ExportIn, ItemAudience, ListedAudience, TargetAudience
 from app.common.paging import ranked_page
 from app.placements import apply as placements
+from app.propensity import item_audience
 from app.propensity import service as propensity_service
 from app.recommend.schemas import Recommendations
 from app.recommend.service import Query
@@ -31,8 +32,11 @@ Member = tuple[str, float, str]  # user_id, probability, tier
 
 async def check(state: Any, body: ExportIn) -> str:
     """Before the first byte is sent (a failure mid-stream cannot change the status): the target is
-    valid, its model exists, and the placement (if any) serves users. Returns the target."""
+    valid, its model exists, an audience's item exists, and the placement (if any) serves users.
+    Returns the target."""
     target = propensity_service.parse_target(body.audience.target)
+    if isinstance(body.audience, ItemAudience):  # ItemNotFound for an unknown item, as the GET route
+        await _item_page(state, body.audience, 1, None)
     await propensity_service.audience(state.redis, state.keys, target, 0.0, 1, None)  # ModelNotReady if none
     if body.placement is not None:
         await state.placements.resolve(body.placement, ("user",), None)
@@ -44,11 +48,30 @@ async def _scored(state: Any, user_ids: list[str], target: str) -> list[Member]:
     return [(s.user_id, s.probability, s.tier) for s in out.scores]
 
 
-async def _audience(state: Any, audience: TargetAudience | ListedAudience, target: str) -> AsyncIterator[list[Member]]:
-    """Pages of (shopper, probability, tier): the listed shoppers in order, or the target's ranking."""
+async def _item_page(state: Any, audience: ItemAudience, n: int, cursor: str | None) -> tuple[list[str], str | None]:
+    page = await item_audience.item_audience(state.redis, state.keys, state.model_cache, audience.item_id, n,
+                                             audience.min_score, audience.include_buyers, cursor)
+    return [u.user_id for u in page.users], page.next_cursor
+
+
+async def _audience(
+    state: Any, audience: TargetAudience | ListedAudience | ItemAudience, target: str
+) -> AsyncIterator[list[Member]]:
+    """Pages of (shopper, probability, tier): the listed shoppers in order, the item's audience, or the
+    target's ranking."""
     if isinstance(audience, ListedAudience):
         for start in range(0, len(audience.user_ids), PAGE):
             yield await _scored(state, audience.user_ids[start:start + PAGE], target)
+        return
+    if isinstance(audience, ItemAudience):
+        sent, item_cursor = 0, None
+        while sent < audience.limit:
+            user_ids, item_cursor = await _item_page(state, audience, min(PAGE, audience.limit - sent), item_cursor)
+            if user_ids:
+                sent += len(user_ids)
+                yield await _scored(state, user_ids, target)
+            if item_cursor is None:
+                return
         return
     redis: aioredis.Redis = state.redis
     version = (await propensity_service.audience(redis, state.keys, target, 0.0, 1, None)).model_version

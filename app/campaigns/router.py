@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -7,7 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from app.auth.deps import require
 from app.campaigns import export
-from app.campaigns.schemas import ExportIn
+from app.campaigns.schemas import ExportIn, ItemAudience
 from app.http import PLACEMENT_NOT_FOUND
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], dependencies=[Depends(require("read"))])
@@ -24,6 +25,9 @@ async def export_campaign(body: ExportIn, request: Request) -> StreamingResponse
     state = request.app.state
     target = await export.check(state, body)
     media = "text/csv" if body.format == "csv" else "application/x-ndjson"
-    filename = f"campaign-{target.replace(':', '-')}.{body.format}"
+    name = target.replace(":", "-")
+    if isinstance(body.audience, ItemAudience):  # any id may reach a header: letters, digits, - _ . only
+        name = "item-" + re.sub(r"[^A-Za-z0-9_.-]", "_", body.audience.item_id)[:64]
+    filename = f"campaign-{name}.{body.format}"
     return StreamingResponse(export.stream(state, body, target), media_type=media,
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -7,11 +7,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app.auth.deps import require
 from app.common.types import ID_PATTERN
 from app.errors import BadRequest
-from app.propensity import service
+from app.http import NOT_FOUND
+from app.propensity import item_audience, service
 from app.propensity.schemas import (
     AudienceOut,
     BatchIn,
     BatchOut,
+    ItemAudienceOut,
     LookalikeIn,
     LookalikeOut,
     PropensityOut,
@@ -62,6 +64,24 @@ async def audiences(
         raise BadRequest("min_revenue applies to target=value only.")
     return await service.audience(
         state.redis, state.keys, service.parse_target(target), min_probability, limit, cursor
+    )
+
+
+@router.get("/items/{item_id}/audience", response_model=ItemAudienceOut, responses=NOT_FOUND)
+async def item_audience_route(
+    item_id: IdPath,
+    request: Request,
+    n: Annotated[int, Query(ge=1, le=10_000, description="Shoppers per page.")] = 100,
+    min_score: Annotated[float, Query(ge=0, le=1, description="Affinity at least (1 = the item's best).")] = 0.0,
+    include_buyers: Annotated[bool, Query(description="Keep shoppers who bought it already.")] = False,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> ItemAudienceOut:
+    """Who will buy this: shoppers ranked by predicted affinity for the item (their histories against
+    its CF neighbours, content for a new item), buyers left out unless asked for; page with
+    `next_cursor`. Ranked at each rebuild; erasures and purchases since apply at once."""
+    state = request.app.state
+    return await item_audience.item_audience(
+        state.redis, state.keys, state.model_cache, item_id, n, min_score, include_buyers, cursor
     )
 
 

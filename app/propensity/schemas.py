@@ -75,3 +75,23 @@ class LookalikeOut(BaseModel):
     model_version: str
     seeds_found: int
     users: list[dict[str, Any]]
+
+
+class ItemAudienceMember(BaseModel):
+    user_id: str
+    score: float = Field(description="Predicted affinity for the item, scaled so its strongest shopper is 1.")
+    probability: float | None = Field(
+        description="The shopper's purchase probability over `horizon_days` (as GET /v1/audiences?target=purchase);"
+        " null while the shop has no purchase model."
+    )
+    bought: bool = Field(description="Bought the item already (listed only with include_buyers=true).")
+
+
+class ItemAudienceOut(BaseModel):
+    item_id: str
+    model_version: str
+    include_buyers: bool
+    probability_target: str = Field(description="The target of each member's `probability`.")
+    horizon_days: float | None
+    users: list[ItemAudienceMember]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

@@ -29,6 +29,7 @@ from app.store.versions import VersionWriter, new_version
 from app.worker import erasures, hydrate, repair, stage_triggers
 from app.worker.load import analyze_unanalyzed, load_snapshot
 from app.worker.lock import RebuildLock
+from app.worker.stage_audience import build_audiences, publish_audiences
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
 from app.worker.stage_recommend import build_recommender, publish_recommender
 from app.worker.stage_value import build_value, publish_value
@@ -152,6 +153,8 @@ def _rebuild(
         raise NothingToBuild("nothing to build yet: the shop has no events")
     with stages.stage("recommend"):
         recommender = build_recommender(snapshot, settings)
+    with stages.stage("audience"):
+        audiences = build_audiences(snapshot, recommender)
     with stages.stage("propensity"):
         propensity = build_propensity(snapshot, settings)
     with stages.stage("value"):
@@ -162,6 +165,7 @@ def _rebuild(
     try:
         with stages.stage("publish"):
             publish_recommender(writer, snapshot, recommender)
+            publish_audiences(writer, snapshot, audiences)
             user_parts = publish_propensity(writer, snapshot, propensity)
             publish_value(writer, value)
             writer.meta(

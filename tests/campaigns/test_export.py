@@ -56,7 +56,8 @@ def test_listed_shoppers_as_csv(built: TestClient) -> None:
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [
-    ({"audience": {"item_id": "sku-1"}, "n_items": 2}, 422, "audience"),
+    ({"audience": {"item_id": "nope"}, "n_items": 2}, 404, "nope"),
+    ({"audience": {"item_id": "sku-1", "tier": "high"}}, 422, "tier"),
     ({"audience": {"target": "refund"}}, 400, "target"),
     ({"audience": {"target": "purchase"}, "n_items": 0}, 422, "n_items"),
     ({"audience": {"target": "purchase"}, "format": "xml"}, 422, "format"),

@@ -50,6 +50,7 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", "/v1/users/{user_id}/value"): Expect("read"),
     ("POST", "/v1/value"): Expect("read", {"user_ids": ["rel-u"]}),
     ("GET", "/v1/audiences"): Expect("read"),
+    ("GET", "/v1/items/{item_id}/audience"): Expect("read"),
     ("POST", "/v1/audiences/lookalike"): Expect("read", {"user_ids": ["rel-u"]}),
     ("GET", "/v1/models"): Expect("read"),
     ("POST", "/v1/campaigns/export"): Expect("read", {"audience": {"user_ids": ["rel-u"]}}),

@@ -1,0 +1,151 @@
+"""Who will buy this: per item, the shoppers with the strongest predicted affinity, from the CF model.
+
+The recommender scores a shopper u for a candidate item j as sum over history items h of
+w_uh * S[h, j] (`algo_blend`). Read the other way round, column j of
+
+    A = H @ S                         float[n_users, n_items]
+
+ranks every shopper for item j: H is the history strengths serving uses (`FittedModel.history`), S the
+served item-item rows, so the audience follows whichever CF variant validation chose (cosine, EASE,
+RP3beta, or the ALS factor model, all served as item-item rows). An item with little evidence leans on
+its content neighbours, as the blend does:
+
+    S[:, j] = alpha_j * S_cf[:, j] / scale(S_cf) + (1 - alpha_j) * S_content[:, j] / scale(S_content)
+    alpha_j = alpha * n_j / (n_j + evidence_c)          (n_j: shoppers with evidence for j)
+
+Serving cannot compute a column of A: it needs every shopper's history. So the rebuild computes A^T a
+block of items at a time and keeps the top n shoppers per item, buyers of the item apart (they are
+excluded by default, and would otherwise crowd out the shoppers a campaign is for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from app.recommend.algo_neighbours import Neighbours
+
+#: Product entries (user, item) materialised per block: bounds the build's memory (~16 bytes each).
+BLOCK_ENTRIES = 4_000_000
+
+
+@dataclass(frozen=True)
+class ItemAudiences:
+    """Per item, shoppers ranked by affinity (user indices into the log's `user_ids`).
+
+    others: Neighbours over items, int32/float32[n_items, n] the top n shoppers who did not buy the item
+    buyers: Neighbours over items, int32/float32[n_items, n] the top n who did
+    Scores are positive and sorted descending per row; ties break by user index.
+    """
+
+    others: Neighbours
+    buyers: Neighbours
+
+
+def item_weights(
+    cf: sp.csr_matrix, content: sp.csr_matrix | None, evidence: NDArray[np.floating], alpha: float,
+    evidence_c: float,
+) -> sp.csr_matrix:
+    """S of the module docstring, float32[n_items, n_items] (rows: history items, columns: targets)."""
+    n = cf.shape[0]
+    ev = np.asarray(evidence, dtype=np.float64)
+    a = alpha * ev / (ev + evidence_c) if evidence_c > 0 else np.full(n, alpha)
+    if content is None or content.nnz == 0:
+        a = np.ones(n)
+    out = sp.csr_matrix(cf, dtype=np.float64) @ sp.diags(a / _scale(cf))
+    if content is not None and content.nnz:
+        out = out + sp.csr_matrix(content, dtype=np.float64) @ sp.diags((1.0 - a) / _scale(content))
+    return sp.csr_matrix(out, dtype=np.float32)
+
+
+def _scale(m: sp.csr_matrix) -> float:
+    """Typical row strength (mean of each non-empty row's largest |entry|), as `Neighbours.scale`."""
+    m = sp.csr_matrix(m)
+    if m.nnz == 0:
+        return 1.0
+    top = np.abs(m).max(axis=1).toarray().ravel()
+    top = top[top > 0]
+    return float(top.mean()) if top.size else 1.0
+
+
+def item_audiences(
+    history: sp.csr_matrix, weights: sp.csr_matrix, bought: sp.csr_matrix, n: int,
+    block_entries: int = BLOCK_ENTRIES,
+) -> ItemAudiences:
+    """Top-n shoppers per item by affinity (A = history @ weights), non-buyers and buyers apart.
+
+    Parameters
+    ----------
+    history : csr float[n_users, n_items] history strengths.
+    weights : csr float[n_items, n_items] S (`item_weights`).
+    bought : csr bool[n_users, n_items] who bought what (any value > 0 counts).
+    n : shoppers kept per item and list.
+    block_entries : items are processed in blocks whose product holds at most about this many
+        entries (one item alone may exceed it); memory is O(block_entries + n_items * n).
+
+    Only positive affinities are kept (EASE's negative weights make some shoppers unlikely, not an
+    audience).
+    """
+    n_items = weights.shape[1]
+    ht = sp.csr_matrix(history.T, dtype=np.float32)  # [n_items, n_users]
+    st = sp.csr_matrix(weights.T, dtype=np.float32)  # row j: the history items that point at j
+    bt = sp.csr_matrix(bought.T > 0, dtype=np.float32)
+    # an upper bound of each item's product row: the shoppers of every history item pointing at it
+    bound = (st != 0).astype(np.int64) @ np.diff(ht.indptr).astype(np.int64)
+    others, buyers = Neighbours.empty(n_items, n), Neighbours.empty(n_items, n)
+    for start, stop in _blocks(np.asarray(bound), block_entries):
+        block = sp.csr_matrix(st[start:stop] @ ht)  # affinities [items, users]
+        mine = sp.csr_matrix(block.multiply(bt[start:stop]))
+        rest = sp.csr_matrix(block - mine)
+        for out, part in ((others, rest), (buyers, mine)):
+            out.indices[start:stop], out.scores[start:stop] = top_per_row(part, n)
+    return ItemAudiences(others=others, buyers=buyers)
+
+
+def _blocks(bound: NDArray[np.int64], budget: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) ranges whose bounds sum to at most `budget` (or a single row)."""
+    n = len(bound)
+    out: list[tuple[int, int]] = []
+    ends = np.cumsum(bound)
+    start = 0
+    while start < n:
+        base = ends[start - 1] if start else 0
+        stop = int(np.searchsorted(ends, base + budget, side="right"))
+        stop = max(stop, start + 1)
+        out.append((start, min(stop, n)))
+        start = stop
+    return out
+
+
+def top_per_row(m: sp.csr_matrix, n: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """The n largest positive entries per row of m [b, cols], as int32/float32[b, n] (-1/0 padded),
+    sorted by score descending then column ascending.
+
+    Rows holding more than n entries are cut at their n-th largest value first (one partition each,
+    O(nnz)); only what survives is sorted, so a block costs O(nnz + b n log n), not O(nnz log nnz).
+    """
+    m = sp.csr_matrix(m)
+    b = m.shape[0]
+    rows = np.repeat(np.arange(b), np.diff(m.indptr))
+    cols, vals = m.indices, m.data
+    keep = vals > 0
+    counts = np.bincount(rows[keep], minlength=b)
+    for r in np.flatnonzero(counts > n):  # the heavy rows only
+        lo, hi = m.indptr[r], m.indptr[r + 1]
+        seg = vals[lo:hi]
+        positive = seg[seg > 0]
+        cut = np.partition(positive, len(positive) - n)[len(positive) - n]
+        keep[lo:hi] &= seg >= cut  # ties at the cut survive; the rank below trims them
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    take = rank < n
+    indices = np.full((b, n), -1, dtype=np.int32)
+    scores = np.zeros((b, n), dtype=np.float32)
+    indices[rows[take], rank[take]] = cols[take]
+    scores[rows[take], rank[take]] = vals[take]
+    return indices, scores
