@@ -80,6 +80,23 @@ def random_holdout(log: EventLog, share: float = 0.2, seed: int = 0) -> NDArray[
     return mask
 
 
+def cdnow() -> EventLog:
+    """CDNOW's orders (Fader & Hardie's CD shop: 23,570 customers who first bought in Q1 1997, every
+    order to June 1998), from the copy the `lifetimes` package ships (a benchmark dependency; nothing
+    is copied into this repository). One purchase event per order, priced at its dollar value, the
+    way a shop without item data would send it through the API."""
+    from importlib.resources import files
+
+    text = files("lifetimes").joinpath("datasets", "CDNOW_master.txt").read_text()
+    rows = np.loadtxt(text.splitlines()[1:], dtype=np.float64)
+    day = rows[:, 1].astype(np.int64)
+    ts = np.array([datetime(int(d // 10000), int(d // 100 % 100), int(d % 100), 12, tzinfo=UTC).timestamp()
+                   for d in day], dtype=np.float64)
+    n = len(rows)
+    return _log([f"c{int(c)}" for c in rows[:, 0]], ["cd"] * n, np.full(n, TYPE_CODE["purchase"], np.int8),
+                np.full(n, np.nan, np.float32), rows[:, 3].astype(np.float32), ts, ["cd"])
+
+
 def movielens(root: Path) -> Dataset:
     path = root / "ml-100k"
     data = np.loadtxt(path / "u.data", dtype=np.int64)

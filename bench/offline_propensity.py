@@ -7,7 +7,8 @@
 (a) the synthetic shop of ``app.demo.generator`` (targets purchase and churn), (a') online-retail (a
 UK gift shop's order lines, Dec 2010 - Dec 2011; ``bench.datasets.online_retail`` reads it from
 ``--data``) at its natural cut-off: trained on outcomes up to 2011-09-09, evaluated on purchases in
-the 30 days after it, (b) MovieLens 100K
+the 30 days after it, (a'') CDNOW (a CD shop's orders 1997-98, from the copy inside ``lifetimes``):
+who buys in its last 30 days, June 1998, (b) MovieLens 100K
 recast as "does the user rate again within the horizon" (every rating is a purchase; timestamps
 shifted so the last rating is just before "now"). Every row is evaluated on the same holdout:
 features at ``now - h``, labels in ``[now - h, now)``; every trained row (ours and the RFM
@@ -55,10 +56,11 @@ from app.propensity import (
     score_users,
     train_propensity,
 )
-from bench.datasets import online_retail
+from bench.datasets import cdnow, online_retail
 
 NOW = 1_750_000_000.0
 RETAIL_CUTOFF = datetime(2011, 9, 9, tzinfo=UTC).timestamp()
+CDNOW_END = datetime(1998, 7, 1, tzinfo=UTC).timestamp()  # the day after its last order
 
 
 def synthetic_shop(n_users: int, seed: int = 7) -> tuple[EventLog, float, list[list[str]], list[dict[str, Any]]]:
@@ -277,6 +279,10 @@ def main() -> None:
         compare("online-retail", retail, RETAIL_CUTOFF + h * DAY, "purchase", None, None)
     else:
         print(f"\n# online-retail not found under {args.data}; skipped")
+    orders = cdnow()
+    print(f"\n# CDNOW: {orders.n_users:,} customers, {len(orders):,} orders (as shipped inside lifetimes)")
+    # predict the last horizon of the data: who buys in June 1998, from the orders before it
+    compare("CDNOW", orders, CDNOW_END, "purchase", None, None)
     if args.ml_path.exists():
         ml, ml_now, ml_cats = movielens(args.ml_path)
         print(f"\n# MovieLens 100K: {ml.n_users} users, {len(ml):,} ratings as purchases")

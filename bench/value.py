@@ -3,7 +3,8 @@
     .venv/bin/python bench/value.py [--data ../shared/data] [--horizon 90] [--skip-demo]
 
 (a) `online-retail` (a UK gift shop's orders, Dec 2010 - Dec 2011) at its natural cut-off: history
-before 2011-09-09, outcome the next 90 days; (b) the demo shop of `app.demo.generator`, cut a horizon
+before 2011-09-09, outcome the next 90 days; (b) CDNOW (a CD shop's orders, 1997-98, as shipped inside
+`lifetimes`) cut after the 39-week calibration period of the BTYD literature (1997-09-30); (c) the demo shop of `app.demo.generator`, cut a horizon
 before its end. Every customer with a purchase before the cut-off is scored by:
 
 - ours: `app.value.train_value` exactly as a rebuild runs it at the cut-off (it validates BTYD and the
@@ -33,7 +34,7 @@ from app.eventlog import EventLog
 from app.value.algo import KINDS, ValueConfig, train_value
 from app.value.algo_metrics import value_metrics
 from app.value.summary import DAY, PURCHASE, outcome, summarise
-from bench.datasets import online_retail
+from bench.datasets import cdnow, online_retail
 
 
 def lifetimes_peer(log: EventLog, cutoff: float, horizon: float, users: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -111,6 +112,10 @@ def main() -> None:
     retail = online_retail(args.data).log
     print(f"# online-retail: {retail.n_users:,} customers, {len(retail):,} order lines")
     compare("online-retail", retail, datetime(2011, 9, 9, tzinfo=UTC).timestamp(), args.horizon)
+    orders = cdnow()
+    print(f"\n# CDNOW: {orders.n_users:,} customers, {len(orders):,} orders")
+    # the literature's calibration period: the 39 weeks from the cohort's first purchases
+    compare("CDNOW", orders, datetime(1997, 10, 1, tzinfo=UTC).timestamp(), args.horizon)
     if not args.skip_demo:
         from app.demo.generator import generate_shop, to_event_log
 
