@@ -131,16 +131,20 @@ def select(
                 take(k)
         return picked
     top = float(scores.max()) if len(scores) else 0.0
-    relevance = scores / top if top > 0 else np.zeros_like(scores)
-    open_ = np.ones(len(scores), dtype=bool)
+    relevance = lam * (scores / top if top > 0 else np.zeros_like(scores))
+    closed: list[int] = []
     max_sim = np.zeros(len(scores), dtype=np.float64)
-    while len(picked) < m and open_.any():
-        value = np.where(open_, lam * relevance - (1.0 - lam) * max_sim, -np.inf)
+    value = relevance.copy()
+    # the values move only when an item is taken; one the cap refuses is just closed
+    while len(picked) < m and len(closed) < len(scores):
         k = int(np.argmax(value))
-        open_[k] = False
+        closed.append(k)
+        value[k] = -np.inf
         if fits(k):
             take(k)
             np.maximum(max_sim, similarity[k], out=max_sim)
+            value = relevance - (1.0 - lam) * max_sim
+            value[closed] = -np.inf
     return picked
 
 

@@ -1,10 +1,13 @@
 """Placements on the serving path: resolve a name (cached per epoch), then arrange the scored list.
 
-A request with `?placement=` costs, beyond the plain request: one round trip that reads the placement
-epoch (and the shopper's recently shown items when the placement rotates), a deeper candidate pool,
-the rules (`rules`), and one pipelined write of what was shown. Metadata comes from the recommender's
-per-epoch cache; only items it lacks (a pin not yet seen) and the shopper's exclusions of pins cost a
-read. Requests without a placement never reach this module.
+A shopper's request with `?placement=` costs, beyond the plain request: the placement's reads (its
+epoch, the shopper's recently shown items when it rotates, the pins' metadata and exclusions) and an
+experiment's exposure, sent in the recommender's first round trip (`PlacementBook.plan`, planned from
+the cached rules); a deeper candidate pool, screened by the placement's filters in one numpy lookup
+(`memo.Verdicts`) and kept as tuples (`service.Chosen`): only the `n` items shown are dressed as
+response items; the rules (`rules`); and one pipelined write of what was shown. The session and item
+routes read the placement in a round trip of its own. Requests without a placement never reach this
+module.
 """
 
 from __future__ import annotations
@@ -12,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
-import scipy.sparse as sp
 from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,17 +28,17 @@ from app.errors import PlacementNotFound, ValidationFailed
 from app.experiments import exposures
 from app.experiments.service import Live, load_live
 from app.placements import rules
-from app.placements.memo import MetaMemo
+from app.placements.memo import MetaMemo, Verdicts
 from app.placements.schemas import Kind, PlacementIn
 from app.placements.service import load_all
 from app.recommend.algo_blend import POPULARITY_ONLY
-from app.recommend.meta_cache import MetaCache
-from app.recommend.model_cache import ModelCache
-from app.recommend.schemas import ExperimentTag, Recommendations, RecommendedItem, Sources
+from app.recommend.meta_cache import Meta
+from app.recommend.model_cache import VersionArrays
+from app.recommend.schemas import ExperimentTag
 from app.recommend.service import Query
 from app.store.batch import Command, round_trip
 from app.store.client import TIMEOUT_SECONDS
-from app.store.codec import decode_item_meta, score_pairs
+from app.store.codec import decode_item_meta
 from app.store.keys import Keys
 
 SHOWN_CAP = 300
@@ -55,13 +56,20 @@ class PlacedQuery(Query):
 
     attributes: Mapping[str, frozenset[tuple[str, Any]]] | None = None
     """`rules.accepted` of the placement's attribute filter: checked per candidate, so set lookups."""
-    memo: MetaMemo[bool] | None = field(default=None, compare=False, repr=False)
+    memo: Verdicts | None = field(default=None, compare=False, repr=False)
     """The verdicts of these very filters, kept by the placement across requests (`memo`)."""
 
     def admits(self, meta: dict[str, Any] | None) -> bool:
         if meta is None or self.memo is None:
             return self._admits(meta)
-        return self.memo.get(meta, self._admits)
+        return self.memo.by_meta.get(meta, self._admits)
+
+    def screen(
+        self, arrays: VersionArrays, positions: NDArray[np.int32], known: Mapping[str, Meta]
+    ) -> NDArray[np.bool_] | None:
+        if self.memo is None:
+            return None
+        return self.memo.screen(arrays.item_ids, arrays, known, positions, self._admits)
 
     def _admits(self, meta: dict[str, Any] | None) -> bool:
         return super().admits(meta) and (self.attributes is None or rules.attributes_in(self.attributes, meta))
@@ -72,7 +80,7 @@ class Placed:
     name: str
     spec: PlacementIn
     user_id: str | None
-    shown: dict[str, float] = field(default_factory=dict)
+    shown: Mapping[str, float] = field(default_factory=dict)
     """Item -> when this shopper was last shown it here, within the rotation window."""
     memos: Memos | None = None
     """This placement's per-item results, kept across requests until its rules are reloaded."""
@@ -97,12 +105,35 @@ class Assigned:
     alpha: float | None
     strategy: str | None
 
-    def tag(self, recs: Recommendations) -> dict[str, Any]:
+    def tag(self, strategy: str) -> dict[str, Any]:
         """The response's experiment and a recommendation_id that carries it: `<strategy>.<token>.e<id>v<k>`
         (events parse the strategy before the first dot, as ever; results read the third part)."""
-        strategy = recs.recommendation_id.split(".", 1)[0]
         return {"experiment": ExperimentTag(id=self.id, variant=self.variant),
                 "recommendation_id": f"{strategy}.{self.token}.e{self.id}v{self.index}"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """`PlacementBook.plan`: what a request on a placement reads, decided from the cached rules."""
+
+    name: str
+    kinds: tuple[Kind, ...]
+    user_id: str | None
+    cached: PlacementIn | None
+    window: int
+    commands: list[Command]
+    pin_ids: list[str]
+    pin_keys: list[str]
+    assigned: tuple[Live, int] | None
+    token: str
+
+    def likely(self) -> Placed | None:
+        """The placement as the cached rules have it (the variant's, in an experiment), to plan the
+        recommender's reads before the replies confirm the rules; None when nothing is cached."""
+        if self.cached is None:
+            return None
+        spec = self.cached if self.assigned is None else self.assigned[0].arms[self.assigned[1]].spec
+        return Placed(self.name, spec, self.user_id)
 
 
 STRATEGY_ALPHA = {"cf": 1.0, "content": 0.0}
@@ -136,14 +167,14 @@ class Memos:
 
     def __init__(self) -> None:
         self.boosts: MetaMemo[float] = MetaMemo()
-        self._filters: dict[tuple[Any, ...], MetaMemo[bool]] = {}
+        self._filters: dict[tuple[Any, ...], Verdicts] = {}
 
-    def filters(self, values: tuple[Any, ...]) -> MetaMemo[bool]:
+    def filters(self, values: tuple[Any, ...]) -> Verdicts:
         memo = self._filters.get(values)
         if memo is None:
             if len(self._filters) >= self.MAX_FILTER_SETS:
                 self._filters = {}
-            memo = self._filters[values] = MetaMemo()
+            memo = self._filters[values] = Verdicts()
         return memo
 
 
@@ -168,6 +199,13 @@ class PlacementBook:
         return live, live.arm(user_id)[0]
 
     async def resolve(self, name: str, kinds: tuple[Kind, ...], user_id: str | None) -> Placed:
+        plan = self.plan(name, kinds, user_id)
+        return await self.settle(plan, await round_trip(self.redis, plan.commands, TIMEOUT_SECONDS))
+
+    def plan(self, name: str, kinds: tuple[Kind, ...], user_id: str | None) -> Plan:
+        """The reads (and the exposure write) a request on placement `name` makes, from the rules cached
+        here; `settle` turns their replies into the request's `Placed`. A caller may send them in a
+        round trip of its own (the shopper's route does, with the recommender's first stage)."""
         cached = (self._specs or {}).get(name)
         window = _window(cached)
         commands: list[Command] = [("GET", self.keys.placements_epoch())]
@@ -185,7 +223,14 @@ class PlacementBook:
         if pin_ids:
             commands += [("HMGET", self.keys.item_meta(), *pin_ids)]
             commands += [("SMISMEMBER", key, *pin_ids) for key in pin_keys]
-        replies = await round_trip(self.redis, commands, TIMEOUT_SECONDS)
+        return Plan(name, kinds, user_id, cached, window, commands, pin_ids, pin_keys, assigned, token)
+
+    async def settle(self, plan: Plan, replies: list[Any]) -> Placed:
+        """The request's placement from the replies to `plan.commands`: the rules reloaded first when
+        the epoch moved (or they are older than RELOAD_SECONDS)."""
+        name, user_id, cached, window, assigned, token = (
+            plan.name, plan.user_id, plan.cached, plan.window, plan.assigned, plan.token)
+        pin_ids, pin_keys = plan.pin_ids, plan.pin_keys
         pin_replies = replies[len(replies) - len(pin_keys) - 1:] if pin_ids else []
         replies = replies[: len(replies) - len(pin_replies) - (assigned is not None)]
         if self._specs is None or replies[0] != self._epoch or time.monotonic() - self._loaded_at > RELOAD_SECONDS:
@@ -198,9 +243,9 @@ class PlacementBook:
         spec = (self._specs or {}).get(name)
         if spec is None:
             raise PlacementNotFound(f"No placement `{name}`.")
-        if spec.kind not in kinds:
+        if spec.kind not in plan.kinds:
             raise ValidationFailed(f"Placement `{name}` is of kind `{spec.kind}`; this route serves "
-                                   f"{' or '.join(kinds)} placements.")
+                                   f"{' or '.join(plan.kinds)} placements.")
         experiment = None
         if assigned is not None:
             live, k = assigned
@@ -220,9 +265,7 @@ class PlacementBook:
             (raw,) = await round_trip(self.redis, [self._shown_read(user_id, _window(spec))], TIMEOUT_SECONDS)
         else:
             raw = replies[1]
-        cutoff = time.time() - 60.0 * _window(spec)
-        prefix = f"{name}|".encode()
-        shown = {m[len(prefix):].decode(): s for m, s in score_pairs(raw) if m.startswith(prefix) and s >= cutoff}
+        shown = Shown(raw, name, time.time() - 60.0 * _window(spec))
         return Placed(name, spec, user_id, shown, memos, pins, experiment)
 
     def _exposure(self, assigned: tuple[Live, int], token: str, user_id: str) -> Command:
@@ -246,6 +289,49 @@ class PlacementBook:
             self._memos = {}  # results of the rules as they were
 
 
+class Shown(Mapping[str, float]):
+    """Item -> when the shopper was last shown it in this placement, within the window.
+
+    The read returns up to SHOWN_CAP entries of all the shopper's placements; decoding them all cost
+    more than the rest of the rotation (profiled), so the raw reply is kept and looked up for the
+    pool's items only."""
+
+    def __init__(self, raw: list[Any], name: str, cutoff: float) -> None:
+        if raw and not isinstance(raw[0], list):  # RESP2: member, score, member, score...
+            pairs = iter(raw)
+            self._raw: dict[bytes, Any] = dict(zip(pairs, pairs, strict=True))
+        else:  # RESP3: [[member, score], ...]
+            self._raw = {member: score for member, score in raw}
+        self._prefix = f"{name}|"
+        self._cutoff = cutoff
+
+    def get(self, item_id: str, default: Any = None) -> Any:
+        raw = self._raw.get((self._prefix + item_id).encode())
+        if raw is None or (ts := float(raw)) < self._cutoff:
+            return default
+        return ts
+
+    def __getitem__(self, item_id: str) -> float:
+        ts: float | None = self.get(item_id)
+        if ts is None:
+            raise KeyError(item_id)
+        return ts
+
+    def _decoded(self) -> dict[str, float]:
+        prefix = self._prefix.encode()
+        return {m[len(prefix):].decode(): ts for m, raw in self._raw.items()
+                if m.startswith(prefix) and (ts := float(raw)) >= self._cutoff}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __bool__(self) -> bool:
+        return bool(self._raw)  # a shortcut only: entries of other placements make it true too
+
+
 @dataclass(frozen=True)
 class PinState:
     meta: dict[str, dict[str, Any] | None]
@@ -265,124 +351,3 @@ def _window(spec: PlacementIn | None) -> int:
     if spec is None or spec.rotation is None:
         return SHOWN_TTL_SECONDS // 60
     return spec.rotation.window_minutes
-
-
-async def arrange(
-    redis: aioredis.Redis, keys: Keys, models: ModelCache, metas: MetaCache, placed: Placed,
-    recs: Recommendations, q: Query, n: int, exclusions_key: str | None = None,
-    excluded: frozenset[str] | set[str] = frozenset(),
-) -> Recommendations:
-    """`recs` (a pool scored and filtered for `q`) under the placement's rules, `n` items; records what
-    was shown when the placement rotates. Pins are checked against `excluded` (the basket, the item
-    itself) and the set at `exclusions_key` (the shopper's purchases, or everything seen)."""
-    spec = placed.spec
-    tag = placed.experiment.tag(recs) if placed.experiment is not None else {}
-    if not placed.reorders():
-        return recs.model_copy(update={"placement": placed.name, "items": recs.items[:n], **tag})
-    pins = [(p.item_id, p.position) for p in spec.pins if p.position <= n]
-    known = metas.current()
-    read = placed.pins
-    wanted = [i.item_id for i in recs.items if i.item_id not in known]
-    meta: dict[str, Any] = dict(read.meta) if read is not None else {}
-    wanted += [p for p, _ in pins if p not in known and p not in meta]
-    check_pins = bool(pins and exclusions_key) and (read is None or exclusions_key not in read.excluded)
-    commands: list[Command] = []
-    if wanted:
-        commands.append(("HMGET", keys.item_meta(), *wanted))
-    if check_pins and exclusions_key:
-        commands.append(("SMISMEMBER", exclusions_key, *[p for p, _ in pins]))
-    replies = await round_trip(redis, commands, TIMEOUT_SECONDS) if commands else []
-    if wanted:
-        meta.update(zip(wanted, map(decode_item_meta, replies[0]), strict=True))
-    excluded_pins: set[str] = set()
-    if check_pins:
-        excluded_pins = {p for (p, _), hit in zip(pins, replies[-1], strict=True) if hit}
-    elif pins and exclusions_key and read is not None:
-        excluded_pins = read.excluded[exclusions_key]
-
-    def meta_of(item_id: str) -> dict[str, Any] | None:
-        return known.get(item_id) or meta.get(item_id)
-
-    pinned = {p for p, _ in pins}
-    drop = set(spec.filters.exclude_items) | pinned
-    pool = [i for i in recs.items if i.item_id not in drop and q.admits(meta_of(i.item_id))]
-    pool_meta = [meta_of(i.item_id) or {} for i in pool]
-    ids = [i.item_id for i in pool]
-    factors = None
-    if spec.boosts and placed.memos is not None:
-        boosts, factor = placed.memos.boosts, partial(rules.boost_factor, spec)
-        factors = [boosts.get(m, factor) if m else factor(m) for m in pool_meta]
-    scores = rules.adjusted_scores(ids, [i.score for i in pool], pool_meta, spec, placed.shown, time.time(),
-                                   factors)
-    sim = None
-    if spec.diversity and spec.diversity.lambda_ is not None and recs.model_version:
-        sim = await _similarity(models, recs.model_version, ids)
-    eligible = [(p, pos) for p, pos in pins
-                if p not in excluded_pins and p not in excluded and q.admits(meta_of(p))]
-    order = rules.select(scores, [rules.primary_category(m) for m in pool_meta], spec.diversity,
-                         n - len(eligible), sim)
-    by_id = {i.item_id: i for i in recs.items}
-    rank = {item_id: k for k, item_id in enumerate(ids)}
-    items: list[RecommendedItem] = []
-    for item_id in rules.place_pins([ids[k] for k in order], eligible):
-        if item_id in pinned:
-            items.append(by_id.get(item_id) or _featured(item_id, meta_of(item_id)))
-        else:
-            items.append(by_id[item_id].model_copy(update={"score": round(float(scores[rank[item_id]]), 6)}))
-    if spec.rotation is not None and placed.user_id is not None and items:
-        await _record_shown(redis, keys.shown(placed.user_id), placed.name, [i.item_id for i in items])
-    return recs.model_copy(update={"placement": placed.name, "items": items, **tag})
-
-
-def _featured(item_id: str, meta: dict[str, Any] | None) -> RecommendedItem:
-    return RecommendedItem(item_id=item_id, score=0.0, sources=Sources(cf=0.0, content=0.0, popularity=0.0),
-                           reason="featured", title=(meta or {}).get("t"))
-
-
-async def _similarity(models: ModelCache, version: str, ids: list[str]) -> NDArray[np.float32] | None:
-    """float32[P, P] content cosine between the candidates (0 for items newer than the model)."""
-    arrays = await models.get(version)
-    content = await models.content(arrays)
-    if content is None:
-        return None
-    pos = np.array([arrays.item_pos.get(i, -1) for i in ids], dtype=np.int64)
-    return content_cosine(content.matrix, pos)
-
-
-def content_cosine(matrix: sp.csr_matrix, pos: NDArray[np.int64]) -> NDArray[np.float32]:
-    """float32[P, P]: the dot products of the rows `pos` of the (row-normalised) content matrix; 0 for
-    a position of -1 (an item newer than the model).
-
-    The rows are gathered with numpy; off the diagonal only the features two candidates share count,
-    a few dozen of the thousand or so they use, so the product runs on a small dense block. scipy's
-    row indexing and sparse product cost ~0.2 ms a request here (profiled), this a fraction of it."""
-    inside = np.flatnonzero(pos >= 0)
-    starts, stops = matrix.indptr[pos[inside]], matrix.indptr[pos[inside] + 1]
-    lengths = (stops - starts).astype(np.int64)
-    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    flat = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
-    rows = np.repeat(np.arange(len(inside)), lengths)
-    values = matrix.data[flat].astype(np.float32)
-    features = matrix.indices[flat]
-    ordered = np.sort(features)  # np.unique(return_inverse=...) took 15x as long here
-    used = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])  # features of two candidates or more
-    column = np.minimum(np.searchsorted(used, features), max(len(used) - 1, 0))
-    shared = used[column] == features if len(used) else np.zeros(len(features), dtype=bool)
-    block = np.zeros((len(inside), len(used)), dtype=np.float32)
-    block[rows[shared], column[shared]] = values[shared]
-    inner = block @ block.T
-    inner[np.diag_indices_from(inner)] = np.bincount(rows, weights=values * values, minlength=len(inside))
-    sim = np.zeros((len(pos), len(pos)), dtype=np.float32)
-    sim[np.ix_(inside, inside)] = inner
-    return sim
-
-
-async def _record_shown(redis: aioredis.Redis, key: str, name: str, shown: list[str]) -> None:
-    """One pipelined write: the shown items stamped now, the set capped (oldest out) and its TTL renewed."""
-    now = repr(time.time())
-    members: list[str] = []
-    for item_id in shown:
-        members += [now, f"{name}|{item_id}"]
-    await round_trip(redis, [
-        ("ZADD", key, *members), ("ZREMRANGEBYRANK", key, 0, -SHOWN_CAP - 1), ("EXPIRE", key, SHOWN_TTL_SECONDS),
-    ], TIMEOUT_SECONDS)

@@ -19,7 +19,8 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from app.eventlog import TYPE_CODE
 from app.recommend import reasons
 from app.recommend.algo_blend import UserScores, score_user
 from app.recommend.algo_matrix import history_weights
-from app.recommend.meta_cache import MetaCache
+from app.recommend.meta_cache import Meta, MetaCache
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations
 from app.store.batch import Command, round_trip
@@ -66,6 +67,14 @@ class Query:
             return False
         return not (self.max_price is not None and (price is None or price > self.max_price))
 
+    def screen(
+        self, arrays: VersionArrays, positions: NDArray[np.int32], known: Mapping[str, Meta]
+    ) -> NDArray[np.bool_] | None:
+        """bool[len(positions)]: False where the model's item at that position is certainly refused,
+        judged on `known` metadata without I/O (True also where the metadata is not at hand: `admits`
+        decides on it once read). None: no screen, `admits` judges every candidate."""
+        return None
+
 
 class HistoryEntry(NamedTuple):
     """One live history event (a tuple: 25 of them are built per request)."""
@@ -78,6 +87,44 @@ class HistoryEntry(NamedTuple):
 
 Ranked = tuple[str, float, float, float, float, str | None]
 """A scored candidate: item id, total, cf, content, popularity, the history item behind it (or None)."""
+
+
+class Chosen(NamedTuple):
+    """A query's candidates picked in rank order, not yet dressed as response items: a placement
+    re-ranks a pool of them and dresses only the few it shows (reasons and models for the whole pool
+    were most of what a placement request cost beyond a plain one, profiled)."""
+
+    version: str | None
+    strategy: str
+    picked: list[Ranked]
+    """Popularity fill last, as (item id, 0.01 x popularity, 0, 0, popularity, None)."""
+    meta: dict[str, dict[str, Any] | None]
+    """The metadata of the picked items and of the history items their reasons name (None: unknown)."""
+    last_type: dict[str, str]
+    """History item -> the type of the shopper's latest event on it (the verb of a reason)."""
+    category: str | None
+
+    def item(self, r: Ranked, score: float | None = None) -> dict[str, Any]:
+        """`r` as a response item (a dict: the response validates all at once); `score` replaces its total."""
+        item_id, total, cf, ct, pop, why = r
+        meta = self.meta.get(item_id)
+        reason = (reasons.because(cf, ct, why, self.meta.get(why), self.last_type.get(why, "view")) if why
+                  else reasons.popular(meta, self.category))
+        return {
+            "item_id": item_id, "score": round(total if score is None else score, 6),
+            "sources": {"cf": round(cf, 6), "content": round(ct, 6), "popularity": round(pop, 6)},
+            "reason": reason, "title": (meta or {}).get("t"),
+        }
+
+    def dressed(self) -> Recommendations:
+        """Every picked candidate as an item: the plain routes' answer."""
+        return self.response([self.item(r) for r in self.picked])
+
+    def response(self, items: list[dict[str, Any]], **extra: Any) -> Recommendations:
+        return Recommendations.model_validate({
+            "recommendation_id": f"{self.strategy}.{uuid.uuid4().hex[:16]}", "model_version": self.version,
+            "strategy": self.strategy, "items": items, **extra,
+        })
 
 
 def _ranked(ids: NDArray[np.object_], scores: UserScores, start: int, stop: int) -> list[Ranked]:
@@ -110,40 +157,51 @@ class RecommendService:
         return await round_trip(self.redis, commands, TIMEOUT_SECONDS)
 
     async def for_user(self, user_id: str, q: Query) -> Recommendations:
-        version, epoch, raw_history, excluded, popular = await self._run(
+        return (await self.choose_for_user(q, await self._run(*self.user_reads(user_id, q)))).dressed()
+
+    def user_reads(self, user_id: str, q: Query) -> list[Command]:
+        """Stage 1 of a shopper's request, for `choose_for_user` (a placement adds its own reads to the
+        same round trip)."""
+        return [
             ("GET", self.keys.model_pointer()),
             ("GET", self.keys.item_meta_epoch()),
             # as much of the history as the model validated on (`HybridConfig.history_limit`)
             ("LRANGE", self.keys.history(user_id), 0, self.cache.history_limit - 1),
             ("SMEMBERS", self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id)),
             self._popular(q),
-        )
+        ]
+
+    async def choose_for_user(self, q: Query, replies: Sequence[Any]) -> Chosen:
+        """The candidates for `q` from the replies of `user_reads` (for the same `q`)."""
+        version, epoch, raw_history, excluded, popular = replies
         history = [HistoryEntry._make(decode_history(e)) for e in raw_history]
         exclude = {b.decode() for b in excluded}
-        return await self.recommend(version.decode() if version else None, history, exclude, q, popular, epoch)
+        return await self.choose(version.decode() if version else None, history, exclude, q, popular, epoch)
 
     async def for_session(self, item_ids: list[str], q: Query) -> Recommendations:
+        return (await self.choose_for_session(item_ids, q)).dressed()
+
+    async def choose_for_session(self, item_ids: list[str], q: Query) -> Chosen:
         version, epoch, popular = await self._run(
             ("GET", self.keys.model_pointer()), ("GET", self.keys.item_meta_epoch()), self._popular(q)
         )
         now = time.time()
         # a basket listed newest first: earlier entries count as more recent
         history = [HistoryEntry(now - k, "view", None, item_id) for k, item_id in enumerate(item_ids)]
-        return await self.recommend(text(version) if version else None, history, set(item_ids), q, popular,
-                                    epoch)
+        return await self.choose(text(version) if version else None, history, set(item_ids), q, popular, epoch)
 
     def _popular(self, q: Query) -> Command:
         """The read of the live popularity list the filler draws from (raw reply: `score_pairs`)."""
         key = self.keys.popularity_category(q.category) if q.category else self.keys.popularity()
         return ("ZREVRANGE", key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, "WITHSCORES")
 
-    async def recommend(
+    async def choose(
         self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query,
         popular: list[Any] | None = None, epoch: bytes | None = None,
-    ) -> Recommendations:
-        """Recommendations from an already read history; `popular` is the raw reply of the live
-        popularity read (`_popular`) and `epoch` of the metadata epoch, both read here when the caller
-        has not."""
+    ) -> Chosen:
+        """Candidates from an already read history, up to `q.n` in rank order, before they are dressed
+        as items; `popular` is the raw reply of the live popularity read (`_popular`) and `epoch` of the
+        metadata epoch, both read here when the caller has not."""
         arrays = await self.cache.get(version) if version else None
         if arrays is not None:
             history = history[: arrays.config.hybrid.history_limit]
@@ -178,6 +236,9 @@ class RecommendService:
                 hist_idx, weights, *rows["cf"], *rows["content"], arrays.evidence, arrays.popularity, hybrid,
                 exclude=exclude_idx, n=max(4 * q.n, q.n + 50), popular=arrays.popular,
             )
+            screened = q.screen(arrays, scores.items, self.meta.known(epoch))
+            if screened is not None:
+                scores = UserScores(*(getattr(scores, f.name)[screened] for f in fields(scores)))
             ranked = _ranked(arrays.item_ids, scores, 0, head_size)  # the rest only if filters reject many
         if live_ids and arrays is not None:
             if scores is not None:
@@ -212,42 +273,35 @@ class RecommendService:
         head = ranked[:head_size]
         await fetch_meta([r[0] for r in head] + [r[5] for r in head if r[5]]
                          + ([f[0] for f in fill[:head_size]] if len(head) < q.n else []))
-        items: list[dict[str, Any]] = []  # validated once at the end: far cheaper than model by model
+        picked: list[Ranked] = []
         chosen: set[str] = set()
 
-        def take(item_id: str, total: float, cf: float, ct: float, pop: float, reason: str) -> None:
-            items.append({
-                "item_id": item_id, "score": round(total, 6),
-                "sources": {"cf": round(cf, 6), "content": round(ct, 6), "popularity": round(pop, 6)},
-                "reason": reason, "title": (meta.get(item_id) or {}).get("t"),
-            })
-            chosen.add(item_id)
-
         def pick_ranked() -> None:
-            for item_id, total, cf, ct, pop, why in ranked:
-                if len(items) >= q.n:
+            for r in ranked:
+                if len(picked) >= q.n:
                     return
+                item_id = r[0]
                 if item_id in chosen or item_id not in meta or not q.admits(meta[item_id]):
                     continue
-                reason = (reasons.because(cf, ct, why, meta.get(why), last_type.get(why, "view")) if why
-                          else reasons.popular(meta.get(item_id), q.category))
-                take(item_id, total, cf, ct, pop, reason)
+                picked.append(r)
+                chosen.add(item_id)
 
         pick_ranked()
-        if len(items) < q.n:
+        if len(picked) < q.n:
             if scores is not None and arrays is not None:
                 ranked += _ranked(arrays.item_ids, scores, head_size, len(scores.items))
             fill = fill or _fill(popular)
             await fetch_meta([r[0] for r in ranked] + [r[5] for r in ranked if r[5]]
                              + [f[0] for f in fill])
             pick_ranked()
-        personal = len(items)
+        personal = len(picked)
         for item_id, pop in fill:
-            if len(items) >= q.n:
+            if len(picked) >= q.n:
                 break
             if item_id in chosen or item_id in exclude or not q.admits(meta.get(item_id)):
                 continue
-            take(item_id, 0.01 * pop, 0.0, 0.0, pop, reasons.popular(meta.get(item_id), q.category))
+            picked.append((item_id, 0.01 * pop, 0.0, 0.0, pop, None))
+            chosen.add(item_id)
 
         if version is None:
             strategy = "popularity_no_model"
@@ -257,10 +311,7 @@ class RecommendService:
             strategy = "popularity_fallback"
         else:
             strategy = "hybrid"
-        return Recommendations.model_validate({
-            "recommendation_id": f"{strategy}.{uuid.uuid4().hex[:16]}", "model_version": version,
-            "strategy": strategy, "items": items,
-        })
+        return Chosen(version, strategy, picked, meta, last_type, q.category)
 
     def _weigh(
         self, arrays: VersionArrays, history: list[HistoryEntry]

@@ -82,7 +82,7 @@ def test_selection_is_sorted_distinct_and_capped(values: list[float], cap: int, 
 def test_content_cosine_equals_the_sparse_product() -> None:
     import scipy.sparse as sp
 
-    from app.placements.serving import content_cosine
+    from app.placements.arrange import content_cosine
 
     rng = np.random.default_rng(3)
     dense = rng.random((40, 300)) * (rng.random((40, 300)) < 0.05)
