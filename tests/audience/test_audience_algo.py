@@ -80,3 +80,18 @@ def test_matches_a_dense_brute_force(seed: int, n_users: int, n_items: int, n: i
             assert np.allclose(sorted(col[got], reverse=True), [col[u] for u in expected], rtol=1e-5)
             assert np.all(np.diff(out.scores[j][:len(got)]) <= 0)
             assert not (set(got) & set(np.flatnonzero(~mask).tolist()))  # buyers never among the others
+
+
+def test_over_the_work_budget_each_item_keeps_its_strongest_pointers() -> None:
+    # item 2 is pointed at by item 0 (weight 1.0, two shoppers) and item 1 (weight 0.1, three)
+    s = sp.csr_matrix(np.array([[0, 0, 1.0], [0, 0, 0.1], [0, 0, 0]], dtype=np.float32))
+    history = sp.csr_matrix(np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=np.float32))
+    bought = sp.csr_matrix((5, 3), dtype=bool)
+    whole = item_audiences(history, s, bought, n=5)
+    assert sorted(u for u in whole.others.indices[2] if u >= 0) == [0, 1, 2, 3, 4]
+    cut = item_audiences(history, s, bought, n=5, max_work=4)  # 5 entries in all: only rank 1 fits
+    assert cut.others.indices[2].tolist() == [0, 1, -1, -1, -1]
+    assert np.allclose(cut.others.scores[2][:2], [1.0, 1.0])
+    # within budget nothing changes
+    same = item_audiences(history, s, bought, n=5, max_work=5)
+    assert np.array_equal(same.others.indices, whole.others.indices)
