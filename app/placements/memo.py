@@ -60,15 +60,51 @@ class Verdicts:
         positions: NDArray[np.int32], admits: Callable[[Any], bool],
     ) -> NDArray[np.bool_]:
         """bool[len(positions)]: False where `admits` refuses the item at that position of `item_ids`
-        (the ids of `owner`, a model version's arrays); True where it admits it or `known` lacks it."""
+        (the ids of `owner`, a model version's arrays); True where it admits it, `known` lacks it or
+        the position is -1."""
         if self._owners is None or self._owners[0] is not owner or self._owners[1] is not known:
             self._owners = (owner, known)
             self._table = np.full(len(item_ids), -1, dtype=np.int8)
         table = self._table
         verdict = table[positions]
+        verdict[positions < 0] = -1  # not a model item (-1 would index the last one)
         for k in np.flatnonzero(verdict < 0).tolist():
+            if positions[k] < 0:
+                continue
             meta = known.get(item_ids[positions[k]])
             if meta is not None:  # a missing entry may appear with no epoch move: judged once read
                 verdict[k] = table[positions[k]] = self.by_meta.get(meta, admits)
         admitted: NDArray[np.bool_] = verdict != 0
         return admitted
+
+
+class ByPosition:
+    """Per-model-position results of a function of an item's metadata (float64; NaN: not computed yet),
+    so a request reads a pool's boost factors or category codes in one numpy lookup instead of a
+    Python call per item. Like `Verdicts`, the table belongs to one model version's arrays and one
+    metadata epoch's entries and starts afresh when either is another object; a result is kept only
+    when computed from the very entry `known` holds."""
+
+    def __init__(self) -> None:
+        self._owners: tuple[object, object] | None = None
+        self._table: NDArray[np.float64] = np.zeros(0)
+
+    def values(
+        self, item_ids: NDArray[np.object_], owner: object, known: Mapping[str, Any], positions: NDArray[np.int64],
+        metas: Callable[[int], Any], compute: Callable[[Any], float],
+    ) -> NDArray[np.float64]:
+        """float64[len(positions)]: compute(meta) of each entry; `metas(k)` is entry k's metadata
+        (asked only when the table lacks it); a position of -1 (an item the model lacks) is computed."""
+        if self._owners is None or self._owners[0] is not owner or self._owners[1] is not known:
+            self._owners = (owner, known)
+            self._table = np.full(len(item_ids), np.nan)
+        table = self._table
+        out = table[positions]
+        out[positions < 0] = np.nan
+        for k in np.flatnonzero(np.isnan(out)).tolist():
+            meta = metas(k)
+            out[k] = value = compute(meta)
+            at = int(positions[k])
+            if at >= 0 and known.get(item_ids[at]) is meta:
+                table[at] = value
+        return out

@@ -12,7 +12,7 @@ choice, but not the filters or the shopper's exclusions, which the caller has ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,7 +83,7 @@ def boost_factor(spec: PlacementIn, meta: Meta) -> float:
 
 def adjusted_scores(
     ids: Sequence[str], scores: Sequence[float], metas: Sequence[Meta], spec: PlacementIn,
-    shown: Mapping[str, float], now: float, factors: Sequence[float] | None = None,
+    shown: Mapping[str, float], now: float, factors: Sequence[float] | NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
     """float64[len(ids)]: each score times its matching boosts' factors, then the rotation demotion.
     `factors`: each item's `boost_factor`, when the caller has them already (serving memoises them)."""
@@ -99,7 +99,7 @@ def adjusted_scores(
 
 
 def select(
-    scores: NDArray[np.float64], categories: Sequence[str | None], diversity: Diversity | None, m: int,
+    scores: NDArray[np.float64], categories: Sequence[Hashable | None], diversity: Diversity | None, m: int,
     similarity: NDArray[np.float32] | None = None,
 ) -> list[int]:
     """Up to `m` candidate indices in display order.
@@ -110,7 +110,7 @@ def select(
     """
     cap = diversity.max_per_category if diversity else None
     lam = diversity.lambda_ if diversity else None
-    count: dict[str, int] = {}
+    count: dict[Hashable, int] = {}
     picked: list[int] = []
 
     def fits(k: int) -> bool:
@@ -132,19 +132,21 @@ def select(
         return picked
     top = float(scores.max()) if len(scores) else 0.0
     relevance = lam * (scores / top if top > 0 else np.zeros_like(scores))
-    closed: list[int] = []
     max_sim = np.zeros(len(scores), dtype=np.float64)
     value = relevance.copy()
-    # the values move only when an item is taken; one the cap refuses is just closed
-    while len(picked) < m and len(closed) < len(scores):
+    penalty = np.empty_like(value)
+    # The values move only when an item is taken; one the cap refuses is just closed. A closed item's
+    # max_sim is +inf, so its value stays -inf through the updates (lam < 1 here).
+    for _ in range(len(scores)):
+        if len(picked) >= m:
+            break
         k = int(np.argmax(value))
-        closed.append(k)
-        value[k] = -np.inf
+        max_sim[k], value[k] = np.inf, -np.inf
         if fits(k):
             take(k)
             np.maximum(max_sim, similarity[k], out=max_sim)
-            value = relevance - (1.0 - lam) * max_sim
-            value[closed] = -np.inf
+            np.multiply(max_sim, lam - 1.0, out=penalty)
+            np.add(relevance, penalty, out=value)
     return picked
 
 

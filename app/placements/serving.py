@@ -28,7 +28,7 @@ from app.errors import PlacementNotFound, ValidationFailed
 from app.experiments import exposures
 from app.experiments.service import Live, load_live
 from app.placements import rules
-from app.placements.memo import MetaMemo, Verdicts
+from app.placements.memo import ByPosition, Verdicts
 from app.placements.schemas import Kind, PlacementIn
 from app.placements.service import load_all
 from app.recommend.algo_blend import POPULARITY_ONLY
@@ -63,6 +63,10 @@ class PlacedQuery(Query):
         if meta is None or self.memo is None:
             return self._admits(meta)
         return self.memo.by_meta.get(meta, self._admits)
+
+    @property
+    def screens(self) -> bool:
+        return self.memo is not None
 
     def screen(
         self, arrays: VersionArrays, positions: NDArray[np.int32], known: Mapping[str, Meta]
@@ -149,7 +153,13 @@ def placed_query(placed: Placed, request: Query, explicit: set[str]) -> tuple[Pl
     values = {name: getattr(request if name in explicit else f, name) for name in FILTER_FIELDS}
     n = request.n if "n" in explicit else placed.spec.n
     pool = min(MAX_POOL, 3 * n + 20 + len(f.exclude_items)) if placed.reorders() else n
-    attributes = rules.accepted(f.attributes) if f.attributes else None
+    attributes = None
+    if f.attributes:
+        memos = placed.memos
+        if memos is None:
+            attributes = rules.accepted(f.attributes)
+        else:
+            attributes = memos.attributes = memos.attributes or rules.accepted(f.attributes)
     memo = placed.memos.filters(tuple(values.values())) if placed.memos is not None else None
     alpha, pop_weight = request.alpha, None
     if (arm := placed.experiment) is not None:
@@ -161,13 +171,27 @@ def placed_query(placed: Placed, request: Query, explicit: set[str]) -> tuple[Pl
 
 class Memos:
     """One placement's memoised per-item results: its filters' verdict (per combination of request
-    filters, which a request may override) and its boost factor."""
+    filters, which a request may override), its boost factor and the primary category."""
 
     MAX_FILTER_SETS = 64
 
     def __init__(self) -> None:
-        self.boosts: MetaMemo[float] = MetaMemo()
+        self.boosts = ByPosition()
+        """Boost factor by model position."""
+        self.categories = ByPosition()
+        """Code of the primary category (`category_code`) by model position."""
+        self._codes: dict[str | None, int] = {None: -1}
         self._filters: dict[tuple[Any, ...], Verdicts] = {}
+        self.attributes: dict[str, frozenset[tuple[str, Any]]] | None = None
+        """`rules.accepted` of the placement's attribute filter, made once."""
+
+    def category_code(self, meta: Mapping[str, Any]) -> float:
+        """A small integer per primary category (-1: none), for the tables' float64 entries."""
+        category = rules.primary_category(meta)
+        code = self._codes.get(category)
+        if code is None:
+            code = self._codes[category] = len(self._codes) - 1
+        return float(code)
 
     def filters(self, values: tuple[Any, ...]) -> Verdicts:
         memo = self._filters.get(values)

@@ -67,12 +67,18 @@ class Query:
             return False
         return not (self.max_price is not None and (price is None or price > self.max_price))
 
+    @property
+    def screens(self) -> bool:
+        """Whether `screen` can refuse anything (it costs a lookup per candidate to ask)."""
+        return False
+
     def screen(
         self, arrays: VersionArrays, positions: NDArray[np.int32], known: Mapping[str, Meta]
     ) -> NDArray[np.bool_] | None:
         """bool[len(positions)]: False where the model's item at that position is certainly refused,
-        judged on `known` metadata without I/O (True also where the metadata is not at hand: `admits`
-        decides on it once read). None: no screen, `admits` judges every candidate."""
+        judged on `known` metadata without I/O (True also where the metadata is not at hand, or the
+        position is -1, an item the model lacks: `admits` decides on those once read). None: no
+        screen, `admits` judges every candidate."""
         return None
 
 
@@ -247,7 +253,7 @@ class RecommendService:
             ranked += self._live_content(arrays, live_rows, live_ids, exclude)
             ranked.sort(key=lambda r: -r[1])
 
-        fill = _fill(popular) if len(ranked) < q.n else []  # else decoded only if filters need it
+        fill = self._screened_fill(q, arrays, popular, epoch) if len(ranked) < q.n else []  # else only if needed
         last_type: dict[str, str] = {}
         for h in reversed(history):
             last_type[h.item_id] = h.type
@@ -290,7 +296,7 @@ class RecommendService:
         if len(picked) < q.n:
             if scores is not None and arrays is not None:
                 ranked += _ranked(arrays.item_ids, scores, head_size, len(scores.items))
-            fill = fill or _fill(popular)
+            fill = fill or self._screened_fill(q, arrays, popular, epoch)
             await fetch_meta([r[0] for r in ranked] + [r[5] for r in ranked if r[5]]
                              + [f[0] for f in fill])
             pick_ranked()
@@ -312,6 +318,17 @@ class RecommendService:
         else:
             strategy = "hybrid"
         return Chosen(version, strategy, picked, meta, last_type, q.category)
+
+    def _screened_fill(
+        self, q: Query, arrays: VersionArrays | None, popular: list[Any], epoch: bytes | None
+    ) -> list[tuple[str, float]]:
+        """The popularity fill (`_fill`) without the items `q.screen` refuses for certain."""
+        fill = _fill(popular)
+        if arrays is None or not q.screens:
+            return fill
+        pos = np.fromiter((arrays.item_pos.get(i, -1) for i, _ in fill), dtype=np.int32, count=len(fill))
+        screened = q.screen(arrays, pos, self.meta.known(epoch))
+        return fill if screened is None else [f for f, keep in zip(fill, screened.tolist(), strict=True) if keep]
 
     def _weigh(
         self, arrays: VersionArrays, history: list[HistoryEntry]
