@@ -126,7 +126,8 @@ class Chosen(NamedTuple):
         """Every picked candidate as an item: the plain routes' answer."""
         return self.response([self.item(r) for r in self.picked])
 
-    def response(self, items: list[dict[str, Any]], **extra: Any) -> Recommendations:
+    def response(self, items: list[Any], **extra: Any) -> Recommendations:
+        """The answer with `items` (`item` dicts, or RecommendedItem models such as a placement's pins)."""
         return Recommendations.model_validate({
             "recommendation_id": f"{self.strategy}.{uuid.uuid4().hex[:16]}", "model_version": self.version,
             "strategy": self.strategy, "items": items, **extra,
