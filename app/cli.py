@@ -144,8 +144,11 @@ def worker(once: bool) -> None:
         assert settings.database_url
         upgrade(settings.database_url)
         if once:
+            from app.worker.loop import maintain_partitions
             from app.worker.pipeline import NothingToBuild, rebuild
 
+            # cron runs no loop: the events' coming partitions and retention are made here instead
+            maintain_partitions(settings.database_url, settings.event_retention_months)
             click.echo("rebuilding:")
             try:
                 result = rebuild(settings, trigger="cli", progress=True)

@@ -221,7 +221,9 @@ def export_events(out: str, progress: bool) -> None:
         assert settings.database_url
         with psycopg.connect(libpq_url(settings.database_url)) as conn:
             conn.execute("SET TIME ZONE 'UTC'")
-            estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'events'::regclass")
+            estimate = conn.execute(  # events is partitioned: its analyzed partitions' estimates
+                "SELECT coalesce(sum(c.reltuples), 0)::bigint FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'events'::regclass AND c.reltuples > 0")
             row = estimate.fetchone()
             total = int(row[0]) if row and int(row[0]) > 0 else None
             with click.open_file(out, "wb") as sink, conn.cursor(name="shopmind_export") as cursor, tqdm(

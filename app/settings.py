@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_future_seconds: float = Field(default=300.0, ge=0, description="Clock skew tolerated on timestamps.")
     min_timestamp: float = Field(default=946_684_800.0, description="Earliest accepted event (2000-01-01).")
+    event_retention_months: int | None = Field(
+        default=None, ge=1,
+        description="Keep this many whole months of events before the current one; the worker drops older "
+        "monthly partitions whole. None keeps everything.",
+    )
 
     # worker
     rebuild_interval_minutes: float = Field(default=15.0, gt=0)

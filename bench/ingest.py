@@ -183,9 +183,19 @@ class CpuMeter:
 
 
 def _fresh_table(database_url: str) -> None:
-    """An empty events table, and no checkpoint pending from what the previous run wrote."""
+    """An empty events table with a partition for each month of the events (as the worker would have
+    made them), and no checkpoint pending from what the previous run wrote."""
+    from datetime import UTC, datetime
+
+    from app.events import partitions
+
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, trigger_pending")
+        conn.execute("TRUNCATE events, event_ids, trigger_pending")
+        this_month = partitions.month_start(datetime.now(UTC))
+        have = partitions.monthly_partitions(conn)
+        for k in range(-4, 1):  # make_events: the last 90 days
+            if partitions.add_months(this_month, k) not in have:
+                partitions.create_partition(conn, partitions.add_months(this_month, k))
         conn.execute("VACUUM ANALYZE events")
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")

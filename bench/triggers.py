@@ -67,7 +67,7 @@ def main() -> None:
                      "('cart', 'cart_abandoned', 2592000, 86400), ('browse', 'browse_abandoned', 2592000, 86400)")
         for _ in range(args.rounds):
             for mode, kinds in (("none", frozenset[str]()), ("triggers", KINDS)):
-                conn.execute("TRUNCATE events, trigger_pending")
+                conn.execute("TRUNCATE events, event_ids, trigger_pending")
                 conn.execute("VACUUM ANALYZE events")
                 seconds[mode].append(asyncio.run(write_all(db, batches, kinds)))
         pending = conn.execute("SELECT count(*) FROM trigger_pending").fetchone()

@@ -23,8 +23,8 @@ from app.settings import Settings
 from tests import servers
 
 ADMIN_KEY = "sm_test_admin_key_0123456789"
-TABLES = ("events", "items", "users", "api_keys", "model_runs", "redis_skips", "user_erasures", "placements",
-          "webhooks", "webhook_deliveries", "triggers", "trigger_pending", "trigger_fires", "propensity_high_tiers",
+TABLES = ("events", "event_ids", "items", "users", "api_keys", "model_runs", "redis_skips", "user_erasures",
+          "placements", "webhooks", "webhook_deliveries", "triggers", "trigger_pending", "trigger_fires", "propensity_high_tiers",
           "experiments", "experiment_exposures")
 
 

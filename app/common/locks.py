@@ -13,6 +13,10 @@ ERASURES = 0x5348_4D00_0002
 """Every erasure holds it shared until it commits; a rebuild takes it exclusive to wait for the
 erasures in flight before it reads the tombstones and flips its version (`app.worker.erasures`)."""
 
+PARTITIONS = 0x5348_4D00_0003
+"""Tried (session-level) by a worker before it makes or drops event partitions: one worker at a time
+does, the others skip the pass (`app.events.partitions`)."""
+
 USER_CLASS = 0x5348
 USER_BUCKETS = 64
 """Per-user locks are taken on one of 64 buckets of the user id's hash, not on the id itself: a 10,000-

@@ -2,15 +2,19 @@
 
 Users and items this process stored before are skipped (`app.events.known`).
 
-Events are binary-COPYed straight into the events table: a batch of new events (the usual case) costs
-what a raw COPY costs. Only when the unique index on `event_id` objects — the batch repeats events
-already stored, say a client's retry — is the batch redone through a staging table with
-INSERT … ON CONFLICT DO NOTHING, which reports which ids were new. Rows go in sorted by event_id and
-ids sorted, so concurrent batches take their locks in one order and never deadlock.
+`events` is partitioned by month and cannot hold `event_id` unique, so every stored event's id also
+goes into `event_ids`, whose primary key is the de-duplication (`app.events.models.EventId`). A batch
+of new events (the usual case) is binary-COPYed: its ids into `event_ids`, then its rows straight into
+`events` (Postgres routes each to its month). Only when the primary key of `event_ids` objects — the
+batch repeats events already stored, say a client's retry — is the batch redone through a staging
+table: INSERT … ON CONFLICT DO NOTHING RETURNING into `event_ids` says which ids are new, and only
+those rows go into `events`, in the same statement. Rows go in sorted by event_id and ids sorted, so
+concurrent batches take their locks in one order and never deadlock.
 
 A small batch (a shop posting each event as it happens) is dominated by exchanges with Postgres, not
-rows: it goes as three INSERT … ON CONFLICT statements (users, items, events, in that order) sent in
-one pipelined flight with its BEGIN and COMMIT: one exchange where the COPY path takes seven.
+rows: it goes as three INSERT … ON CONFLICT statements (users, items, then event ids and events in
+one) sent in one pipelined flight with its BEGIN and COMMIT: one exchange where the COPY path takes
+eight.
 
 Every batch first takes its shoppers' advisory locks, shared (`app.common.locks`): a merge or erasure
 deleting one of them waits for the batch to commit, and a batch waits for the merge, then sees the row
@@ -40,12 +44,15 @@ _INSERT_ITEMS = "INSERT INTO items (item_id) SELECT unnest(%s::text[]) ON CONFLI
 SMALL_BATCH = 32
 """Batches up to this many events take the pipelined INSERT path; larger ones COPY."""
 _INSERT_EVENTS = f"""
+WITH x AS (
+    SELECT e, u, i, t, v, p, timestamptz '2000-01-01 00:00:00+00' + us * interval '1 microsecond' AS ts, s, r, props
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::int8[],
+                %s::text[], %s::text[], %s::jsonb[]) AS x(e, u, i, t, v, p, us, s, r, props)
+), new AS (
+    INSERT INTO event_ids (event_id, ts) SELECT e, ts FROM x ORDER BY e ON CONFLICT DO NOTHING RETURNING event_id
+)
 INSERT INTO events ({_COLUMN_LIST})
-SELECT e, u, i, t, v, p, timestamptz '2000-01-01 00:00:00+00' + us * interval '1 microsecond', s, r, props
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::int8[],
-            %s::text[], %s::text[], %s::jsonb[]) AS x(e, u, i, t, v, p, us, s, r, props)
-ORDER BY e
-ON CONFLICT (event_id) DO NOTHING
+SELECT e, u, i, t, v, p, ts, s, r, props FROM x JOIN new ON new.event_id = x.e ORDER BY e
 RETURNING event_id
 """
 _STAGE = (
@@ -54,10 +61,15 @@ _STAGE = (
     + ") ON COMMIT DELETE ROWS"
 )
 _FROM_STAGE = f"""
-INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM ingest_stage ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING
+WITH new AS (
+    INSERT INTO event_ids (event_id, ts) SELECT event_id, ts FROM ingest_stage ORDER BY event_id
+    ON CONFLICT DO NOTHING RETURNING event_id
+)
+INSERT INTO events ({_COLUMN_LIST})
+SELECT {", ".join(f"s.{c}" for c in COLUMNS)} FROM ingest_stage s JOIN new USING (event_id) ORDER BY event_id
 RETURNING event_id
 """
+_ID_TYPES = [COPY_TYPES[COLUMNS.index("event_id")], COPY_TYPES[COLUMNS.index("ts")]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,14 @@ async def _copy(cur: AsyncCursor[tuple[object, ...]], table: str, rows: list[Eve
         write_row = copy.write_row
         for row in rows:
             await write_row(row[:-1])
+
+
+async def _copy_ids(cur: AsyncCursor[tuple[object, ...]], rows: list[EventRow]) -> None:
+    async with cur.copy("COPY event_ids (event_id, ts) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_ID_TYPES)
+        write_row = copy.write_row
+        for row in rows:
+            await write_row((row.event_id, row.ts))
 
 
 async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool, kinds: frozenset[str]) -> Written:
@@ -103,6 +123,7 @@ async def _write(engine: AsyncEngine, rows: list[EventRow], through_stage: bool,
                 new = {r[0] for r in await cur.fetchall()}
                 rows = [r for r in rows if r.event_id in new]
             else:
+                await _copy_ids(cur, rows)  # first: a repeated id fails the batch before its rows are sent
                 await _copy(cur, "events", rows)
             for statement, params in arming.statements(kinds, rows):
                 await cur.execute(statement, params)

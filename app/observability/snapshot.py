@@ -40,8 +40,12 @@ _LAST_FINISHED = text(
     "SELECT status FROM model_runs WHERE status IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
 )
 _RUNS_BY_STATUS = text("SELECT status, count(*) FROM model_runs GROUP BY status")
+# A partitioned table (events) has no reltuples of its own that autovacuum keeps up: sum its analyzed
+# partitions' (-1, so an exact count, while none is).
 _ESTIMATES = text(
-    "SELECT relname, reltuples::bigint FROM pg_class WHERE oid IN ("
+    "SELECT c.relname, (CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(p.reltuples), -1) FROM pg_inherits i"
+    " JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid AND p.reltuples >= 0)"
+    " ELSE c.reltuples END)::bigint FROM pg_class c WHERE c.oid IN ("
     + ", ".join(f"to_regclass('{t}')" for t in TABLES) + ")"
 )
 

@@ -25,6 +25,12 @@ from app.users.models import User, UserErasure
 from app.users.schemas import UserIn, UserOut
 from app.webhooks import service as webhook_service
 
+_ERASE_EVENTS = """
+WITH gone AS (DELETE FROM events WHERE user_id = :user_id RETURNING event_id),
+     ids AS (DELETE FROM event_ids i USING gone WHERE i.event_id = gone.event_id)
+SELECT count(*) FROM gone
+"""
+
 
 async def upsert_user(session: AsyncSession, user_id: str, body: UserIn) -> None:
     stmt = insert(User).values(user_id=user_id, attributes=body.attributes)
@@ -58,7 +64,8 @@ async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
     await lock_users(session, [user_id])
     # held until commit: a rebuild about to publish waits for this erasure to land (app.worker.erasures)
     await session.execute(select(func.pg_advisory_xact_lock_shared(locks.ERASURES)))
-    events = await session.execute(delete(Event).where(Event.user_id == user_id))
+    # from every monthly partition, and their ids with them: an event id can be personal data too
+    events = await session.scalar(text(_ERASE_EVENTS), {"user_id": user_id})
     deleted = await session.execute(delete(User).where(User.user_id == user_id).returning(User.user_id))
     if deleted.first() is None:
         raise UserNotFound(f"No user `{user_id}`.")
@@ -69,7 +76,7 @@ async def erase_user_rows(session: AsyncSession, user_id: str) -> int:
     ))
     await trigger_service.erase_user(session, user_id)  # nothing armed for them fires
     await webhook_service.erase_user(session, user_id)  # nor is anything about them still sent
-    return int(events.rowcount or 0)  # type: ignore[attr-defined]
+    return int(events or 0)
 
 
 async def erase_user_state(redis: aioredis.Redis, keys: Keys, user_id: str) -> None:

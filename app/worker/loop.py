@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 
 import psycopg
 import redis
 
 from app.db import libpq_url
+from app.events import partitions
 from app.experiments import exposures
 from app.settings import Settings
 from app.store.client import make_redis
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 REPAIR_CHECK_SECONDS = 30.0  # how often an idle worker asks Postgres whether Redis missed writes
 FLUSH_SECONDS = 5.0
 """How often the experiments' exposures waiting in Redis are COPYd to Postgres (one batch a pass)."""
+PARTITIONS_SECONDS = 3600.0
+"""How often the events' monthly partitions are made ahead and retention applied (also at start)."""
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
@@ -31,8 +35,11 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     interval = settings.rebuild_interval_minutes * 60
     next_at = time.monotonic()  # rebuild at start: re-hydrates Redis and publishes a fresh model
     check_at = next_at + REPAIR_CHECK_SECONDS
-    flush_at = time.monotonic()
+    flush_at = partitions_at = time.monotonic()
     while not stop.is_set():
+        if settings.database_url and time.monotonic() >= partitions_at:
+            partitions_at = time.monotonic() + PARTITIONS_SECONDS
+            maintain_partitions(settings.database_url, settings.event_retention_months)
         if settings.database_url and time.monotonic() >= flush_at:
             flush_at = time.monotonic() + FLUSH_SECONDS
             flush_exposures(settings.database_url, client, keys)
@@ -81,6 +88,17 @@ def flush_exposures(database_url: str, client: redis.Redis, keys: Keys) -> int:
     except (psycopg.Error, redis.RedisError, OSError) as exc:
         log.warning("worker.exposures_flush_failed", extra={"error": type(exc).__name__})
         return 0
+
+
+def maintain_partitions(database_url: str, retention_months: int | None) -> partitions.Maintained | None:
+    """Make the coming months' event partitions and drop those past retention (`app.events.partitions`);
+    with Postgres unreachable, logged and left for the next pass."""
+    try:
+        with psycopg.connect(libpq_url(database_url), connect_timeout=5, autocommit=True) as conn:
+            return partitions.maintain(conn, datetime.now(UTC), retention_months)
+    except (psycopg.Error, OSError) as exc:
+        log.warning("worker.partitions_failed", extra={"error": type(exc).__name__})
+        return None
 
 
 class BackgroundWorker:
