@@ -175,17 +175,22 @@ class PaddedRows:
     """A content matrix's rows as equal-width arrays, so a pool's rows gather in one indexing.
 
     features: int32[N, w] column indices (-1 padding); values: float32[N, w]; norms: float32[N] each
-    row's squared norm. w is the longest row: the hashed text and tags give every item about the same
-    count (22 on average, 27 at most on the benchmark shop), so the padding costs little."""
+    row's squared norm. w is the longest row (27 on the benchmark shop, 22 on average)."""
 
     features: NDArray[np.int32]
     values: NDArray[np.float32]
     norms: NDArray[np.float32]
 
+    MAX_PADDING = 2.0
+    """Padded entries per stored one beyond which a matrix keeps its CSR form: a few long descriptions
+    among short ones would otherwise multiply the memory."""
+
     @classmethod
-    def of(cls, matrix: sp.csr_matrix) -> PaddedRows:
+    def of(cls, matrix: sp.csr_matrix) -> PaddedRows | None:
         lengths = np.diff(matrix.indptr)
         n, width = matrix.shape[0], int(lengths.max(initial=0))
+        if n * width > cls.MAX_PADDING * matrix.nnz + n:
+            return None
         filled = np.arange(width)[None, :] < lengths[:, None]
         features = np.full((n, width), -1, dtype=np.int32)  # the matrix stores its indices as int32
         values = np.zeros((n, width), dtype=np.float32)
@@ -194,12 +199,12 @@ class PaddedRows:
         return cls(features, values, np.einsum("ij,ij->i", values, values))
 
 
-_padded: dict[int, tuple[sp.csr_matrix, PaddedRows]] = {}
+_padded: dict[int, tuple[sp.csr_matrix, PaddedRows | None]] = {}
 """id(matrix) -> (matrix, its padded rows): a model version's, made once per process (the entry holds
 the matrix, so its id is not reused while the entry lives; the two latest are kept, as models are)."""
 
 
-def padded_rows(matrix: sp.csr_matrix) -> PaddedRows:
+def padded_rows(matrix: sp.csr_matrix) -> PaddedRows | None:
     hit = _padded.get(id(matrix))
     if hit is not None and hit[0] is matrix:
         return hit[1]
@@ -209,19 +214,36 @@ def padded_rows(matrix: sp.csr_matrix) -> PaddedRows:
     return rows[1]
 
 
+def _gathered(
+    matrix: sp.csr_matrix, at: NDArray[np.int64]
+) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64], NDArray[np.float32]]:
+    """The entries of rows `at`: features int32[E] (-1 for padding), values float32[E], the row of
+    each (an index into `at`) int64[E], and each row's squared norm float32[len(at)]."""
+    padded = padded_rows(matrix)
+    if padded is not None:
+        width = padded.features.shape[1]
+        rows = np.repeat(np.arange(len(at)), width)
+        return padded.features[at].ravel(), padded.values[at].ravel(), rows, padded.norms[at]
+    starts, stops = matrix.indptr[at], matrix.indptr[at + 1]
+    lengths = (stops - starts).astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    flat = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
+    rows = np.repeat(np.arange(len(at)), lengths)
+    values = matrix.data[flat].astype(np.float32)
+    norms = np.bincount(rows, weights=values * values, minlength=len(at)).astype(np.float32)
+    return matrix.indices[flat].astype(np.int32), values, rows, norms
+
+
 def content_cosine(matrix: sp.csr_matrix, pos: NDArray[np.int64]) -> NDArray[np.float32]:
     """float32[P, P]: the dot products of the rows `pos` of the (row-normalised) content matrix; 0 for
     a position of -1 (an item newer than the model).
 
-    The rows are gathered from `padded_rows`; off the diagonal only the features two candidates share
-    count, a few hundred of the thousand or so they use, so the product runs on a small dense block.
-    scipy's row indexing and sparse product cost ~1.1 ms a request here, this ~0.1 ms (profiled)."""
-    padded = padded_rows(matrix)
+    Off the diagonal only the features two candidates share count, a few hundred of the thousand or so
+    they use, so the product runs on a small dense block. scipy's row indexing and sparse product cost
+    ~1.1 ms a request here, this ~0.1 ms (profiled)."""
     inside = np.flatnonzero(pos >= 0)
     at = pos[inside]
-    width = padded.features.shape[1]
-    features = padded.features[at].ravel()
-    values = padded.values[at].ravel()
+    features, values, rows, norms = _gathered(matrix, at)
     ordered = np.sort(features)  # np.unique(return_inverse=...) took 15x as long here
     twice = ordered[1:][(ordered[1:] == ordered[:-1]) & (ordered[1:] >= 0)]  # features of two or more
     used = twice[np.concatenate(([True], twice[1:] != twice[:-1]))] if len(twice) else twice
@@ -229,9 +251,9 @@ def content_cosine(matrix: sp.csr_matrix, pos: NDArray[np.int64]) -> NDArray[np.
     if len(used):
         column = np.minimum(np.searchsorted(used, features), len(used) - 1)
         shared = np.flatnonzero(used[column] == features)
-        block[shared // width, column[shared]] = values[shared]
+        block[rows[shared], column[shared]] = values[shared]
     inner = block @ block.T
-    inner[np.diag_indices_from(inner)] = padded.norms[at]
+    inner[np.diag_indices_from(inner)] = norms
     if len(inside) == len(pos):
         return inner
     sim = np.zeros((len(pos), len(pos)), dtype=np.float32)

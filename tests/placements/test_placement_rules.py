@@ -98,3 +98,19 @@ def test_content_cosine_equals_the_sparse_product() -> None:
     np.testing.assert_allclose(one, [[float(matrix[5].multiply(matrix[5]).sum())]], rtol=1e-5)
     apart = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32))
     np.testing.assert_allclose(content_cosine(apart, np.array([0, 1], dtype=np.int64)), [[1, 0], [0, 4]])
+
+
+def test_content_cosine_keeps_csr_rows_when_padding_would_waste_memory() -> None:
+    import scipy.sparse as sp
+
+    from app.placements.arrange import content_cosine, padded_rows
+
+    rng = np.random.default_rng(4)
+    dense = rng.random((30, 400)) * (rng.random((30, 400)) < 0.02)
+    dense[3] = rng.random(400)  # one long description among short ones
+    matrix = sp.csr_matrix(dense.astype(np.float32))
+    assert padded_rows(matrix) is None
+    pos = np.array([3, 0, -1, 17, 3], dtype=np.int64)
+    rows = matrix[np.maximum(pos, 0)].toarray() * (pos >= 0)[:, None]
+    np.testing.assert_allclose(content_cosine(matrix, pos), rows @ rows.T, rtol=1e-5, atol=1e-6)
+    assert padded_rows(sp.csr_matrix(dense[:3].astype(np.float32))) is not None
