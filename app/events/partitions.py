@@ -138,7 +138,9 @@ def maintain(conn: psycopg.Connection[Any], now: datetime, retention_months: int
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (locks.PARTITIONS,))
     if done.created or done.dropped:
-        log.info("partitions.maintained", extra={"created": done.created, "dropped": done.dropped})
+        # not "created": a LogRecord attribute of that name exists, and `extra` may not overwrite it
+        log.info("partitions.maintained", extra={"partitions_created": done.created,
+                                                 "partitions_dropped": done.dropped})
     return done
 
 

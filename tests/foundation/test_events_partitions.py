@@ -3,6 +3,7 @@ makes partitions ahead and retention drops whole old ones, erasure and merge rea
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -74,7 +75,7 @@ def test_the_migration_makes_this_and_the_coming_months_and_a_default(pg: psycop
 
 
 def test_an_event_in_any_month_lands_in_its_partition_or_the_default(
-    settings: Settings, pg: psycopg.Connection, restore_partitions: None
+    settings: Settings, pg: psycopg.Connection, restore_partitions: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     far_future = NOW + timedelta(days=5 * 366)
     far_past = datetime(2001, 3, 5, 12, tzinfo=UTC)
@@ -85,8 +86,12 @@ def test_an_event_in_any_month_lands_in_its_partition_or_the_default(
     assert _where(pg) == {"past": "events_default", "future": "events_default",
                           "now": partitions.partition_name(THIS_MONTH)}
 
-    # the worker gives those months partitions of their own and moves the rows out of the default
-    done = partitions.maintain(pg, NOW, retention_months=None)
+    # the worker gives those months partitions of their own and moves the rows out of the default,
+    # and says so in its log (at INFO, as `shopmind serve` logs: the record must be writable)
+    with caplog.at_level(logging.INFO, logger=partitions.log.name):
+        done = partitions.maintain(pg, NOW, retention_months=None)
+    [record] = [r for r in caplog.records if r.getMessage() == "partitions.maintained"]
+    assert set(record.partitions_created) == set(done.created)
     moved = {partitions.partition_name(partitions.month_start(far_past)),
              partitions.partition_name(partitions.month_start(far_future))}
     assert set(done.created) == moved and done.failed == []
