@@ -88,6 +88,9 @@ def flush_exposures(database_url: str, client: redis.Redis, keys: Keys) -> int:
     except (psycopg.Error, redis.RedisError, OSError) as exc:
         log.warning("worker.exposures_flush_failed", extra={"error": type(exc).__name__})
         return 0
+    except Exception:  # a housekeeping bug must not stop the worker's rebuilds
+        log.exception("worker.exposures_flush_failed")
+        return 0
 
 
 def maintain_partitions(database_url: str, retention_months: int | None) -> partitions.Maintained | None:
@@ -98,6 +101,9 @@ def maintain_partitions(database_url: str, retention_months: int | None) -> part
             return partitions.maintain(conn, datetime.now(UTC), retention_months)
     except (psycopg.Error, OSError) as exc:
         log.warning("worker.partitions_failed", extra={"error": type(exc).__name__})
+        return None
+    except Exception:  # a housekeeping bug must not stop the worker's rebuilds
+        log.exception("worker.partitions_failed")
         return None
 
 
