@@ -102,7 +102,7 @@ async def serve_all(settings: Settings, split: Split) -> tuple[dict[str, np.ndar
                       alpha=alpha if isinstance(alpha, float) else None)
             t = time.perf_counter()
             if name == "popularity":
-                recs = await service.recommend(version, [], seen, q)
+                recs = (await service.choose(version, [], seen, q)).dressed()
             else:
                 recs = await service.for_user(user_id, q)
             seconds += time.perf_counter() - t
