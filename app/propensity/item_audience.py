@@ -20,13 +20,13 @@ from numpy.typing import NDArray
 from app.common.paging import decode_cursor, encode_cursor
 from app.errors import BadRequest, ItemNotFound, ModelNotReady
 from app.propensity.schemas import ItemAudienceMember, ItemAudienceOut
+from app.recommend.algo_audience import PARTS
 from app.recommend.model_cache import ModelCache
 from app.store.batch import round_trip
 from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import text, unpack_neighbours
 from app.store.keys import Keys
 
-PARTS = ("item_aud", "item_aud_buyers")  # as `app.worker.stage_audience.PARTS` (the API never imports the worker)
 SLACK = 16
 """Candidates read beyond what the page still needs, for those the live purchase sets drop."""
 PROBABILITY_TARGET = "purchase"

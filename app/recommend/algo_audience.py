@@ -28,6 +28,9 @@ from numpy.typing import NDArray
 
 from app.recommend.algo_neighbours import Neighbours
 
+#: The version's hashes (item id -> packed (user index, affinity) rows) an audience is published to and
+#: read from: the shoppers who did not buy the item, and those who did.
+PARTS = ("item_aud", "item_aud_buyers")
 #: Product entries (user, item) materialised per block: bounds the build's memory (~16 bytes each).
 BLOCK_ENTRIES = 4_000_000
 #: Product entries over the whole catalog: bounds the build's time. On a large shop (1M shoppers, 100k

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.eventlog import TYPE_CODE
-from app.recommend.algo_audience import ItemAudiences, item_audiences, item_weights
+from app.recommend.algo_audience import PARTS, ItemAudiences, item_audiences, item_weights
 from app.store.versions import VersionWriter
 from app.worker.load import Snapshot
 from app.worker.stage_recommend import RecommenderBuild, _rows
@@ -30,9 +30,6 @@ AUDIENCE_SIZE = 2_000
 MIN_SIZE = 200
 MAX_ENTRIES = 20_000_000
 """Per list, over the catalog: 160 MB in Redis at most (int32 index + float32 score each)."""
-
-PARTS = ("item_aud", "item_aud_buyers")
-"""Hashes item id -> packed (user index, affinity) rows: the non-buyers, and the item's buyers."""
 
 
 def audience_size(n_items: int, n_users: int) -> int:
