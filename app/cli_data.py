@@ -105,7 +105,7 @@ async def _ingest_file(
 
     settings = get_settings()
     engine = make_async_engine(database_url, pool_size=2)
-    redis = make_async_redis(redis_url)
+    redis = make_async_redis(redis_url, cluster=settings.redis_cluster)
     keys = Keys(redis_prefix)
     last_line = 0
 

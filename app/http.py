@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -130,6 +130,7 @@ def install_error_handlers(app: FastAPI) -> None:
         raise exc
 
     @app.exception_handler(RedisError)
+    @app.exception_handler(RedisClusterException)  # no node serves a slot (a cluster mid-failover)
     @app.exception_handler(ConnectionError)
     async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("redis.unavailable", extra={"error": type(exc).__name__})

@@ -63,8 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
-        app.state.redis = make_async_redis(settings.redis_url)
-        serving_redis = make_async_redis(settings.redis_url, command_timeouts=False)
+        app.state.redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
+        serving_redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster, command_timeouts=False)
         app.state.keys = Keys(settings.redis_prefix)
         app.state.model_cache = ModelCache(serving_redis, app.state.keys)
         app.state.recommender = RecommendService(serving_redis, app.state.keys, app.state.model_cache)

@@ -26,7 +26,7 @@ async def serving_state(settings: Settings, pool_size: int = 2) -> AsyncIterator
     engine = make_async_engine(settings.database_url, pool_size=pool_size)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
     keys = Keys(settings.redis_prefix)
-    redis = make_async_redis(settings.redis_url)
+    redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
     model_cache = ModelCache(redis, keys)
     state = SimpleNamespace(
         settings=settings, keys=keys, redis=redis, model_cache=model_cache,

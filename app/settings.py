@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         default=None, description="Accepted as an admin-scope API key (for compose files and scripts)."
     )
     redis_prefix: str = Field(default="sm:", description="Prefix of every Redis key this service writes.")
+    redis_cluster: bool = Field(
+        default=False,
+        description="SHOPMIND_REDIS_URL names one node of a Redis Cluster (the others are discovered).",
+    )
 
     # real-time state
     history_length: int = Field(default=200, ge=10, le=5000, description="Recent events kept per user.")

@@ -3,6 +3,10 @@
 One scratch database per test session, built by `alembic upgrade head` (the migrations are the only
 way the schema is made); every table truncated after each test. Redis keys carry a prefix unique to
 each test, deleted after it.
+
+The serving and ingest tests (`CLUSTER_RUN`) run twice: on the single Redis and on a 3-master Redis
+Cluster this session starts (`tests.redis_cluster`), as the `redis_backend` parameter `single` or
+`cluster` of the session's `redis_url`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +26,7 @@ from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings
 from tests import servers
+from tests.redis_cluster import LocalCluster
 
 ADMIN_KEY = "sm_test_admin_key_0123456789"
 TABLES = ("events", "event_ids", "items", "users", "api_keys", "model_runs", "redis_skips", "user_erasures",
@@ -37,8 +43,59 @@ def database_url() -> Iterator[str]:
     servers.drop_database(admin, name)
 
 
+CLUSTER_RUN = (
+    "serving/",
+    "foundation/test_ingest.py", "foundation/test_ingest_fastpath.py", "foundation/test_ingest_known_ids.py",
+    "foundation/test_popularity_decay.py",
+    "recommend/test_live_placement.py",
+    "placements/test_placement_serving.py",
+    "reliability/test_rel_privacy.py", "reliability/test_rel_user_races.py",  # erasure, export, merge
+    "reliability/test_rel_ratelimit.py", "reliability/test_rel_ratelimit_lease.py",
+    "reliability/test_rel_repair.py",
+    "dashboard/test_dashboard_auth.py", "dashboard/test_dashboard_revocation.py",  # sessions
+)
+"""Test files and folders (under tests/) that run on both Redis backends."""
+
+CLUSTER_ONLY = ("cluster/",)
+"""Tests of the cluster itself: only on the `cluster` backend."""
+
+_TESTS = Path(__file__).resolve().parent
+
+
+def _under(path: Path, names: tuple[str, ...]) -> bool:
+    relative = path.resolve().relative_to(_TESTS).as_posix()
+    return any(relative == n or (n.endswith("/") and relative.startswith(n)) for n in names)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_backend" not in metafunc.fixturenames:
+        return
+    if _under(metafunc.definition.path, CLUSTER_ONLY):
+        metafunc.parametrize("redis_backend", ["cluster"], indirect=True, scope="session")
+    elif _under(metafunc.definition.path, CLUSTER_RUN):
+        metafunc.parametrize("redis_backend", ["single", "cluster"], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    """`single` unless the test is one `pytest_generate_tests` runs on the cluster too."""
+    return getattr(request, "param", "single")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """Started at the first test that needs it, stopped at the session's end."""
+    cluster = LocalCluster().start()
+    servers.register_cluster(cluster.url)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_backend: str, request: pytest.FixtureRequest) -> str:
+    if redis_backend == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
     return servers.redis_url()
 
 
@@ -48,7 +105,7 @@ def _truncate(database_url: str) -> None:
 
 
 def _delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = servers.redis_client(redis_url)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
@@ -62,7 +119,8 @@ def isolated_settings(database_url: str, redis_url: str) -> Iterator[Settings]:
     try:
         yield Settings(
             database_url=database_url, redis_url=redis_url, redis_prefix=prefix,
-            admin_key=SecretStr(ADMIN_KEY), _env_file=None,  # type: ignore[call-arg]
+            redis_cluster=servers.is_cluster(redis_url), admin_key=SecretStr(ADMIN_KEY),
+            _env_file=None,  # type: ignore[call-arg]
         )
     finally:
         _truncate(database_url)
@@ -90,6 +148,7 @@ def settings(database_url: str, redis_url: str, redis_prefix: str, pg: object) -
         database_url=database_url,
         redis_url=redis_url,
         redis_prefix=redis_prefix,
+        redis_cluster=servers.is_cluster(redis_url),
         admin_key=SecretStr(ADMIN_KEY),
         _env_file=None,  # type: ignore[call-arg]
     )
@@ -97,7 +156,7 @@ def settings(database_url: str, redis_url: str, redis_prefix: str, pg: object) -
 
 @pytest.fixture
 def rds(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = servers.redis_client(redis_url)
     yield client
     client.close()
 

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 
 # Commands our code reads Redis with; anything else counts as a write (EVAL/EVALSHA included).
 READS = frozenset({"GET", "MGET", "HGET", "HMGET", "HGETALL", "LRANGE", "SMEMBERS", "SISMEMBER", "ZRANGE",
@@ -64,3 +65,16 @@ class BeforeFirstWrite(aioredis.Redis):
                 return await super().execute(raise_on_error)
 
         return _Held(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
+class BeforeFirstWriteOnCluster(RedisCluster):
+    """`BeforeFirstWrite` for a Redis Cluster (its single commands; scripts included)."""
+
+    step: Callable[[], Awaitable[None]]
+    _held = False
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if not self._held and _is_write(args):
+            self._held = True
+            await self.step()
+        return await super().execute_command(*args, **options)

@@ -14,6 +14,7 @@ from types import TracebackType
 
 import httpx
 
+from tests import servers
 from tests.conftest import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ class ServerProcess:
             "SHOPMIND_DATABASE_URL": database_url,
             "SHOPMIND_REDIS_URL": redis_url,
             "SHOPMIND_REDIS_PREFIX": redis_prefix,
+            "SHOPMIND_REDIS_CLUSTER": "true" if servers.is_cluster(redis_url) else "false",
             "SHOPMIND_ADMIN_KEY": ADMIN_KEY,
             "SHOPMIND_LOG_LEVEL": "WARNING",
             **{f"SHOPMIND_{k.upper()}": v for k, v in settings.items()},

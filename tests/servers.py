@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import redis
+from redis.cluster import RedisCluster
 from sqlalchemy.engine import make_url
 
 from app.db import libpq_url
@@ -72,3 +74,24 @@ def create_scratch_database(admin_url: str) -> tuple[str, str]:
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_cluster_urls: set[str] = set()
+
+
+def register_cluster(url: str) -> None:
+    """`url` names a node of a Redis Cluster this session started (`tests.redis_cluster`)."""
+    _cluster_urls.add(url)
+
+
+def is_cluster(url: str) -> bool:
+    return url in _cluster_urls
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A sync client of the test server behind `url`: redis-py's cluster client for a cluster (it routes
+    each key to its node and runs SCAN on every master), else a plain one. Typed as `Redis`, as the
+    app's own clients are (`app.store.client`)."""
+    if is_cluster(url):
+        return RedisCluster.from_url(url)  # type: ignore[return-value]
+    return redis.Redis.from_url(url)

@@ -1,7 +1,16 @@
 """Every Redis key Shopmind uses is built here, under one configurable prefix.
 
-Per-entity keys carry the entity id in braces ({u:ID}, {m:VERSION}) so a Redis Cluster keeps one
-user's (or one model version's) keys on one slot.
+Keys carry a hash tag (the part in braces) naming what must stay on one Redis Cluster slot, because
+one script or one atomic step touches it together:
+
+- `{u:ID}`: one shopper's real-time state (history, purchases, seen and shown items);
+- `{m:VERSION}`: one model version's parts;
+- `{model}`: the version pointer, the version registries and the rebuild lock (the flip checks the
+  lock and moves the pointer in one script);
+- `{live}`: the catalog's live state: item metadata, popularity sets and their T0, recommendation
+  counters (ingest's popularity script reads the metadata and writes the sets in one call).
+
+Keys without a tag (rate limits, sessions, queues) are single-key and land wherever they hash.
 """
 
 from __future__ import annotations
@@ -35,43 +44,51 @@ class Keys:
         """Every per-user key, for erasure and merge."""
         return [self.history(user_id), self.purchased(user_id), self.seen(user_id), self.shown(user_id)]
 
+    @property
+    def _live(self) -> str:
+        return f"{self.prefix}{{live}}:"
+
+    @property
+    def _pop(self) -> str:
+        return f"{self._live}pop:"
+
     def popularity(self) -> str:
         """Sorted set item_id -> forward-decayed interaction weight (see events.realtime)."""
-        return f"{self.prefix}pop:all"
+        return f"{self._pop}all"
 
     def popularity_category(self, category: str) -> str:
-        return f"{self.prefix}pop:cat:{category}"
+        return f"{self._pop}cat:{category}"
 
     def popularity_epoch(self) -> str:
         """T0 of the forward-decayed popularity scores, epoch seconds (moved forward by rebuilds and,
         when it grows old, by ingest: see events.realtime)."""
-        return f"{self.prefix}pop:t0"
+        return f"{self._pop}t0"
 
     def popularity_mark(self, key: str) -> str:
         """A copy of a popularity key (a set, or `popularity_epoch`) taken when a rebuild snapshots the
         event log, so its swap can add what ingest put on the set since (`worker.hydrate`)."""
-        return f"{self.prefix}pop:mark:{key.removeprefix(self.prefix + 'pop:')}"
+        return f"{self._pop}mark:{key.removeprefix(self._pop)}"
 
     def popularity_staged(self, key: str) -> str:
         """Where a rebuild writes its recomputed version of a popularity set before the swap (a key of
         its own: a suffix on the live key could be another category's name)."""
-        return f"{self.prefix}pop:staged:{key.removeprefix(self.prefix + 'pop:')}"
+        return f"{self._pop}staged:{key.removeprefix(self._pop)}"
 
     def popularity_categories(self) -> str:
         """Set of categories that have a popularity sorted set (for erasure and re-hydration)."""
-        return f"{self.prefix}pop:cats"
+        return f"{self._pop}cats"
 
     def item_meta(self) -> str:
         """Hash item_id -> JSON {"c": categories, "p": price, "a": available, "t": title}.
 
         An item without an entry here is deleted (or unknown): it never appears in any list.
         """
-        return f"{self.prefix}items:meta"
+        return f"{self._live}items:meta"
 
     def item_meta_epoch(self) -> str:
         """A token set afresh by every write to `item_meta` (upsert, delete, hydrate): API processes
         keep the metadata they read until it changes (`recommend.meta_cache`)."""
-        return f"{self.prefix}items:meta:epoch"
+        return f"{self._live}items:meta:epoch"
 
     def placements_epoch(self) -> str:
         """A token set afresh by every placement write: API processes reload placements when it moves."""
@@ -83,10 +100,10 @@ class Keys:
 
     def recommendation_stats(self, strategy: str) -> str:
         """Hash event type -> count of events that carried a recommendation_id of this strategy."""
-        return f"{self.prefix}recstats:{strategy}"
+        return f"{self._live}recstats:{strategy}"
 
     def recommendation_strategies(self) -> str:
-        return f"{self.prefix}recstats:strategies"
+        return f"{self._live}recstats:strategies"
 
     def realtime_skipped(self) -> str:
         """Counter of events whose real-time update was skipped while Redis was unreachable."""
@@ -94,22 +111,22 @@ class Keys:
 
     # --- models: versioned, published by flipping one pointer --------------------------------
     def model_pointer(self) -> str:
-        return f"{self.prefix}model:current"
+        return f"{self.prefix}{{model}}:current"
 
     def model_versions(self) -> str:
         """Sorted set version -> publish time, of versions not yet scheduled to expire."""
-        return f"{self.prefix}model:versions"
+        return f"{self.prefix}{{model}}:versions"
 
     def model_expiring(self) -> str:
         """Sorted set version -> the time its keys expire, of replaced versions still in their grace
         period: erasure must reach their per-user state too."""
-        return f"{self.prefix}model:expiring"
+        return f"{self.prefix}{{model}}:expiring"
 
     def model(self, version: str, part: str) -> str:
         return f"{self.prefix}{{m:{version}}}:{part}"
 
     def rebuild_lock(self) -> str:
-        return f"{self.prefix}lock:rebuild"
+        return f"{self.prefix}{{model}}:lock:rebuild"
 
     def rebuild_queue(self) -> str:
         """List of pending on-demand rebuild job ids (pushed by the API, popped by the worker)."""
@@ -124,8 +141,11 @@ class Keys:
         return f"{self.prefix}users:erasures"
 
     def hydrated(self) -> str:
-        """Sentinel set after real-time state was rebuilt from Postgres; gone after a flush."""
-        return f"{self.prefix}hydrated"
+        """Sentinel set after real-time state was rebuilt from Postgres; gone after a flush.
+
+        In the `{live}` layout's own name: a Redis still holding the older untagged layout (`items:meta`,
+        `pop:all`, `hydrated`) lacks it, so the worker hydrates the new keys from Postgres at once."""
+        return f"{self._live}hydrated"
 
     def rate_limit(self, key_id: str) -> str:
         return f"{self.prefix}rl:{key_id}"

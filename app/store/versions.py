@@ -35,15 +35,13 @@ class PublishFenced(RuntimeError):
     """The rebuild's lock is no longer its own (expired, taken over): it must not flip the pointer."""
 
 
-# KEYS: the version's key set, the registry, the pointer, the lock ('' for no fence).
-# ARGV: version, now, token, then the version's keys. Returns 0, changing nothing, if the lock moved.
+# KEYS: the registry, the pointer, the lock (all tagged `{model}`, one slot). ARGV: version, now, the
+# lock's token ('' for no fence). Returns 0, changing nothing, if the lock moved. The version's own keys
+# live on other slots and are complete before this runs: the pointer is the one thing that moves.
 _FLIP = """
-if KEYS[4] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[3] then return 0 end
-for first = 4, #ARGV, 256 do
-  redis.call('SADD', KEYS[1], unpack(ARGV, first, math.min(#ARGV, first + 255)))
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[1])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -100,10 +98,14 @@ class VersionWriter:
         in the script that flips; otherwise `PublishFenced` is raised and nothing changed.
         """
         registry = self.keys.model_versions()
-        lock_key, token = fence if fence is not None else ("", "")
+        lock_key, token = fence if fence is not None else (self.keys.rebuild_lock(), "")
+        key_set = self.keys.model(self.version, "keys")  # what expires with the version, written first
+        pipe = self.client.pipeline(transaction=False)
+        for first in range(0, len(self.written), _CHUNK):
+            pipe.sadd(key_set, *self.written[first:first + _CHUNK])
+        pipe.execute()
         flipped = self.client.eval(
-            _FLIP, 4, self.keys.model(self.version, "keys"), registry, self.keys.model_pointer(), lock_key,
-            self.version, repr(time.time()), token, *self.written,
+            _FLIP, 3, registry, self.keys.model_pointer(), lock_key, self.version, repr(time.time()), token,
         )
         if not flipped:
             raise PublishFenced(f"version {self.version} not published: the rebuild lost its lock")
@@ -127,4 +129,4 @@ class VersionWriter:
     def discard(self) -> None:
         """Drop a version that failed before publishing."""
         if self.written:
-            self.client.delete(*self.written)
+            self.client.delete(*self.written, self.keys.model(self.version, "keys"))

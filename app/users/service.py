@@ -112,18 +112,31 @@ async def merge_rows(session: AsyncSession, user_id: str, from_user_id: str) -> 
     return int(moved.rowcount or 0)  # type: ignore[attr-defined]
 
 
-# Folds the source's history into the target's (newest first, capped; equal times keep the target's
-# entries first) and its purchase and seen sets, then drops the source's keys: one script, so an entry
-# ingest pushes to either list meanwhile is merged or lands after, never overwritten by a list read
-# before it. KEYS: target history, source history, target bought, source bought, target seen, source
-# seen. ARGV: the cap. Two shoppers' keys: one Redis, not a Cluster (as ingest's script).
-_MERGE_STATE = """
-local cap = tonumber(ARGV[1])
+# A merge moves the source shopper's state into the target's: two shoppers, two hash tags, so two
+# scripts, each on one shopper's slot. The first takes the source's state and drops its keys at once,
+# so an entry ingest pushes to the source meanwhile is either taken or lands after; the second folds it
+# into the target's history (newest first, capped; equal times keep the target's entries first) and
+# its purchase and seen sets, so an entry ingest pushes to the target meanwhile is merged, never
+# overwritten by a list read before it.
+
+# KEYS: history, bought, seen. Returns the three, emptied.
+_TAKE_STATE = """
+local taken = {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('SMEMBERS', KEYS[2]),
+               redis.call('SMEMBERS', KEYS[3])}
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return taken
+"""
+
+# KEYS: history, bought, seen. ARGV: the cap, the counts of history entries and bought items, then the
+# entries (newest first), the bought items, the seen items.
+_FOLD_STATE = """
+local cap, n_history, n_bought = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local entries = {}
-for side = 1, 2 do
-  for _, entry in ipairs(redis.call('LRANGE', KEYS[side], 0, -1)) do
-    entries[#entries + 1] = {tonumber(string.match(entry, '^[^|]*')), #entries, entry}
-  end
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  entries[#entries + 1] = {tonumber(string.match(entry, '^[^|]*')), #entries, entry}
+end
+for k = 4, 3 + n_history do
+  entries[#entries + 1] = {tonumber(string.match(ARGV[k], '^[^|]*')), #entries, ARGV[k]}
 end
 table.sort(entries, function(a, b)
   if a[1] ~= b[1] then return a[1] > b[1] end
@@ -136,9 +149,11 @@ for first = 1, n, 256 do
   for k = first, math.min(n, first + 255) do chunk[#chunk + 1] = entries[k][3] end
   redis.call('RPUSH', KEYS[1], unpack(chunk))
 end
-redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[4])
-redis.call('SUNIONSTORE', KEYS[5], KEYS[5], KEYS[6])
-redis.call('DEL', KEYS[2], KEYS[4], KEYS[6])
+local function add(key, first, last)
+  for s = first, last, 256 do redis.call('SADD', key, unpack(ARGV, s, math.min(last, s + 255))) end
+end
+add(KEYS[2], 4 + n_history, 3 + n_history + n_bought)
+add(KEYS[3], 4 + n_history + n_bought, #ARGV)
 return n
 """
 
@@ -147,6 +162,10 @@ async def merge_state(
     redis: aioredis.Redis, keys: Keys, user_id: str, from_user_id: str, history_length: int
 ) -> None:
     """Fold the source user's history and purchases into the target's, newest first, then drop them."""
-    state = [keys.history(user_id), keys.history(from_user_id), keys.purchased(user_id),
-             keys.purchased(from_user_id), keys.seen(user_id), keys.seen(from_user_id)]
-    await redis.eval(_MERGE_STATE, len(state), *state, history_length)
+    history, bought, seen = await redis.eval(
+        _TAKE_STATE, 3, keys.history(from_user_id), keys.purchased(from_user_id), keys.seen(from_user_id)
+    )
+    await redis.eval(
+        _FOLD_STATE, 3, keys.history(user_id), keys.purchased(user_id), keys.seen(user_id),
+        history_length, len(history), len(bought), *history, *bought, *seen,
+    )

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterator
-from itertools import islice
 
 import numpy as np
 import redis
-from hiredis import pack_command
 from numpy.typing import NDArray
 
 from app.eventlog import EVENT_TYPES, POPULARITY_WEIGHTS, TYPE_CODE
 from app.settings import Settings
+from app.store import bulk
 from app.store.codec import encode_history, item_meta_json, new_meta_epoch
 from app.store.keys import Keys
 from app.worker.load import Snapshot
@@ -46,13 +45,14 @@ def refresh_realtime(
     return False
 
 
-# ARGV 1-9 (`_popularity_keys`): the overall set, the category key prefix, the set of category names, T0;
-# the marks of the overall set, of the category sets (a prefix) and of T0; the staged overall set and the
-# staged category sets' prefix. ARGV 10: seconds the marks live. One script, so the marks copy one instant
-# of the live sets; its keys travel in ARGV (one Redis, as ingest's script; COPY needs Redis 6.2).
+# KEYS (`_popularity_keys`, all tagged `{live}`: one slot): the overall set, the set of category names,
+# T0, the marks of the overall set and of T0, the staged overall set. ARGV 1-3: the key prefixes of the
+# category sets, of their marks and of their staged copies (only Redis knows every category's name, and
+# the prefixes carry the same tag, so those keys are on the call's slot). ARGV 4: seconds the marks live.
+# One script, so the marks copy one instant of the live sets (COPY needs Redis 6.2).
 _MARK_POPULARITY = """
-local all_key, category_prefix, categories_key, epoch_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local mark_all, mark_prefix, mark_epoch, ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[10]
+local all_key, categories_key, epoch_key, mark_all, mark_epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local category_prefix, mark_prefix, ttl = ARGV[1], ARGV[2], ARGV[4]
 local function mark(key, copy)
   if redis.call('COPY', key, copy, 'REPLACE') == 1 then
     redis.call('EXPIRE', copy, ttl)
@@ -71,13 +71,13 @@ mark(epoch_key, mark_epoch)
 # since the snapshot and scale converts it from the live T0 to the new one (0 when there is no mark, or
 # when ingest moved T0 meanwhile: the increments are then lost until the next rebuild, as before
 # marks). Members left at 0 or below (erased, deleted, emptied) go; so does a set left empty.
-# ARGV 1-9 as _MARK_POPULARITY's, then the new T0, 1 / half-life in seconds, and the categories that have
-# a staged set.
+# KEYS and ARGV 1-3 as _MARK_POPULARITY's, then ARGV 4: the new T0, 5: 1 / half-life in seconds, and the
+# categories that have a staged set.
 _SWAP_POPULARITY = """
-local all_key, category_prefix, categories_key, epoch_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local mark_all, mark_prefix, mark_epoch = ARGV[5], ARGV[6], ARGV[7]
-local staged_all, staged_prefix = ARGV[8], ARGV[9]
-local t0, per_second = tonumber(ARGV[10]), tonumber(ARGV[11])
+local all_key, categories_key, epoch_key, mark_all, mark_epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local staged_all = KEYS[6]
+local category_prefix, mark_prefix, staged_prefix = ARGV[1], ARGV[2], ARGV[3]
+local t0, per_second = tonumber(ARGV[4]), tonumber(ARGV[5])
 local live_t0 = tonumber(redis.call('GET', epoch_key))
 local scale = 0
 if live_t0 and live_t0 == tonumber(redis.call('GET', mark_epoch)) then
@@ -93,7 +93,7 @@ end
 swap(all_key, mark_all, staged_all, true)
 local categories = {}
 for _, category in ipairs(redis.call('SMEMBERS', categories_key)) do categories[category] = false end
-for k = 12, #ARGV do categories[ARGV[k]] = true end
+for k = 6, #ARGV do categories[ARGV[k]] = true end
 for category, staged in pairs(categories) do
   if swap(category_prefix .. category, mark_prefix .. category, staged_prefix .. category, staged) == 1 then
     redis.call('SADD', categories_key, category)
@@ -101,19 +101,23 @@ for category, staged in pairs(categories) do
     redis.call('SREM', categories_key, category)
   end
 end
-redis.call('SET', epoch_key, ARGV[10])
+redis.call('SET', epoch_key, ARGV[4])
 redis.call('DEL', mark_epoch)
 """
 
 MARK_SECONDS = 24 * 3600  # marks of a rebuild that died expire on their own
 
 
+_POPULARITY_KEYS = 6
+
+
 def _popularity_keys(keys: Keys) -> list[str]:
-    """The live popularity keys, their marks and their staged sets, as both scripts take them (ARGV 1-9)."""
-    live = [keys.popularity(), keys.popularity_category(""), keys.popularity_categories(),
-            keys.popularity_epoch()]
-    marks = [keys.popularity_mark(live[0]), keys.popularity_mark(live[1]), keys.popularity_mark(live[3])]
-    return [*live, *marks, keys.popularity_staged(live[0]), keys.popularity_staged(live[1])]
+    """Both scripts' KEYS (the first `_POPULARITY_KEYS`) and ARGV 1-3: the live popularity keys, their
+    marks, their staged copies, and the category sets' prefixes."""
+    overall, categories, epoch = keys.popularity(), keys.popularity_category(""), keys.popularity_epoch()
+    return [overall, keys.popularity_categories(), epoch, keys.popularity_mark(overall),
+            keys.popularity_mark(epoch), keys.popularity_staged(overall),
+            categories, keys.popularity_mark(categories), keys.popularity_staged(categories)]
 
 
 def mark_popularity(client: redis.Redis, keys: Keys) -> None:
@@ -124,7 +128,7 @@ def mark_popularity(client: redis.Redis, keys: Keys) -> None:
     overwriting them. An event committed between the mark and the snapshot counts twice until the
     next rebuild: a window of milliseconds instead of the whole rebuild's worth of lost increments.
     """
-    client.eval(_MARK_POPULARITY, 0, *_popularity_keys(keys), MARK_SECONDS)
+    client.eval(_MARK_POPULARITY, _POPULARITY_KEYS, *_popularity_keys(keys), MARK_SECONDS)
 
 
 def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
@@ -154,7 +158,9 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
         if members:
             pipe.zadd(keys.popularity_staged(key), members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
-    client.eval(_SWAP_POPULARITY, 0, *_popularity_keys(keys), repr(t0), 1.0 / half_life, *by_category)
+    client.eval(
+        _SWAP_POPULARITY, _POPULARITY_KEYS, *_popularity_keys(keys), repr(t0), 1.0 / half_life, *by_category
+    )
 
 
 def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
@@ -170,33 +176,12 @@ def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
         client.set(keys.item_meta_epoch(), new_meta_epoch())
 
 
-_BATCH_COMMANDS = 20_000
-
-
 def _runs(keys: NDArray[np.int64]) -> tuple[list[int], list[int]]:
     """(starts, stops) of the runs of equal values in a sorted array, as lists."""
     if len(keys) == 0:
         return [], []
     starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
     return starts.tolist(), np.r_[starts[1:], len(keys)].tolist()
-
-
-def _send(client: redis.Redis, commands: Iterator[tuple[str, ...]]) -> None:
-    """Run commands in batches on one connection: each batch packed by hiredis in C, sent at once,
-    then its replies read. A redis-py pipeline spends ~10 us of Python per command, and hydrating
-    a million shoppers takes ~4 million commands. An error reply raises (the rebuild fails loudly).
-    """
-    conn = client.connection_pool.get_connection()
-    try:
-        while batch := list(islice(commands, _BATCH_COMMANDS)):
-            conn.send_packed_command([b"".join(pack_command(c) for c in batch)])  # type: ignore[no-untyped-call,arg-type]
-            for _ in batch:
-                conn.read_response()
-    except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]  # unread replies: the connection is not reusable
-        raise
-    finally:
-        client.connection_pool.release(conn)
 
 
 def _add_per_user(
@@ -210,51 +195,41 @@ def _add_per_user(
 # Ingest goes on while a flushed Redis is hydrated: a shopper's list may already hold entries pushed
 # since the flush (newer than the snapshot, or also in it). So each list is merged with its snapshot
 # entries rather than replaced: the union of both, newest first, capped. An entry is the same string
-# whichever side wrote it, so duplicates drop out and a hydrate run twice adds nothing. ARGV: the cap,
-# then per user its key, its entry count and the entries (newest first). Like the ingest script, it
-# names its keys in ARGV: one Redis, not a Cluster.
-_MERGE_HISTORIES = r"""
+# whichever side wrote it, so duplicates drop out and a hydrate run twice adds nothing. KEYS[1]: the
+# history; ARGV: the cap, then its snapshot entries (newest first). One shopper per call: a call's keys
+# share a slot on a Redis Cluster.
+_MERGE_HISTORY = r"""
 local call, unpack, min, tonumber, match = redis.call, unpack, math.min, tonumber, string.match
-local cap = tonumber(ARGV[1])
+local key, cap, n = KEYS[1], tonumber(ARGV[1]), #ARGV - 1
 local function newer(x, y) return tonumber(match(x, '^[^|]*')) > tonumber(match(y, '^[^|]*')) end
-local i = 2
-while i <= #ARGV do
-  local key, n = ARGV[i], tonumber(ARGV[i + 1])
-  local current = call('LRANGE', key, 0, -1)
-  if #current == 0 then
-    call('RPUSH', key, unpack(ARGV, i + 2, i + 1 + min(n, cap)))
-  else
-    local merged, taken = {}, {}
-    for _, entry in ipairs(current) do
-      if not taken[entry] then taken[entry] = true; merged[#merged + 1] = entry end
-    end
-    for j = i + 2, i + 1 + n do
-      local entry = ARGV[j]
-      if not taken[entry] then taken[entry] = true; merged[#merged + 1] = entry end
-    end
-    table.sort(merged, newer)
-    call('DEL', key)
-    for first = 1, min(#merged, cap), 256 do
-      call('RPUSH', key, unpack(merged, first, min(#merged, cap, first + 255)))
-    end
+local current = call('LRANGE', key, 0, -1)
+if #current == 0 then
+  call('RPUSH', key, unpack(ARGV, 2, 1 + min(n, cap)))
+else
+  local merged, taken = {}, {}
+  for _, entry in ipairs(current) do
+    if not taken[entry] then taken[entry] = true; merged[#merged + 1] = entry end
   end
-  i = i + 2 + n
+  for j = 2, 1 + n do
+    local entry = ARGV[j]
+    if not taken[entry] then taken[entry] = true; merged[#merged + 1] = entry end
+  end
+  table.sort(merged, newer)
+  call('DEL', key)
+  for first = 1, min(#merged, cap), 256 do
+    call('RPUSH', key, unpack(merged, first, min(#merged, cap, first + 255)))
+  end
 end
 return 0
 """
-_MERGE_USERS_PER_CALL = 500
 
 
 def _merge_histories(
     sha: str, cap: int, user_keys: list[str], starts: list[int], stops: list[int], entries: list[str]
 ) -> Iterator[tuple[str, ...]]:
-    """EVALSHA calls of `_MERGE_HISTORIES`, `_MERGE_USERS_PER_CALL` users each."""
-    users = list(zip(user_keys, starts, stops, strict=True))
-    for first in range(0, len(users), _MERGE_USERS_PER_CALL):
-        args: list[str] = ["EVALSHA", sha, "0", str(cap)]
-        for key, a, b in users[first:first + _MERGE_USERS_PER_CALL]:
-            args += (key, str(b - a), *entries[a:b])
-        yield tuple(args)
+    """One EVALSHA of `_MERGE_HISTORY` per shopper."""
+    for key, a, b in zip(user_keys, starts, stops, strict=True):
+        yield ("EVALSHA", sha, "1", key, str(cap), *entries[a:b])
 
 
 def _hydrate_histories(
@@ -280,9 +255,9 @@ def _hydrate_histories(
     users = log.user[order]
     first, stop = _runs(users)
     user_ids = log.user_ids[users[first]].tolist() if first else []
-    sha = client.script_load(_MERGE_HISTORIES)
+    sha = client.script_load(_MERGE_HISTORY)  # on a cluster, on every master
     history_keys = [keys.history(str(u)) for u in user_ids]
-    _send(client, _merge_histories(sha, settings.history_length, history_keys, first, stop, entries))
+    bulk.send(client, _merge_histories(sha, settings.history_length, history_keys, first, stop, entries))
     # purchases and seen items come from the whole log, not only the recent history
     purchase = TYPE_CODE["purchase"]
     pairs = np.unique(log.user[rows].astype(np.int64) * log.n_items + log.item[rows])
@@ -293,4 +268,4 @@ def _hydrate_histories(
         first, stop = _runs(pair_users)
         user_ids = log.user_ids[pair_users[first]].tolist() if first else []
         members = [item_ids[i] for i in pair_items.tolist()]
-        _send(client, _add_per_user([key_of(str(u)) for u in user_ids], first, stop, members))
+        bulk.send(client, _add_per_user([key_of(str(u)) for u in user_ids], first, stop, members))

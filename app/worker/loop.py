@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import redis
+from redis.exceptions import RedisClusterException
 
 from app.db import libpq_url
 from app.events import partitions
@@ -31,7 +32,7 @@ PARTITIONS_SECONDS = 3600.0
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     assert settings.redis_url
     keys = Keys(settings.redis_prefix)
-    client = make_redis(settings.redis_url)
+    client = make_redis(settings.redis_url, cluster=settings.redis_cluster)
     interval = settings.rebuild_interval_minutes * 60
     next_at = time.monotonic()  # rebuild at start: re-hydrates Redis and publishes a fresh model
     check_at = next_at + REPAIR_CHECK_SECONDS
@@ -55,7 +56,7 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
                 elif time.monotonic() >= check_at and settings.database_url:
                     check_at = time.monotonic() + REPAIR_CHECK_SECONDS
                     due = repair.needed(settings.database_url)  # Redis answers again and missed writes
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             if stop.is_set():  # shutting down: Ctrl-C reached the embedded Redis first
                 break
             log.warning("worker.redis_unavailable", extra={"error": type(exc).__name__})
@@ -85,7 +86,7 @@ def flush_exposures(database_url: str, client: redis.Redis, keys: Keys) -> int:
     try:
         with psycopg.connect(libpq_url(database_url), connect_timeout=5) as conn:
             return exposures.flush_sync(conn, client, keys)
-    except (psycopg.Error, redis.RedisError, OSError) as exc:
+    except (psycopg.Error, redis.RedisError, RedisClusterException, OSError) as exc:
         log.warning("worker.exposures_flush_failed", extra={"error": type(exc).__name__})
         return 0
     except Exception:  # a housekeeping bug must not stop the worker's rebuilds

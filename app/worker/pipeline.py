@@ -101,7 +101,7 @@ def rebuild(
     now: float | None = None,
 ) -> RunResult:
     assert settings.database_url and settings.redis_url
-    client = make_redis(settings.redis_url)
+    client = make_redis(settings.redis_url, cluster=settings.redis_cluster)
     keys = Keys(settings.redis_prefix)
     lock = RebuildLock(client, keys.rebuild_lock(), settings.rebuild_lock_seconds)
     if not lock.acquire():

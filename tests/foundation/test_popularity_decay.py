@@ -12,7 +12,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.events.realtime import LEGACY_DECAY_EPOCH, POPULARITY_WEIGHTS, REBASE_AFTER
+from app.events.realtime import LEGACY_DECAY_EPOCH, POPULARITY_WEIGHTS
+from app.events.realtime_scripts import REBASE_AFTER
 from app.main import create_app
 from app.settings import Settings
 from app.store.keys import Keys

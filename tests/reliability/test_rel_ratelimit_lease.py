@@ -27,7 +27,7 @@ def test_a_lease_serves_several_requests_from_one_bucket_charge(settings: Settin
     tight = _limited(settings, rate=100.0, burst_seconds=2.0)  # burst 200, lease 5% of 100/s = 5
 
     async def run() -> None:
-        client = make_async_redis(tight.redis_url or "")
+        client = make_async_redis(tight.redis_url or "", cluster=tight.redis_cluster)
         limiter = RateLimiter(client, Keys(tight.redis_prefix), tight)
         for _ in range(5):
             await limiter.check(KEY)
@@ -42,7 +42,7 @@ def test_replicas_sharing_a_bucket_never_pass_more_than_it_holds(settings: Setti
     tight = _limited(settings, rate=200.0, burst_seconds=0.1)  # burst 20, leases of 10
 
     async def run() -> tuple[int, float]:
-        clients = [make_async_redis(tight.redis_url or "") for _ in range(3)]
+        clients = [make_async_redis(tight.redis_url or "", cluster=tight.redis_cluster) for _ in range(3)]
         replicas = [RateLimiter(c, Keys(tight.redis_prefix), tight) for c in clients]
         passed = 0
         started = time.monotonic()

@@ -21,7 +21,7 @@ from app.store.keys import Keys
 from app.users import service as users_service
 from app.worker.load import load_snapshot
 from app.worker.pipeline import rebuild
-from tests.races import BeforeFirstWrite, lock_waits, until
+from tests.races import BeforeFirstWrite, BeforeFirstWriteOnCluster, lock_waits, until
 
 T = 1_790_000_000
 ORPHANS = "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = e.user_id)"
@@ -43,7 +43,7 @@ def test_no_event_commits_for_a_user_a_merge_or_erasure_deletes(
 
     async def race() -> None:
         engine = make_async_engine(settings.database_url or "")
-        redis_client = make_async_redis(settings.redis_url or "")
+        redis_client = make_async_redis(settings.redis_url or "", cluster=settings.redis_cluster)
         keys = Keys(settings.redis_prefix)
         try:
             # the anonymous shopper exists, and this process knows it (a COPY batch skips its insert)
@@ -148,7 +148,8 @@ def test_merge_state_keeps_an_entry_pushed_between_its_read_and_its_write(
         rds.lpush(keys.history("known"), pushed)
 
     async def merge() -> None:
-        client = BeforeFirstWrite.from_url(settings.redis_url or "")
+        held = BeforeFirstWriteOnCluster if settings.redis_cluster else BeforeFirstWrite
+        client = held.from_url(settings.redis_url or "")
         client.step = push_meanwhile
         try:
             await users_service.merge_state(client, keys, "known", "anon", settings.history_length)

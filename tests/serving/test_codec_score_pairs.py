@@ -7,8 +7,10 @@ import asyncio
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from app.store.codec import score_pairs
+from tests import servers
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
@@ -19,7 +21,8 @@ def test_raw_reply_matches_redis_py_parsing(
     rds.zadd(key, {"a": 2.219920859168219e48, "b": 0.1, "c": 3.0})
 
     async def read() -> tuple[list[tuple[bytes, float]], list[tuple[bytes, float]]]:
-        client = aioredis.Redis.from_url(redis_url, protocol=protocol)
+        kind = RedisCluster if servers.is_cluster(redis_url) else aioredis.Redis
+        client = kind.from_url(redis_url, protocol=protocol)
         raw = await client.execute_command("ZREVRANGE", key, 0, -1, "WITHSCORES")
         parsed = await client.zrevrange(key, 0, -1, withscores=True)
         await client.aclose()

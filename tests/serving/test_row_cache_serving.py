@@ -21,6 +21,7 @@ from app.store.client import make_async_redis
 from app.store.codec import encode_history, item_meta_json, pack_neighbours
 from app.store.keys import Keys
 from app.store.versions import VersionWriter
+from tests import servers
 
 ITEMS = ["a", "b", "c", "d"]
 
@@ -52,7 +53,7 @@ def _ask(redis_url: str, keys: Keys, steps: list[str]) -> list[list[str]]:
     in one process, as one API worker would."""
 
     async def run() -> list[list[str]]:
-        client = make_async_redis(redis_url)
+        client = make_async_redis(redis_url, cluster=servers.is_cluster(redis_url))
         service = RecommendService(client, keys, ModelCache(client, keys))
         answers = []
         for step in steps:

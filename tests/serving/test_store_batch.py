@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 from app.store.batch import round_trip
 from app.store.client import make_async_redis
 from app.store.codec import score_pairs
+from tests import servers
 
 
 def test_replies_come_back_raw_and_in_order(rds: redis.Redis, redis_url: str, redis_prefix: str) -> None:
@@ -23,7 +24,7 @@ def test_replies_come_back_raw_and_in_order(rds: redis.Redis, redis_url: str, re
     rds.zadd(f"{redis_prefix}z", {"x": 2.5})
 
     async def run() -> list[Any]:
-        client = make_async_redis(redis_url, command_timeouts=False)
+        client = make_async_redis(redis_url, cluster=servers.is_cluster(redis_url), command_timeouts=False)
         try:
             return await round_trip(client, [
                 ("GET", f"{redis_prefix}s"), ("GET", f"{redis_prefix}missing"), ("LRANGE", f"{redis_prefix}l", 0, -1),
@@ -43,7 +44,7 @@ def test_an_error_reply_raises_and_the_connection_stays_in_step(
     rds.set(f"{redis_prefix}s", "v")
 
     async def run() -> list[object]:
-        client = make_async_redis(redis_url, command_timeouts=False)
+        client = make_async_redis(redis_url, cluster=servers.is_cluster(redis_url), command_timeouts=False)
         try:
             with pytest.raises(ResponseError, match="WRONGTYPE"):
                 await round_trip(client, [("LRANGE", f"{redis_prefix}s", 0, -1), ("GET", f"{redis_prefix}s"),
