@@ -39,8 +39,10 @@ LEGACY_DECAY_EPOCH = 1_704_067_200.0  # 2024-01-01: T0 of sets written before T0
 _BY_EPOCH = itemgetter(10)
 
 
-def _calls(keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]) -> list[list[object]]:
-    """Per shopper [their 3 keys, `USER_SCRIPT`'s ARGV], then the live call's [5 keys, ARGV]."""
+def _calls(
+    keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]
+) -> list[tuple[list[str], list[object]]]:
+    """(KEYS, ARGV) of `USER_SCRIPT` per shopper, then of `LIVE_SCRIPT`."""
     # This loop runs once per ingested event: plain dicts and locals, no helper calls on the usual path.
     history: dict[str, list[str]] = {}  # user -> [entry, item, entry, item, ...]
     bought: dict[str, list[str]] = {}
@@ -70,18 +72,18 @@ def _calls(keys: Keys, settings: Settings, rows: list[EventRow], created_items: 
         if recommendation_id and "." in recommendation_id:
             recstats[recommendation_id.split(".", 1)[0], event_type] += 1
 
-    calls: list[list[object]] = []
+    calls: list[tuple[list[str], list[object]]] = []
     cap = settings.history_length
     for user, mine in history.items():
-        call: list[object] = [keys.history(user), keys.seen(user), keys.purchased(user), cap]
+        args: list[object] = [cap]
         if len(mine) == 2:
-            call += (1, mine[0], 1, mine[1])
+            args += (1, mine[0], 1, mine[1])
         else:
             members = set(mine[1::2])
-            call += (len(mine) // 2, *mine[0::2], len(members), *members)
+            args += (len(mine) // 2, *mine[0::2], len(members), *members)
         if user in bought:
-            call += bought[user]
-        calls.append(call)
+            args += bought[user]
+        calls.append(([keys.history(user), keys.seen(user), keys.purchased(user)], args))
     live: list[object] = [item_meta_json([], None, True, None), len(created_items), *created_items,
                           repr(base), per_second, LEGACY_DECAY_EPOCH, len(popularity)]
     for item, score in popularity.items():
@@ -89,17 +91,20 @@ def _calls(keys: Keys, settings: Settings, rows: list[EventRow], created_items: 
     live.append(len(recstats))
     for (strategy, event_type), n in recstats.items():
         live += (strategy, event_type, n)
-    calls.append([keys.item_meta(), keys.popularity(), keys.popularity_categories(), keys.popularity_epoch(),
-                  keys.recommendation_strategies(), orjson.dumps(live).decode(), keys.popularity_category(""),
-                  keys.recommendation_stats("")])
+    calls.append((
+        [keys.item_meta(), keys.popularity(), keys.popularity_categories(), keys.popularity_epoch(),
+         keys.recommendation_strategies()],
+        [orjson.dumps(live).decode(), keys.popularity_category(""), keys.recommendation_stats("")],
+    ))
     return calls
 
 
-def _commands(calls: list[list[object]], cluster: bool) -> list[Command]:
+def _commands(calls: list[tuple[list[str], list[object]]], cluster: bool) -> list[Command]:
     """The EVALSHA commands of a batch's calls: one per call on a cluster, else one for them all."""
     if not cluster:
         return [("EVALSHA", BATCH_SHA, 0, orjson.dumps(calls))]
-    commands = [("EVALSHA", USER_SHA, 3, *c) for c in calls[:-1]] + [("EVALSHA", LIVE_SHA, 5, *calls[-1])]
+    shas = [USER_SHA] * (len(calls) - 1) + [LIVE_SHA]
+    commands = [("EVALSHA", sha, len(k), *k, *a) for sha, (k, a) in zip(shas, calls, strict=True)]
     return commands  # type: ignore[return-value]  # the calls hold text and numbers only
 
 

@@ -111,7 +111,7 @@ _LIVE_BODY = LIVE_SCRIPT.strip()
 
 # A single Redis has no slots: every call of a batch in one script, each made by the body it runs on a
 # cluster (as a function whose KEYS and ARGV are its parameters). ARGV[1]: a JSON array of calls, each
-# [keys..., args...]: the shoppers' calls (3 keys each), then the live call (5 keys).
+# [KEYS, ARGV]: the shoppers' calls, then the live call.
 BATCH_SCRIPT = f"""
 local function user_call(KEYS, ARGV)
 {_USER_BODY}
@@ -120,14 +120,8 @@ local function live_call(KEYS, ARGV)
 {_LIVE_BODY}
 end
 local calls = cjson.decode(ARGV[1])
-local function split(call, n)
-  local keys, args = {{}}, {{}}
-  for j = 1, n do keys[j] = call[j] end
-  for j = n + 1, #call do args[#args + 1] = call[j] end
-  return keys, args
-end
-for k = 1, #calls - 1 do user_call(split(calls[k], 3)) end
-live_call(split(calls[#calls], 5))
+for k = 1, #calls - 1 do user_call(calls[k][1], calls[k][2]) end
+live_call(calls[#calls][1], calls[#calls][2])
 return #calls
 """
 
