@@ -6,11 +6,14 @@ creates and drops databases, truncates tables and deletes Redis keys, so it must
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from redis import Redis
 
 from tests import servers
+from tests.redis_cluster import LocalCluster
 
 PRODUCTION_DB = "postgresql://shop:secret@db.production.invalid:5432/shop"
 PRODUCTION_REDIS = "redis://cache.production.invalid:6379/0"
@@ -47,3 +50,11 @@ def test_test_urls_win_when_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOPMIND_TEST_REDIS_URL", "redis://testredis.invalid:6379/3")
     assert servers.postgres_admin_url() == "postgresql://tester@testdb.invalid:5432/postgres"
     assert servers.redis_url() == "redis://testredis.invalid:6379/3"
+
+
+def test_a_missing_redis_server_fails_the_cluster_run_rather_than_skipping_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(RuntimeError, match="redis-cli` is not installed"):
+        LocalCluster(root=tmp_path).start()
