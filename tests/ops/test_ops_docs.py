@@ -99,8 +99,9 @@ def test_routes_settings_and_commands_named_in_the_docs_exist(client: TestClient
     # a concrete path (`/v1/users/c-42/merge`) or a family of routes named by their prefix (`/v1/users`)
     patterns = [re.compile(re.sub(r"\\\{\w+\\\}", r"[^/?]+", re.escape(p)) + "$") for p in paths]
     fields = {name.upper() for name in Settings.model_fields}
-    # variables of the compose file itself (its published port), not settings of the service
-    fields |= set(re.findall(r"\$\{SHOPMIND_(\w+?)(?::-[^}]*)?\}", (ROOT / "docker-compose.yml").read_text()))
+    # variables of the compose files themselves (their published ports), not settings of the service
+    for compose in ("docker-compose.yml", "docker-compose.scale.yml"):
+        fields |= set(re.findall(r"\$\{SHOPMIND_(\w+?)(?::-[^}]*)?\}", (ROOT / compose).read_text()))
     commands = {name for name in cli.commands}
     keys_group = cli.commands["keys"]
     assert isinstance(keys_group, click.Group)
