@@ -123,14 +123,20 @@ class LocalCluster:
         """Until a replica serves `key`'s slot as master; returns its port."""
         dead = {p for p, proc in self.processes.items() if proc.poll() is not None}
 
+        found: list[int] = []
+
         def promoted() -> bool:
+            # the port is read once, here: a second client could bootstrap from a node whose view of the
+            # slot map has not caught up yet and still name the dead master
             with self.client() as client:
-                node = client.get_node_from_key(key)
-                return int(node.port) not in dead and bool(client.ping(target_nodes=RedisCluster.ALL_NODES))
+                port = int(client.get_node_from_key(key).port)
+                if port in dead or not client.ping(target_nodes=RedisCluster.ALL_NODES):
+                    return False
+            found.append(port)
+            return True
 
         self._wait(promoted, f"a replica to take over the slot of {key!r}", timeout)
-        with self.client() as client:
-            return int(client.get_node_from_key(key).port)
+        return found[-1]
 
     def stop(self) -> None:
         for proc in self.processes.values():
