@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from app.settings import Settings
+from tests.ops.test_ops_compose import _service
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("migrate", "api", "worker", "dispatcher")
@@ -75,12 +76,6 @@ def compose() -> dict[str, Any]:
     merged = _merge(_load("docker-compose.yml"), _load("docker-compose.scale.yml"))
     assert isinstance(merged, dict)
     return merged
-
-
-def _service(compose: dict[str, Any], name: str) -> dict[str, Any]:
-    service = compose["services"][name]
-    assert isinstance(service, dict)
-    return service
 
 
 def _address(compose: dict[str, Any], name: str) -> str:
