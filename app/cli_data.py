@@ -13,7 +13,7 @@ import asyncio
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,7 +106,7 @@ async def _ingest_file(
     settings = get_settings()
     engine = make_async_engine(database_url, pool_size=2)
     redis = make_async_redis(redis_url, cluster=settings.redis_cluster)
-    keys = Keys(redis_prefix)
+    keys = replace(Keys.of(settings), prefix=redis_prefix)
     last_line = 0
 
     async def store(batch: list[dict[str, Any]], lines: list[int]) -> None:

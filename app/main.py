@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
         app.state.redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
         serving_redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster, command_timeouts=False)
-        app.state.keys = Keys(settings.redis_prefix)
+        app.state.keys = Keys.of(settings)
         app.state.model_cache = ModelCache(serving_redis, app.state.keys)
         app.state.recommender = RecommendService(serving_redis, app.state.keys, app.state.model_cache)
         app.state.placements = PlacementBook(app.state.sessionmaker, serving_redis, app.state.keys)

@@ -25,7 +25,7 @@ async def serving_state(settings: Settings, pool_size: int = 2) -> AsyncIterator
     assert settings.database_url and settings.redis_url
     engine = make_async_engine(settings.database_url, pool_size=pool_size)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
     model_cache = ModelCache(redis, keys)
     state = SimpleNamespace(

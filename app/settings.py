@@ -10,6 +10,10 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: Buckets of item metadata and popularity on a Redis Cluster: a few per master of a 3-6 master cluster,
+#: few enough that reading the top of every bucket stays one small round trip per node.
+CLUSTER_BUCKETS = 16
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOPMIND_", env_file=".env", extra="ignore")
@@ -29,6 +33,12 @@ class Settings(BaseSettings):
     redis_cluster: bool = Field(
         default=False,
         description="SHOPMIND_REDIS_URL names one node of a Redis Cluster (the others are discovered).",
+    )
+    redis_buckets: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Buckets item metadata and popularity are split into by item id (default: 16 on a"
+        " Redis Cluster, so they spread over its masters; 1 on a single Redis, where a split only adds"
+        " commands). Every process must use the same value; changing it makes the worker re-hydrate.",
     )
 
     # real-time state
@@ -118,6 +128,13 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [o.strip().rstrip("/") for o in v.split(",") if o.strip()]
         return v
+
+    @property
+    def live_buckets(self) -> int:
+        """`redis_buckets`, or its default for the kind of Redis configured."""
+        if self.redis_buckets is not None:
+            return self.redis_buckets
+        return CLUSTER_BUCKETS if self.redis_cluster else 1
 
     @field_validator("redis_prefix")
     @classmethod

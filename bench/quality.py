@@ -53,7 +53,7 @@ async def ingest(settings: Settings, log: EventLog, docs: list[str], shift: floa
     assert settings.database_url and settings.redis_url
     engine = make_async_engine(settings.database_url, pool_size=2)
     redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     items = [ItemWithId(item_id=str(i), title=docs[k][:500] or str(i)) for k, i in enumerate(log.item_ids)]
     for start in range(0, len(items), 5000):
         async with async_sessionmaker(engine, class_=AsyncSession)() as session, session.begin():
@@ -87,7 +87,7 @@ async def serve_all(settings: Settings, split: Split) -> tuple[dict[str, np.ndar
 
     assert settings.redis_url
     redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     service = RecommendService(redis, keys, ModelCache(redis, keys))
     version = text(await redis.get(keys.model_pointer()))
     item_pos = {str(i): k for k, i in enumerate(split.train.item_ids)}

@@ -50,16 +50,19 @@ async def publish_items(
 ) -> None:
     """Make upserted items visible to serving at once: metadata (filters, reasons) and, with the
     serving model's cache, content neighbours (CF neighbours arrive with the next rebuild)."""
-    mapping = {
-        i.item_id: item_meta_json(i.categories, i.price, i.available, i.title, i.brand, i.tags, i.attributes)
-        for i in items
-    }
+    by_id = {i.item_id: i for i in items}
     pipe = redis.pipeline(transaction=False)
-    pipe.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type]
+    for bucket, ids in keys.by_bucket(by_id).items():
+        mapping = {
+            item_id: item_meta_json(i.categories, i.price, i.available, i.title, i.brand, i.tags, i.attributes)
+            for item_id in ids
+            for i in (by_id[item_id],)
+        }
+        pipe.hset(keys.item_meta(bucket), mapping=mapping)  # type: ignore[arg-type]
+        categories = {c for item_id in ids for c in by_id[item_id].categories}
+        if categories:
+            pipe.sadd(keys.popularity_categories(bucket), *categories)
     pipe.set(keys.item_meta_epoch(), new_meta_epoch())
-    categories = {c for i in items for c in i.categories}
-    if categories:
-        pipe.sadd(keys.popularity_categories(), *categories)
     await pipe.execute()
     if cache is not None:
         await live.place_items(redis, keys, cache, [i.model_dump() for i in items])
@@ -89,7 +92,7 @@ async def delete_item(session: AsyncSession, redis: aioredis.Redis, keys: Keys, 
 async def unpublish_item(redis: aioredis.Redis, keys: Keys, item_id: str) -> None:
     """Remove the item from serving: no list shows it from the next request on."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hdel(keys.item_meta(), item_id)
+    pipe.hdel(keys.item_meta_of(item_id), item_id)
     pipe.set(keys.item_meta_epoch(), new_meta_epoch())
     await pipe.execute()
 

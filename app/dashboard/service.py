@@ -29,6 +29,7 @@ from app.recommend.model_cache import ModelCache
 from app.recommend.service import Query, RecommendService
 from app.runs import service as runs_service
 from app.runs.models import ModelRun
+from app.store import popular as popular_store
 from app.store.codec import decode_item_meta, text
 from app.store.keys import Keys
 from app.webhooks import health as webhook_health
@@ -237,11 +238,9 @@ async def top_items(redis: aioredis.Redis, keys: Keys, model_cache: ModelCache, 
     live top TREND_POOL that climbed the most are trending; items the model does not know yet count as
     climbing from the bottom.
     """
-    popular = cast(list[tuple[bytes, float]], await redis.zrevrange(
-        keys.popularity(), 0, TREND_POOL - 1, withscores=True
-    ))
+    popular = await popular_store.top(redis, keys, None, TREND_POOL)
     ids = [text(m) for m, _ in popular]
-    metas = [decode_item_meta(raw) for raw in await redis.hmget(keys.item_meta(), ids)] if ids else []
+    metas = [decode_item_meta(raw) for raw in await popular_store.metas(redis, keys, ids)]
     live = [(i, float(s), m) for i, (_, s), m in zip(ids, popular, metas, strict=True) if m is not None]
     top_score = live[0][1] if live else 1.0
 

@@ -29,7 +29,7 @@ async def _load(settings: Settings, n_users: int, n_items: int, seed: int, force
 
     engine = make_async_engine(settings.database_url, pool_size=2)
     redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     try:
         sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
         async with sessions() as session:

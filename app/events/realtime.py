@@ -41,8 +41,8 @@ _BY_EPOCH = itemgetter(10)
 
 def _calls(
     keys: Keys, settings: Settings, rows: list[EventRow], created_items: list[str]
-) -> list[tuple[list[str], list[object]]]:
-    """(KEYS, ARGV) of `USER_SCRIPT` per shopper, then of `LIVE_SCRIPT`."""
+) -> tuple[list[tuple[list[str], list[object]]], list[tuple[list[str], list[object]]]]:
+    """(KEYS, ARGV) of `USER_SCRIPT` per shopper, and of `LIVE_SCRIPT` per live bucket touched."""
     # This loop runs once per ingested event: plain dicts and locals, no helper calls on the usual path.
     history: dict[str, list[str]] = {}  # user -> [entry, item, entry, item, ...]
     bought: dict[str, list[str]] = {}
@@ -84,27 +84,57 @@ def _calls(
         if user in bought:
             args += bought[user]
         calls.append(([keys.history(user), keys.seen(user), keys.purchased(user)], args))
-    live: list[object] = [item_meta_json([], None, True, None), len(created_items), *created_items,
-                          repr(base), per_second, LEGACY_DECAY_EPOCH, len(popularity)]
-    for item, score in popularity.items():
-        live += (item, repr(score))  # a string: JSON has no infinity
-    live.append(len(recstats))
+    return calls, _live_calls(keys, base, per_second, popularity, created_items, recstats)
+
+
+def _live_calls(
+    keys: Keys, base: float, per_second: float, popularity: dict[str, float], created_items: list[str],
+    recstats: Counter[tuple[str, str]],
+) -> list[tuple[list[str], list[object]]]:
+    """One `LIVE_SCRIPT` call per bucket of the items touched (`Keys.buckets`), the recommendation
+    counters riding with the first bucket's call, or alone on `{live}` when the live state is split."""
+    counters: list[object] = [len(recstats)]
     for (strategy, event_type), n in recstats.items():
-        live += (strategy, event_type, n)
-    calls.append((
-        [keys.item_meta(), keys.popularity(), keys.popularity_categories(), keys.popularity_epoch(),
-         keys.recommendation_strategies()],
-        [orjson.dumps(live).decode(), keys.popularity_category(""), keys.recommendation_stats("")],
-    ))
+        counters += (strategy, event_type, n)
+    if keys.buckets <= 1:
+        groups = {0: (list(popularity), created_items)}
+    else:
+        groups = {b: (ids, []) for b, ids in keys.by_bucket(popularity).items()}
+        for b, new in keys.by_bucket(created_items).items():
+            groups.setdefault(b, ([], []))[1].extend(new)
+    calls: list[tuple[list[str], list[object]]] = []
+    for b, (items, created) in groups.items():
+        live: list[object] = [item_meta_json([], None, True, None), len(created), *created,
+                              repr(base), per_second, LEGACY_DECAY_EPOCH, len(items)]
+        for item in items:
+            live += (item, repr(popularity[item]))  # a string: JSON has no infinity
+        live += counters if keys.buckets <= 1 else [0]
+        # a bucket's call writes no counters, so its own overall set stands in for the strategies key
+        strategies = keys.recommendation_strategies() if keys.buckets <= 1 else keys.popularity(b)
+        calls.append((
+            [keys.item_meta(b), keys.popularity(b), keys.popularity_categories(b), keys.popularity_epoch(b),
+             strategies],
+            [orjson.dumps(live).decode(), keys.popularity_category("", b), keys.recommendation_stats("")],
+        ))
+    if keys.buckets > 1 and recstats:
+        # the counters alone: a call that writes no metadata or popularity never touches KEYS 1-4, so
+        # the strategies key (on `{live}`) stands in for them and routes the call to its slot
+        live = [item_meta_json([], None, True, None), 0, repr(base), per_second, LEGACY_DECAY_EPOCH, 0, *counters]
+        strategies = keys.recommendation_strategies()
+        calls.append(([strategies] * 5, [orjson.dumps(live).decode(), keys.popularity_category(""),
+                                         keys.recommendation_stats("")]))
     return calls
 
 
-def _commands(calls: list[tuple[list[str], list[object]]], cluster: bool) -> list[Command]:
+def _commands(
+    calls: tuple[list[tuple[list[str], list[object]]], list[tuple[list[str], list[object]]]], cluster: bool
+) -> list[Command]:
     """The EVALSHA commands of a batch's calls: one per call on a cluster, else one for them all."""
+    users, lives = calls
     if not cluster:
-        return [("EVALSHA", BATCH_SHA, 0, orjson.dumps(calls))]
-    shas = [USER_SHA] * (len(calls) - 1) + [LIVE_SHA]
-    commands = [("EVALSHA", sha, len(k), *k, *a) for sha, (k, a) in zip(shas, calls, strict=True)]
+        return [("EVALSHA", BATCH_SHA, 0, orjson.dumps([*users, *lives]), len(users))]
+    shas = [USER_SHA] * len(users) + [LIVE_SHA] * len(lives)
+    commands = [("EVALSHA", sha, len(k), *k, *a) for sha, (k, a) in zip(shas, [*users, *lives], strict=True)]
     return commands  # type: ignore[return-value]  # the calls hold text and numbers only
 
 

@@ -111,7 +111,8 @@ _LIVE_BODY = LIVE_SCRIPT.strip()
 
 # A single Redis has no slots: every call of a batch in one script, each made by the body it runs on a
 # cluster (as a function whose KEYS and ARGV are its parameters). ARGV[1]: a JSON array of calls, each
-# [KEYS, ARGV]: the shoppers' calls, then the live call.
+# [KEYS, ARGV]: the shoppers' calls, then the live calls (one per live bucket); ARGV[2]: how many
+# shoppers' calls.
 BATCH_SCRIPT = f"""
 local function user_call(KEYS, ARGV)
 {_USER_BODY}
@@ -119,9 +120,9 @@ end
 local function live_call(KEYS, ARGV)
 {_LIVE_BODY}
 end
-local calls = cjson.decode(ARGV[1])
-for k = 1, #calls - 1 do user_call(calls[k][1], calls[k][2]) end
-live_call(calls[#calls][1], calls[#calls][2])
+local calls, n_users = cjson.decode(ARGV[1]), tonumber(ARGV[2])
+for k = 1, n_users do user_call(calls[k][1], calls[k][2]) end
+for k = n_users + 1, #calls do live_call(calls[k][1], calls[k][2]) end
 return #calls
 """
 

@@ -60,7 +60,7 @@ def _ranked(raw_others: bytes | None, raw_buyers: bytes | None, include_buyers: 
 async def _version(redis: aioredis.Redis, keys: Keys, item_id: str, cursor: str | None) -> tuple[str, int, int, str]:
     """(version to read, erasure epoch, start position, cursor member) after the 404 / 503 checks."""
     version_raw, exists, epoch = await round_trip(redis, [
-        ("GET", keys.model_pointer()), ("HEXISTS", keys.item_meta(), item_id), ("GET", keys.erasure_epoch()),
+        ("GET", keys.model_pointer()), ("HEXISTS", keys.item_meta_of(item_id), item_id), ("GET", keys.erasure_epoch()),
     ], TIMEOUT_SECONDS)
     if not exists:
         raise ItemNotFound(f"No item `{item_id}`.")

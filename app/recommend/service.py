@@ -34,6 +34,7 @@ from app.recommend.algo_matrix import history_weights
 from app.recommend.meta_cache import Meta, MetaCache
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations
+from app.store import popular as popular_store
 from app.store.batch import Command, round_trip
 from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import decode_history, decode_item_meta, score_pairs, text
@@ -175,32 +176,37 @@ class RecommendService:
             # as much of the history as the model validated on (`HybridConfig.history_limit`)
             ("LRANGE", self.keys.history(user_id), 0, self.cache.history_limit - 1),
             ("SMEMBERS", self.keys.seen(user_id) if q.exclude_seen else self.keys.purchased(user_id)),
-            self._popular(q),
+            *self._popular(q),
         ]
 
     async def choose_for_user(self, q: Query, replies: Sequence[Any]) -> Chosen:
         """The candidates for `q` from the replies of `user_reads` (for the same `q`)."""
-        version, epoch, raw_history, excluded, popular = replies
+        version, epoch, raw_history, excluded, *popular = replies
         history = [HistoryEntry._make(decode_history(e)) for e in raw_history]
         exclude = {b.decode() for b in excluded}
-        return await self.choose(version.decode() if version else None, history, exclude, q, popular, epoch)
+        return await self.choose(version.decode() if version else None, history, exclude, q,
+                                 self._merged(q, popular), epoch)
 
     async def for_session(self, item_ids: list[str], q: Query) -> Recommendations:
         return (await self.choose_for_session(item_ids, q)).dressed()
 
     async def choose_for_session(self, item_ids: list[str], q: Query) -> Chosen:
-        version, epoch, popular = await self._run(
-            ("GET", self.keys.model_pointer()), ("GET", self.keys.item_meta_epoch()), self._popular(q)
+        version, epoch, *popular = await self._run(
+            ("GET", self.keys.model_pointer()), ("GET", self.keys.item_meta_epoch()), *self._popular(q)
         )
         now = time.time()
         # a basket listed newest first: earlier entries count as more recent
         history = [HistoryEntry(now - k, "view", None, item_id) for k, item_id in enumerate(item_ids)]
-        return await self.choose(text(version) if version else None, history, set(item_ids), q, popular, epoch)
+        return await self.choose(text(version) if version else None, history, set(item_ids), q,
+                                 self._merged(q, popular), epoch)
 
-    def _popular(self, q: Query) -> Command:
-        """The read of the live popularity list the filler draws from (raw reply: `score_pairs`)."""
-        key = self.keys.popularity_category(q.category) if q.category else self.keys.popularity()
-        return ("ZREVRANGE", key, 0, min(POPULAR_FILL, 3 * q.n + 20) - 1, "WITHSCORES")
+    def _popular(self, q: Query) -> list[Command]:
+        """The reads of the live popularity list the filler draws from (one, or one per live bucket and
+        their T0s: `store.popular`); `_merged` turns their replies into one (`score_pairs`)."""
+        return popular_store.reads(self.keys, q.category, min(POPULAR_FILL, 3 * q.n + 20))
+
+    def _merged(self, q: Query, replies: list[Any]) -> list[Any]:
+        return popular_store.merged(self.keys, replies, min(POPULAR_FILL, 3 * q.n + 20))
 
     async def choose(
         self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query,
@@ -221,12 +227,13 @@ class RecommendService:
         if popular is None or live_ids:
             commands: list[Command] = []
             if popular is None:
-                commands += [self._popular(q), ("GET", self.keys.item_meta_epoch())]
+                commands += [("GET", self.keys.item_meta_epoch()), *self._popular(q)]
             if live_ids:
                 commands.append(("HMGET", self.keys.live_content(), *live_ids[:LIVE_CONTENT_LIMIT]))
             results = await self._run(*commands)
             if popular is None:
-                popular, epoch = results[0], results[1]
+                epoch = results[0]
+                popular = self._merged(q, results[1 : len(commands) - (1 if live_ids else 0)])
             if live_ids:
                 live_rows = results[-1]
 
@@ -270,7 +277,8 @@ class RecommendService:
                     if found is None:
                         missing.append(item_id)
             if missing:
-                (raw,) = await self._run(("HMGET", self.keys.item_meta(), *missing))
+                raw = popular_store.meta_replies(
+                    self.keys, missing, await self._run(*popular_store.meta_reads(self.keys, missing)))
                 fetched = [(item_id, decode_item_meta(r)) for item_id, r in zip(missing, raw, strict=True)]
                 meta.update(fetched)
                 self.meta.keep(epoch, fetched)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -15,6 +15,7 @@ from app.recommend import reasons
 from app.recommend.algo_blend import score_user
 from app.recommend.model_cache import ModelCache
 from app.recommend.schemas import Recommendations, RecommendedItem, SimilarUser, SimilarUsers, Sources
+from app.store import popular as popular_store
 from app.store.codec import decode_item_meta, text, unpack_neighbours
 from app.store.keys import Keys
 
@@ -27,7 +28,7 @@ async def similar_items(
 ) -> Recommendations:
     pipe = redis.pipeline(transaction=False)
     pipe.get(keys.model_pointer())
-    pipe.hget(keys.item_meta(), item_id)
+    pipe.hget(keys.item_meta_of(item_id), item_id)
     pipe.hget(keys.live_content(), item_id)
     version_raw, own_meta_raw, live = await pipe.execute()
     own_meta = decode_item_meta(own_meta_raw)
@@ -80,12 +81,11 @@ async def similar_items(
         candidates = [(i, float(s), 0.0, float(s)) for i, s in zip(data["ids"], data["scores"], strict=True)]
 
     category = (own_meta.get("c") or [None])[0]
-    pop_key = keys.popularity_category(category) if category else keys.popularity()
-    popular = cast(list[tuple[bytes, float]], await redis.zrevrange(pop_key, 0, 4 * n + 20, withscores=True))
+    popular = await popular_store.top(redis, keys, category, 4 * n + 21)
     top = float(popular[0][1]) if popular and popular[0][1] > 0 else 1.0
     fill = [(text(m), s / top) for m, s in popular if text(m) != item_id]
     wanted = list(dict.fromkeys([c[0] for c in candidates] + [f[0] for f in fill]))
-    metas = dict(zip(wanted, await redis.hmget(keys.item_meta(), wanted), strict=True)) if wanted else {}
+    metas = dict(zip(wanted, await popular_store.metas(redis, keys, wanted), strict=True))
 
     def ok(other: str) -> bool:
         m = decode_item_meta(metas.get(other))

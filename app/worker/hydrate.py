@@ -45,10 +45,11 @@ def refresh_realtime(
     return False
 
 
-# KEYS (`_popularity_keys`, all tagged `{live}`: one slot): the overall set, the set of category names,
-# T0, the marks of the overall set and of T0, the staged overall set. ARGV 1-3: the key prefixes of the
-# category sets, of their marks and of their staged copies (only Redis knows every category's name, and
-# the prefixes carry the same tag, so those keys are on the call's slot). ARGV 4: seconds the marks live.
+# KEYS (`_popularity_keys`, all tagged `{live}`, or one bucket's `{live:B}`: one slot): the overall set,
+# the set of category names, T0, the marks of the overall set and of T0, the staged overall set. ARGV
+# 1-3: the key prefixes of the category sets, of their marks and of their staged copies (only Redis
+# knows every category's name, and the prefixes carry the same tag, so those keys are on the call's
+# slot). ARGV 4: seconds the marks live.
 # One script, so the marks copy one instant of the live sets (COPY needs Redis 6.2).
 _MARK_POPULARITY = """
 local all_key, categories_key, epoch_key, mark_all, mark_epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -111,13 +112,14 @@ MARK_SECONDS = 24 * 3600  # marks of a rebuild that died expire on their own
 _POPULARITY_KEYS = 6
 
 
-def _popularity_keys(keys: Keys) -> list[str]:
-    """Both scripts' KEYS (the first `_POPULARITY_KEYS`) and ARGV 1-3: the live popularity keys, their
-    marks, their staged copies, and the category sets' prefixes."""
-    overall, categories, epoch = keys.popularity(), keys.popularity_category(""), keys.popularity_epoch()
-    return [overall, keys.popularity_categories(), epoch, keys.popularity_mark(overall),
-            keys.popularity_mark(epoch), keys.popularity_staged(overall),
-            categories, keys.popularity_mark(categories), keys.popularity_staged(categories)]
+def _popularity_keys(keys: Keys, bucket: int) -> list[str]:
+    """Both scripts' KEYS (the first `_POPULARITY_KEYS`) and ARGV 1-3 for one live bucket: its
+    popularity keys, their marks, their staged copies, and the category sets' prefixes."""
+    overall, categories = keys.popularity(bucket), keys.popularity_category("", bucket)
+    epoch = keys.popularity_epoch(bucket)
+    return [overall, keys.popularity_categories(bucket), epoch, keys.popularity_mark(overall, bucket),
+            keys.popularity_mark(epoch, bucket), keys.popularity_staged(overall, bucket),
+            categories, keys.popularity_mark(categories, bucket), keys.popularity_staged(categories, bucket)]
 
 
 def mark_popularity(client: redis.Redis, keys: Keys) -> None:
@@ -127,14 +129,18 @@ def mark_popularity(client: redis.Redis, keys: Keys) -> None:
     in `_refresh_popularity` adds those increments (live minus mark) to the recomputed sets instead of
     overwriting them. An event committed between the mark and the snapshot counts twice until the
     next rebuild: a window of milliseconds instead of the whole rebuild's worth of lost increments.
+    One script per live bucket (each on its own slot; redis-py's cluster pipeline runs no scripts, and
+    a rebuild can afford a round trip per bucket).
     """
-    client.eval(_MARK_POPULARITY, _POPULARITY_KEYS, *_popularity_keys(keys), MARK_SECONDS)
+    for bucket in range(keys.buckets):
+        client.eval(_MARK_POPULARITY, _POPULARITY_KEYS, *_popularity_keys(keys, bucket), MARK_SECONDS)
 
 
 def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot) -> None:
     """Replace the popularity sets with scores recomputed from the event log against a fresh T0 (now),
-    plus what ingest added since `mark_popularity`, swapped in with the new T0 in one script; sets left
-    without members (every event of theirs erased, a category emptied) are dropped."""
+    plus what ingest added since `mark_popularity`, swapped in with the new T0 in one script per live
+    bucket (every bucket gets the same T0); sets left without members (every event of theirs erased, a
+    category emptied) are dropped."""
     log, catalog = snapshot.log, snapshot.catalog
     weights = np.array([POPULARITY_WEIGHTS[t] for t in EVENT_TYPES])[log.type.astype(np.intp)]
     use = (log.item >= 0) & (weights > 0)
@@ -144,36 +150,43 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
     decayed = weights[use] * np.exp2((log.ts[use] - t0) / half_life)
     score = np.bincount(log.item[use], weights=decayed, minlength=log.n_items)
     ranked = np.flatnonzero(score > 0)
-    overall: dict[str, float] = {}
-    by_category: dict[str, dict[str, float]] = {}  # category names may hold any character, ":" too
+    overall: dict[int, dict[str, float]] = {b: {} for b in range(keys.buckets)}
+    # category names may hold any character, ":" too
+    by_category: dict[int, dict[str, dict[str, float]]] = {b: {} for b in range(keys.buckets)}
     for k in ranked:
         item_id = str(log.item_ids[k])
-        overall[item_id] = float(score[k])
+        bucket = keys.bucket(item_id)
+        overall[bucket][item_id] = float(score[k])
         for category in catalog.items[k]["categories"]:
-            by_category.setdefault(category, {})[item_id] = float(score[k])
-    staged = {keys.popularity(): overall} | {keys.popularity_category(c): m for c, m in by_category.items()}
+            by_category[bucket].setdefault(category, {})[item_id] = float(score[k])
     pipe = client.pipeline(transaction=False)
-    for key, members in staged.items():
-        pipe.delete(keys.popularity_staged(key))
-        if members:
-            pipe.zadd(keys.popularity_staged(key), members)  # type: ignore[arg-type,unused-ignore]
+    for bucket in range(keys.buckets):
+        staged = {keys.popularity(bucket): overall[bucket]} | {
+            keys.popularity_category(c, bucket): m for c, m in by_category[bucket].items()}
+        for key, members in staged.items():
+            pipe.delete(keys.popularity_staged(key, bucket))
+            if members:
+                pipe.zadd(keys.popularity_staged(key, bucket), members)  # type: ignore[arg-type,unused-ignore]
     pipe.execute()
-    client.eval(
-        _SWAP_POPULARITY, _POPULARITY_KEYS, *_popularity_keys(keys), repr(t0), 1.0 / half_life, *by_category
-    )
+    for bucket in range(keys.buckets):
+        client.eval(_SWAP_POPULARITY, _POPULARITY_KEYS, *_popularity_keys(keys, bucket), repr(t0), 1.0 / half_life,
+                    *by_category[bucket])
 
 
 def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
     catalog = snapshot.catalog
-    mapping = {
-        item["item_id"]: item_meta_json(item["categories"], item["price"], bool(item["available"]),
-                                        item["title"], item["brand"], item["tags"], item["attributes"])
-        for k, item in enumerate(catalog.items)
-        if not catalog.deleted[k]
-    }
-    if mapping:
-        client.hset(keys.item_meta(), mapping=mapping)  # type: ignore[arg-type,unused-ignore]
-        client.set(keys.item_meta_epoch(), new_meta_epoch())
+    mappings: dict[int, dict[str, str]] = {}
+    for k, item in enumerate(catalog.items):
+        if not catalog.deleted[k]:
+            mappings.setdefault(keys.bucket(item["item_id"]), {})[item["item_id"]] = item_meta_json(
+                item["categories"], item["price"], bool(item["available"]), item["title"], item["brand"],
+                item["tags"], item["attributes"])
+    if mappings:
+        pipe = client.pipeline(transaction=False)
+        for bucket, mapping in mappings.items():
+            pipe.hset(keys.item_meta(bucket), mapping=mapping)  # type: ignore[arg-type,unused-ignore]
+        pipe.set(keys.item_meta_epoch(), new_meta_epoch())
+        pipe.execute()
 
 
 def _runs(keys: NDArray[np.int64]) -> tuple[list[int], list[int]]:

@@ -31,7 +31,7 @@ PARTITIONS_SECONDS = 3600.0
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     assert settings.redis_url
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     client = make_redis(settings.redis_url, cluster=settings.redis_cluster)
     interval = settings.rebuild_interval_minutes * 60
     next_at = time.monotonic()  # rebuild at start: re-hydrates Redis and publishes a fresh model

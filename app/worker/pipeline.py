@@ -102,7 +102,7 @@ def rebuild(
 ) -> RunResult:
     assert settings.database_url and settings.redis_url
     client = make_redis(settings.redis_url, cluster=settings.redis_cluster)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     lock = RebuildLock(client, keys.rebuild_lock(), settings.rebuild_lock_seconds)
     if not lock.acquire():
         client.close()

@@ -39,7 +39,7 @@ def _view(user: str, item: str, n: int) -> dict[str, object]:
 
 def test_a_killed_master_degrades_then_heals(client: TestClient, settings: object, killable: LocalCluster) -> None:
     loaded: LoadedShop = load_shop(client, settings, n_users=40, n_items=20)  # type: ignore[arg-type]
-    keys = Keys(loaded.settings.redis_prefix)
+    keys = Keys.of(loaded.settings)
     user = loaded.shop.users[0]["user_id"]
     item = loaded.shop.items[0]["item_id"]
     path = f"/v1/users/{user}/recommendations?n=5"
@@ -47,9 +47,10 @@ def test_a_killed_master_degrades_then_heals(client: TestClient, settings: objec
     assert status == 200 and body["strategy"] != "degraded_popularity"
     assert body["model_version"] == loaded.run.version
 
-    # the master of the catalog's live state (item metadata, popularity): every request and every
-    # ingest batch needs it
-    killed = killable.kill_master_serving(keys.item_meta())
+    # the master of the item's live bucket (its metadata and popularity): every request reads the top
+    # of every bucket, and an event of this item updates its bucket
+    live_bucket = keys.item_meta_of(item)
+    killed = killable.kill_master_serving(live_bucket)
 
     status, body, took = _timed_get(client, path)
     assert status == 200, body
@@ -59,7 +60,7 @@ def test_a_killed_master_degrades_then_heals(client: TestClient, settings: objec
     assert posted.status_code == 200, posted.text
     assert posted.json()["realtime_updated"] is False  # committed to Postgres; the worker repairs Redis
 
-    promoted = killable.wait_for_failover(keys.item_meta())
+    promoted = killable.wait_for_failover(live_bucket)
     assert promoted != killed
 
     # each of the API's clients (serving's, ingest's) re-reads the slot map at its first failure after

@@ -31,7 +31,7 @@ def test_a_running_experiment_has_a_panel_with_cis_and_the_srm_warning(
     exp: dict[str, Any] = create(client, weights=(1, 1))
     stopped = create(client, weights=(1, 1))
     assert client.post(f"/v1/experiments/{stopped['id']}/stop").status_code == 200
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     # 300 shoppers in control, 200 in the treatment (a skew the weights do not explain); a fifth of
     # the control buys, two fifths of the treatment
     now = time.time()

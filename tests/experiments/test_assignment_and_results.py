@@ -95,7 +95,7 @@ def test_exposures_are_flushed_and_results_match_a_hand_computed_case(
     for k in range(60):
         user = f"r{k}"
         served[user] = [serve(client, user) for _ in range(1 + k % 3)]
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     assert rds.llen(keys.experiment_exposures()) == sum(len(v) for v in served.values())
     assert pg.execute("SELECT count(*) FROM experiment_exposures").fetchone() == (0,)  # nothing per request
     # shoppers with an even number click the first list; every third buys from it for 20 + k
@@ -146,7 +146,7 @@ def test_exposures_are_flushed_and_results_match_a_hand_computed_case(
 def test_srm_flags_a_skewed_split(client: TestClient, rds: redis.Redis, settings: Any) -> None:
     shop(client)
     exp = create(client, weights=(1, 1))
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     # what a broken client would log: control shown to 300 shoppers, the treatment to 200
     lines = [exposures.entry(exp["id"], "v0" if k < 300 else "v1", f"{k:016x}", f"u{k}", time.time())
              for k in range(500)]
@@ -165,7 +165,7 @@ def test_the_workers_flush_copies_in_batches_and_trims(
     exp = create(client, weights=(1, 1))
     for k in range(25):
         serve(client, f"w{k}")
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     monkeypatch.setattr(exposures, "BATCH", 10)  # three passes: 10, 10, 5
     assert loop.flush_exposures(settings.database_url, rds, keys) == 25
     assert rds.llen(keys.experiment_exposures()) == 0

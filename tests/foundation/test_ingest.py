@@ -78,7 +78,7 @@ def test_timestamps_iso_and_epoch(client: TestClient, pg: psycopg.Connection) ->
 
 
 def test_realtime_state_follows_each_event(client: TestClient, rds: redis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     now = time.time()
     client.post("/v1/items", json={"items": [{"item_id": "i1", "categories": ["shoes"], "title": "Runner"}]})
     events = [
@@ -89,15 +89,16 @@ def test_realtime_state_follows_each_event(client: TestClient, rds: redis.Redis,
     history = [h.decode() for h in rds.lrange(keys.history("u1"), 0, -1)]
     assert [(h.split("|")[1], h.split("|")[3]) for h in history] == [("purchase", "i2"), ("view", "i1")]
     assert rds.smembers(keys.purchased("u1")) == {b"i2"}
-    assert rds.zscore(keys.popularity(), "i1") is not None
-    assert rds.zscore(keys.popularity_category("shoes"), "i1") is not None
-    assert rds.hexists(keys.item_meta(), "i2")  # created on the fly, eligible at once
+    b = keys.bucket("i1")
+    assert rds.zscore(keys.popularity(b), "i1") is not None
+    assert rds.zscore(keys.popularity_category("shoes", b), "i1") is not None
+    assert rds.hexists(keys.item_meta_of("i2"), "i2")  # created on the fly, eligible at once
 
 
 def test_history_is_capped(client: TestClient, rds: redis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
     events = [{"user_id": "u1", "item_id": f"i{k}", "type": "view"} for k in range(settings.history_length + 30)]
     client.post("/v1/events", json={"events": events})
-    assert rds.llen(Keys(settings.redis_prefix).history("u1")) == settings.history_length
+    assert rds.llen(Keys.of(settings).history("u1")) == settings.history_length
 
 
 @pytest.mark.parametrize("size", [1, SMALL_BATCH, SMALL_BATCH + 1, 3 * SMALL_BATCH])
@@ -106,7 +107,7 @@ def test_both_write_paths_store_the_same(
 ) -> None:
     """Small batches go as pipelined INSERTs, larger ones by COPY: the stored rows, the duplicates, the
     users and items created on the fly and the items' serving metadata come out the same."""
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     client.put("/v1/items/known", json={"categories": ["c"]})
     old = [{"event_id": f"old{k}", "user_id": "u0", "item_id": "known", "type": "view"} for k in range(size // 2)]
     if old:
@@ -131,5 +132,5 @@ def test_both_write_paths_store_the_same(
     fresh = {f"fresh{k}" for k in range(min(4, len(new)))}
     assert {r[0] for r in pg.execute("SELECT item_id FROM items")} == {"known"} | fresh
     assert {r[0] for r in pg.execute("SELECT user_id FROM users")} == {f"u{k % 3}" for k in new} | ({"u0"} if old else set())
-    assert {m.decode() for m in rds.hkeys(keys.item_meta())} == {"known"} | fresh
+    assert {m.decode() for b in range(keys.buckets) for m in rds.hkeys(keys.item_meta(b))} == {"known"} | fresh
     assert rds.hget(keys.recommendation_stats("hybrid"), "purchase") == str(len(new)).encode()

@@ -17,6 +17,7 @@ from app.events.realtime import POPULARITY_WEIGHTS
 from app.settings import Settings
 from app.store.codec import decode_history, encode_history
 from app.store.keys import Keys
+from tests import live_state
 
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _TIMESTAMPS: list[object] = [
@@ -75,7 +76,7 @@ def test_history_entries_are_encode_history(client: TestClient, rds: redis.Redis
         {"user_id": "u1", "item_id": "i3", "type": "add_to_cart", "value": 2, "timestamp": now - 10.0005},
     ]
     assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 3
-    history = rds.lrange(Keys(settings.redis_prefix).history("u1"), 0, -1)
+    history = rds.lrange(Keys.of(settings).history("u1"), 0, -1)
     expected = [encode_history(e["timestamp"], e["type"], e["item_id"], e.get("value"))  # type: ignore[arg-type]
                 for e in reversed(events)]
     assert [h.decode() for h in history] == expected
@@ -87,7 +88,7 @@ def test_popularity_summed_per_item_equals_one_increment_per_event(
 ) -> None:
     """The batch's increments of an item are summed before Redis sees them; a category listed twice
     counts twice, as before."""
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     client.post("/v1/items", json={"items": [
         {"item_id": "shoe", "categories": ["shoes", "sale", "sale"]},
         {"item_id": "sock", "categories": []},
@@ -99,23 +100,24 @@ def test_popularity_summed_per_item_equals_one_increment_per_event(
     assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 300
 
     per_second = 1.0 / (settings.popularity_half_life_days * 86400.0)
-    t0 = float(rds.get(keys.popularity_epoch()))  # type: ignore[arg-type]
+    (t0,) = live_state.epochs(rds, keys)  # every bucket touched took the same T0
     expected: dict[str, float] = {}
     for e in events:  # one increment per event, the way a ZINCRBY per event would add them
         weight = POPULARITY_WEIGHTS[str(e["type"])]
         if weight > 0:
             item = str(e["item_id"])
             expected[item] = expected.get(item, 0.0) + weight * 2.0 ** ((float(e["timestamp"]) - t0) * per_second)  # type: ignore[arg-type]
-    overall = dict(rds.zrange(keys.popularity(), 0, -1, withscores=True))
-    assert overall == {k.encode(): pytest.approx(v, rel=1e-12) for k, v in expected.items()}
-    assert rds.zscore(keys.popularity_category("shoes"), "shoe") == pytest.approx(expected["shoe"], rel=1e-12)
-    assert rds.zscore(keys.popularity_category("sale"), "shoe") == pytest.approx(2 * expected["shoe"], rel=1e-12)
-    assert rds.smembers(keys.popularity_categories()) >= {b"shoes", b"sale"}
+    overall = live_state.popularity(rds, keys)
+    assert overall == {k: pytest.approx(v, rel=1e-12) for k, v in expected.items()}
+    shoe = keys.bucket("shoe")
+    assert rds.zscore(keys.popularity_category("shoes", shoe), "shoe") == pytest.approx(expected["shoe"], rel=1e-12)
+    assert rds.zscore(keys.popularity_category("sale", shoe), "shoe") == pytest.approx(2 * expected["shoe"], rel=1e-12)
+    assert live_state.categories(rds, keys) >= {b"shoes", b"sale"}
 
 
 def test_long_histories_in_one_batch(client: TestClient, rds: redis.Redis, settings: Settings) -> None:
     """More entries for one user than one command takes (256): chunked, trimmed to the newest."""
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     now = time.time()
     events = [{"user_id": "heavy", "item_id": f"i{k % 300}", "type": "view", "timestamp": now - k}
               for k in range(600)]
@@ -140,7 +142,7 @@ def test_unknown_ids_come_back_sorted_and_only_the_unknown() -> None:
 
 def test_a_redis_without_the_script_gets_it_again(client: TestClient, rds: redis.Redis, settings: Settings) -> None:
     """The real-time script is called by its SHA; a restarted or flushed Redis no longer has it."""
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     rds.script_flush()
     for k in range(2):  # the first call finds no script, the second finds it cached again
         body = client.post("/v1/events", json={"events": [{"user_id": "s", "item_id": f"i{k}", "type": "view"}]}).json()

@@ -87,7 +87,7 @@ def test_concurrent_overlapping_batches_store_each_event_once(settings: Settings
         assert settings.database_url
         engine = make_async_engine(settings.database_url, pool_size=2)
         redis = make_async_redis(settings.redis_url, cluster=settings.redis_cluster)
-        keys = Keys(settings.redis_prefix)
+        keys = Keys.of(settings)
         try:
             return list(await asyncio.gather(
                 *(service.ingest(engine, redis, keys, settings, batch) for batch in (first, second))

@@ -80,7 +80,7 @@ def test_import_csv_then_jsonl_then_export_round_trip(
     row = pg.execute("SELECT value, price, properties, session_id FROM events WHERE event_id = 'c10'")
     assert row.fetchone() == (2.0, 19.5, {"k": 10}, "s0")
     # the same code path as the API: real-time state is in Redis at once
-    assert rds.llen(Keys(settings.redis_prefix).history("u1")) == 5
+    assert rds.llen(Keys.of(settings).history("u1")) == 5
 
     jsonl = tmp_path / "more.jsonl"
     lines = [json.dumps({"event_id": f"j{k}", "user_id": "u9", "item_id": "i1", "type": "click",

@@ -109,7 +109,7 @@ def test_model_and_table_gauges_are_read_at_scrape_time(
         (json.dumps({"load": 1.5, "recommend": 8.0, "peak_rss_mb": 100.0}),
          json.dumps({"recommend": {"hybrid.ndcg@10": 0.31, "note": "text"}, "propensity": {"auc": 0.82}})),
     )
-    rds.set(Keys(settings.redis_prefix).model_pointer(), "v7")
+    rds.set(Keys.of(settings).model_pointer(), "v7")
     samples = _scrape(client)
     assert _value(samples, "shopmind_dependency_up", dependency="postgres") == 1
     assert _value(samples, "shopmind_dependency_up", dependency="redis") == 1
@@ -149,7 +149,7 @@ def test_realtime_skip_is_counted_when_redis_is_down(settings: Settings) -> None
         engine = make_async_engine(settings.database_url, pool_size=1)
         dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
         try:
-            keys = Keys(settings.redis_prefix)
+            keys = Keys.of(settings)
             result = await service.ingest(engine, dead, keys, settings, _events(3, "r"))
         finally:
             await dead.aclose()

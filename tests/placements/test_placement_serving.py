@@ -95,7 +95,7 @@ def test_rotation_demotes_what_was_just_shown(loaded: LoadedShop, rds: redis.Red
     third = {i["item_id"] for i in _recs(loaded, user, placement="rotating")["items"]}
     assert len(first) == len(second) == len(third) == 5
     assert not first & second and not third & (first | second)
-    shown = rds.zrange(Keys(loaded.settings.redis_prefix).shown(user), 0, -1)
+    shown = rds.zrange(Keys.of(loaded.settings).shown(user), 0, -1)
     assert {m.decode() for m in shown} == {f"rotating|{i}" for i in first | second | third}
     # another placement (no rotation) is not affected, nor is the plain route
     plain = {i["item_id"] for i in _recs(loaded, user, n=5)["items"]}

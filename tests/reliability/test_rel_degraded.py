@@ -20,6 +20,7 @@ from app.main import create_app
 from app.recommend.degraded import DegradedPopularity
 from app.settings import Settings
 from app.store.keys import Keys
+from tests import live_state
 from tests.conftest import ADMIN_KEY
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -89,7 +90,7 @@ def test_degraded_and_live_popularity_weigh_event_types_alike(
     top = max(POPULARITY_WEIGHTS.values())
     expected = {f"item-{t}": w / top for t, w in POPULARITY_WEIGHTS.items() if w > 0}
 
-    live = {k.decode(): s for k, s in rds.zrange(Keys(settings.redis_prefix).popularity(), 0, -1, withscores=True)}
+    live = live_state.popularity(rds, Keys.of(settings))
     live_top = max(live.values())
     assert {k: v / live_top for k, v in live.items()} == pytest.approx(expected, rel=1e-6)
 

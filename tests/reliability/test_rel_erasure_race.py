@@ -62,7 +62,7 @@ def test_an_erasure_during_a_rebuild_stays_erased(
     run = pipeline.rebuild(settings, trigger="test")
 
     assert _mentions(rds, settings.redis_prefix, USER) == []
-    fields, table = _version_state(rds, Keys(settings.redis_prefix), run.version)
+    fields, table = _version_state(rds, Keys.of(settings), run.version)
     assert fields > 40 and table.count(b"\n") == 40, "everyone else is still published"
 
 
@@ -82,7 +82,7 @@ def test_an_erasure_in_flight_at_the_flip_is_waited_for(
             try:
                 async with async_sessionmaker(engine, class_=AsyncSession)() as session:
                     await users_service.erase_user_rows(session, USER)
-                    await users_service.erase_user_state(client_, Keys(settings.redis_prefix), USER)
+                    await users_service.erase_user_state(client_, Keys.of(settings), USER)
                     cleared.set()
                     await asyncio.to_thread(commit.wait, 60)
                     await session.commit()
@@ -106,13 +106,13 @@ def test_an_erasure_in_flight_at_the_flip_is_waited_for(
 
     (run,) = results
     assert _mentions(rds, settings.redis_prefix, USER) == []
-    assert _version_state(rds, Keys(settings.redis_prefix), run.version)[0] > 40
+    assert _version_state(rds, Keys.of(settings), run.version)[0] > 40
 
 
 def test_concurrent_erasures_all_apply(settings: Settings, rds: redis.Redis) -> None:
     """Every erasure holds its first write until all have read: a GET-then-SET of the id table would
     then write back the others' ids."""
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     users = [f"gone-{k}" for k in range(6)]
     stays = ["stays-a", "stays-b"]
     rds.zadd(keys.model_versions(), {"v1": 1.0})

@@ -115,7 +115,7 @@ def test_erase_without_redis_is_503_then_retry_completes(
     r = client.delete("/v1/users/gone")
     assert r.status_code == 200 and r.json()["events_deleted"] == 5
     assert _count(pg, "SELECT count(*) FROM users WHERE user_id = 'gone'") == 0
-    assert not rds.exists(*Keys(settings.redis_prefix).user_keys("gone"))
+    assert not rds.exists(*Keys.of(settings).user_keys("gone"))
 
 
 def test_merge_without_redis_is_503_then_retry_completes(

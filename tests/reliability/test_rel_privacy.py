@@ -69,7 +69,7 @@ def _mentions(rds: redis.Redis, prefix: str, user_id: str) -> list[str]:
 def test_export_shows_rows_events_and_redis_state(
     client: TestClient, rds: redis.Redis, settings: Settings
 ) -> None:
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     assert client.put(f"/v1/users/{USER}", json={"attributes": {"country": "DE"}}).status_code == 200
     _ingest(client, USER)
     _fake_model(rds, keys)
@@ -103,7 +103,7 @@ def test_export_unknown_user_is_404(client: TestClient) -> None:
 def test_erasure_leaves_no_trace(
     client: TestClient, rds: redis.Redis, settings: Settings, pg: psycopg.Connection[tuple[object, ...]]
 ) -> None:
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     client.put(f"/v1/users/{USER}", json={"attributes": {"email_hash": "abc"}})
     _ingest(client, USER)
     _ingest(client, OTHER)
@@ -171,7 +171,7 @@ def test_erasure_reaches_versions_in_their_grace_period(
     _shop_with_user(client)
     keep_one = settings.model_copy(update={"keep_versions": 1})
     old, new = rebuild(keep_one, trigger="test").version, rebuild(keep_one, trigger="test").version
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     assert [v.decode() for v in rds.zrange(keys.model_versions(), 0, -1)] == [new]
     assert rds.ttl(keys.model(old, "meta")) > 0, "the first version should be expiring, not gone"
     held = {k.split("{m:")[1].split("}")[0] for k in _mentions(rds, settings.redis_prefix, USER) if "{m:" in k}

@@ -57,7 +57,7 @@ def test_unauthenticated_requests_do_not_spend_tokens(slow_client: TestClient) -
 
 def test_bucket_key_expires(slow_client: TestClient, rds: redis.Redis, settings: Settings) -> None:
     slow_client.get("/v1/items/none")
-    ttl = rds.pttl(Keys(settings.redis_prefix).rate_limit("admin-env"))
+    ttl = rds.pttl(Keys.of(settings).rate_limit("admin-env"))
     assert 0 < ttl <= 3000
 
 
@@ -72,7 +72,7 @@ def test_rate_follows_broadest_scope(settings: Settings) -> None:
 def test_fails_open_when_redis_is_unreachable(settings: Settings) -> None:
     async def run() -> None:
         dead = make_async_redis("redis://127.0.0.1:1/0")
-        limiter = RateLimiter(dead, Keys(settings.redis_prefix), settings)
+        limiter = RateLimiter(dead, Keys.of(settings), settings)
         started = time.monotonic()
         for _ in range(50):
             await limiter.check(Principal("k", frozenset({"read"})))  # never raises

@@ -34,7 +34,7 @@ def test_a_lease_serves_several_requests_from_one_bucket_charge(settings: Settin
         await client.aclose()
 
     asyncio.run(run())
-    tokens = float(rds.hget(Keys(settings.redis_prefix).rate_limit(KEY.key_id), "tokens") or 0)
+    tokens = float(rds.hget(Keys.of(settings).rate_limit(KEY.key_id), "tokens") or 0)
     assert tokens == pytest.approx(195.0, abs=1.0)  # charged once, for the whole lease of 5
 
 

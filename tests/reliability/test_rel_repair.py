@@ -39,7 +39,7 @@ def test_the_next_rebuild_repairs_what_redis_missed_during_an_outage(
     pg: psycopg.Connection[tuple[object, ...]], database_url: str,
 ) -> None:
     loaded = load_shop(client, settings, n_users=40, n_items=20)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     sold_out = loaded.shop.items[0]
     buyer = loaded.shop.users[1]["user_id"]
     assert rds.exists(keys.hydrated()) and not needed(database_url)
@@ -54,16 +54,16 @@ def test_the_next_rebuild_repairs_what_redis_missed_during_an_outage(
     assert posted["accepted"] == 1 and posted["realtime_updated"] is False
     assert needed(database_url)
     # Redis came back as it was: stale
-    meta = decode_item_meta(rds.hget(keys.item_meta(), sold_out["item_id"]))
+    meta = decode_item_meta(rds.hget(keys.item_meta_of(sold_out["item_id"]), sold_out["item_id"]))
     assert meta is not None and meta["a"] is True
-    assert not rds.hexists(keys.item_meta(), "outage-lamp")
+    assert not rds.hexists(keys.item_meta_of("outage-lamp"), "outage-lamp")
     assert not any(b"outage-lamp" in e for e in rds.lrange(keys.history(buyer), 0, -1))
 
     rebuild(settings, trigger="test")
 
-    meta = decode_item_meta(rds.hget(keys.item_meta(), sold_out["item_id"]))
+    meta = decode_item_meta(rds.hget(keys.item_meta_of(sold_out["item_id"]), sold_out["item_id"]))
     assert meta is not None and meta["a"] is False
-    lamp = decode_item_meta(rds.hget(keys.item_meta(), "outage-lamp"))
+    lamp = decode_item_meta(rds.hget(keys.item_meta_of("outage-lamp"), "outage-lamp"))
     assert lamp is not None and lamp["t"] == "Outage lamp"
     assert any(b"outage-lamp" in e for e in rds.lrange(keys.history(buyer), 0, -1))
     assert rds.sismember(keys.purchased(buyer), "outage-lamp")

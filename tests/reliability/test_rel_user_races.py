@@ -44,7 +44,7 @@ def test_no_event_commits_for_a_user_a_merge_or_erasure_deletes(
     async def race() -> None:
         engine = make_async_engine(settings.database_url or "")
         redis_client = make_async_redis(settings.redis_url or "", cluster=settings.redis_cluster)
-        keys = Keys(settings.redis_prefix)
+        keys = Keys.of(settings)
         try:
             # the anonymous shopper exists, and this process knows it (a COPY batch skips its insert)
             seeded = await events_service.ingest(engine, redis_client, keys, settings, _events("anon", 40, "seed"))
@@ -138,7 +138,7 @@ def test_a_rebuild_counts_orphan_events_instead_of_failing(
 def test_merge_state_keeps_an_entry_pushed_between_its_read_and_its_write(
     settings: Settings, rds: redis.Redis
 ) -> None:
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     rds.rpush(keys.history("known"), encode_history(T + 5, "view", "k1"))
     rds.rpush(keys.history("anon"), encode_history(T + 3, "view", "a1"))
     rds.sadd(keys.purchased("anon"), "a-bought")

@@ -27,7 +27,7 @@ def _flush(rds: redis.Redis, prefix: str) -> None:
 def test_events_ingested_during_hydration_are_kept_once(
     client: TestClient, rds: redis.Redis, settings: Settings, pg: psycopg.Connection
 ) -> None:
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     before = [{"user_id": "u", "item_id": f"old{k}", "type": "view", "timestamp": T + k} for k in range(3)]
     assert client.post("/v1/events", json={"events": before}).json()["accepted"] == 3
     _flush(rds, settings.redis_prefix)  # Redis restarted without persistence
@@ -51,7 +51,7 @@ def test_the_merged_history_keeps_the_cap(
     client: TestClient, rds: redis.Redis, settings: Settings, pg: psycopg.Connection
 ) -> None:
     capped = settings.model_copy(update={"history_length": 10})
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     old = [{"user_id": "u", "item_id": f"old{k}", "type": "view", "timestamp": T + k} for k in range(8)]
     assert client.post("/v1/events", json={"events": old}).json()["accepted"] == 8
     _flush(rds, settings.redis_prefix)

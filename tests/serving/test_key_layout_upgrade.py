@@ -10,6 +10,7 @@ from app.settings import Settings
 from app.store.keys import Keys
 from app.worker import hydrate
 from app.worker.pipeline import rebuild
+from tests import live_state
 from tests.serving.conftest import load_shop
 
 
@@ -17,7 +18,7 @@ def test_the_untagged_layout_of_an_older_release_is_hydrated_into_the_tagged_one
     client: TestClient, settings: Settings, rds: redis.Redis
 ) -> None:
     loaded = load_shop(client, settings, n_users=40, n_items=20)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     user = loaded.shop.events[-1]["user_id"]
     history = rds.lrange(keys.history(user), 0, -1)  # per-shopper keys kept their names
     # what an older release left: its live state and pointer under untagged names, none of the new
@@ -34,8 +35,8 @@ def test_the_untagged_layout_of_an_older_release_is_hydrated_into_the_tagged_one
     assert client.get(f"/v1/users/{user}/recommendations").json()["strategy"] == "popularity_no_model"
     rebuild(settings)
     assert hydrate.is_hydrated(rds, keys)
-    assert rds.hlen(keys.item_meta()) == len(loaded.shop.items)
-    assert rds.zcard(keys.popularity()) > 0
+    assert live_state.meta_count(rds, keys) == len(loaded.shop.items)
+    assert live_state.popularity(rds, keys)
     assert sorted(rds.lrange(keys.history(user), 0, -1)) == sorted(history)  # ties may swap places
     served = client.get(f"/v1/users/{user}/recommendations").json()
     assert served["strategy"] == "hybrid" and served["items"]

@@ -59,7 +59,7 @@ def test_a_rebuild_that_lost_its_lock_does_not_publish(
     client: TestClient, settings: Settings, database_url: str, rds: redis.Redis, pg: psycopg.Connection
 ) -> None:
     loaded = load_shop(client, settings, n_users=40, n_items=20)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     with held_rebuild(settings, database_url) as out:
         rds.set(keys.rebuild_lock(), "another-worker", px=60_000)  # its lock expired, another took it
     assert isinstance(out.get("error"), PublishFenced), out
@@ -73,7 +73,7 @@ def test_a_rebuild_longer_than_its_lock_time_keeps_its_lock(
     client: TestClient, settings: Settings, database_url: str, rds: redis.Redis
 ) -> None:
     load_shop(client, settings, n_users=40, n_items=20)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     short = settings.model_copy(update={"rebuild_lock_seconds": 1})
     with held_rebuild(short, database_url) as out:
         token = rds.get(keys.rebuild_lock())

@@ -87,7 +87,7 @@ def test_events_with_recommendation_id_are_counted_per_strategy(
     loaded.client.post("/v1/events", json={"events": [
         {"user_id": user, "item_id": recs["items"][0]["item_id"], "type": "click",
          "recommendation_id": recs["recommendation_id"]}]})
-    stats = rds.hgetall(Keys(loaded.settings.redis_prefix).recommendation_stats("hybrid"))
+    stats = rds.hgetall(Keys.of(loaded.settings).recommendation_stats("hybrid"))
     assert stats == {b"click": b"1"}
 
 
@@ -102,7 +102,7 @@ def test_models_endpoint_shows_validation_metrics(loaded: LoadedShop) -> None:
 def test_rebuild_endpoint_queues_a_job(loaded: LoadedShop, rds: redis.Redis) -> None:
     r = loaded.client.post("/v1/models/rebuild")
     assert r.status_code == 202 and r.json()["status"] == "queued"
-    queued = rds.lrange(Keys(loaded.settings.redis_prefix).rebuild_queue(), 0, -1)
+    queued = rds.lrange(Keys.of(loaded.settings).rebuild_queue(), 0, -1)
     assert queued == [str(r.json()["job_id"]).encode()]
 
 

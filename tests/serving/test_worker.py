@@ -11,6 +11,7 @@ from app.settings import Settings
 from app.store.keys import Keys
 from app.worker import pipeline
 from app.worker.pipeline import RebuildBusy, rebuild
+from tests import live_state
 from tests.serving.conftest import load_shop
 
 
@@ -19,7 +20,7 @@ def test_failed_rebuild_keeps_the_previous_version_and_records_the_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     loaded = load_shop(client, settings, n_users=60, n_items=30)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     before = rds.get(keys.model_pointer())
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -45,7 +46,7 @@ def test_one_rebuild_at_a_time_and_abandoned_runs_are_closed(
     client: TestClient, settings: Settings, pg: psycopg.Connection, rds: redis.Redis
 ) -> None:
     load_shop(client, settings, n_users=40, n_items=20)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     # a worker killed mid-rebuild leaves its lock (until it expires) and a "running" row
     rds.set(keys.rebuild_lock(), "dead-worker", ex=1)
     pg.execute("INSERT INTO model_runs (status, trigger) VALUES ('running', 'schedule')")
@@ -61,7 +62,7 @@ def test_redis_flush_is_rehydrated_by_the_next_rebuild(
     client: TestClient, settings: Settings, rds: redis.Redis
 ) -> None:
     loaded = load_shop(client, settings, n_users=40, n_items=20)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     user = loaded.shop.events[-1]["user_id"]
     history_before = rds.lrange(keys.history(user), 0, 4)
     for key in rds.scan_iter(match=f"{settings.redis_prefix}*"):
@@ -70,7 +71,7 @@ def test_redis_flush_is_rehydrated_by_the_next_rebuild(
     assert cold["strategy"] == "popularity_no_model"
     rebuild(settings)
     assert rds.lrange(keys.history(user), 0, 4) == history_before
-    assert rds.hlen(keys.item_meta()) == len(loaded.shop.items)
+    assert live_state.meta_count(rds, keys) == len(loaded.shop.items)
     assert client.get(f"/v1/users/{user}/recommendations").json()["strategy"] == "hybrid"
 
 
@@ -79,7 +80,7 @@ def test_an_empty_shop_is_skipped_quietly(settings: Settings, pg: psycopg.Connec
 
     with pytest.raises(NothingToBuild):
         rebuild(settings)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
     assert rds.get(keys.model_pointer()) is None
     assert rds.exists(keys.hydrated())  # no busy retry loop on an empty install
     status, error = pg.execute("SELECT status, error FROM model_runs").fetchone()
