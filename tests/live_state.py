@@ -9,7 +9,7 @@ from app.store.keys import Keys
 
 def popularity(rds: Any, keys: Keys, category: str | None = None) -> dict[str, float]:
     """Every member of the overall (or one category's) live popularity, over all buckets, with the
-    bucket's own score: buckets share one T0 unless ingest rebased one (`store.popular` merges then)."""
+    bucket's own score: buckets share one T0 unless ingest rebased one (`store.live_reads` merges then)."""
     out: dict[str, float] = {}
     for b in range(keys.buckets):
         key = keys.popularity_category(category, b) if category else keys.popularity(b)

@@ -21,7 +21,7 @@ from app.propensity import item_audience
 from app.propensity import service as propensity_service
 from app.recommend.schemas import Recommendations
 from app.recommend.service import Query
-from app.store import popular as popular_store
+from app.store import live_reads
 from app.store.codec import decode_item_meta
 
 PAGE = 500
@@ -106,7 +106,7 @@ async def rows(state: Any, body: ExportIn, target: str) -> AsyncIterator[dict[st
     async for page in _audience(state, body.audience, target):
         recs = await asyncio.gather(*(_recommend(state, body, user_id, gate) for user_id, _, _ in page))
         ids = sorted({i.item_id for r in recs for i in r.items})
-        metas = dict(zip(ids, await popular_store.metas(state.redis, state.keys, ids), strict=True))
+        metas = dict(zip(ids, await live_reads.metas(state.redis, state.keys, ids), strict=True))
         for (user_id, probability, tier), rec in zip(page, recs, strict=True):
             items = []
             for item in rec.items:

@@ -29,7 +29,7 @@ from app.recommend.model_cache import ModelCache
 from app.recommend.service import Query, RecommendService
 from app.runs import service as runs_service
 from app.runs.models import ModelRun
-from app.store import popular as popular_store
+from app.store import live_reads
 from app.store.codec import decode_item_meta, text
 from app.store.keys import Keys
 from app.webhooks import health as webhook_health
@@ -238,9 +238,9 @@ async def top_items(redis: aioredis.Redis, keys: Keys, model_cache: ModelCache, 
     live top TREND_POOL that climbed the most are trending; items the model does not know yet count as
     climbing from the bottom.
     """
-    popular = await popular_store.top(redis, keys, None, TREND_POOL)
+    popular = await live_reads.top(redis, keys, None, TREND_POOL)
     ids = [text(m) for m, _ in popular]
-    metas = [decode_item_meta(raw) for raw in await popular_store.metas(redis, keys, ids)]
+    metas = [decode_item_meta(raw) for raw in await live_reads.metas(redis, keys, ids)]
     live = [(i, float(s), m) for i, (_, s), m in zip(ids, popular, metas, strict=True) if m is not None]
     top_score = live[0][1] if live else 1.0
 

@@ -91,8 +91,9 @@ def _live_calls(
     keys: Keys, base: float, per_second: float, popularity: dict[str, float], created_items: list[str],
     recstats: Counter[tuple[str, str]],
 ) -> list[tuple[list[str], list[object]]]:
-    """One `LIVE_SCRIPT` call per bucket of the items touched (`Keys.buckets`), the recommendation
-    counters riding with the first bucket's call, or alone on `{live}` when the live state is split."""
+    """One `LIVE_SCRIPT` call per bucket of the items touched (`Keys.buckets`). With one bucket the
+    recommendation counters ride in its call (always made, as before buckets); with several, they go
+    in a call of their own on `{live}`, made only when there are counters."""
     counters: list[object] = [len(recstats)]
     for (strategy, event_type), n in recstats.items():
         counters += (strategy, event_type, n)

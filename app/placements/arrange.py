@@ -24,7 +24,7 @@ from app.recommend.meta_cache import MetaCache
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations, RecommendedItem, Sources
 from app.recommend.service import Chosen, Query
-from app.store import popular as popular_store
+from app.store import live_reads
 from app.store.batch import Command, round_trip
 from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import decode_item_meta
@@ -90,12 +90,12 @@ async def arrange(
     wanted = [i for i in pool.ids if i not in pool.meta and i not in known]
     wanted += [p for p, _ in pins if p not in known and p not in meta and p not in pool.meta]
     check_pins = bool(pins and exclusions_key) and (read is None or exclusions_key not in read.excluded)
-    commands: list[Command] = popular_store.meta_reads(keys, wanted)
+    commands: list[Command] = live_reads.meta_reads(keys, wanted)
     if check_pins and exclusions_key:
         commands.append(("SMISMEMBER", exclusions_key, *[p for p, _ in pins]))
     replies = await round_trip(redis, commands, TIMEOUT_SECONDS) if commands else []
     if wanted:
-        raw = popular_store.meta_replies(keys, wanted, replies[: len(commands) - check_pins])
+        raw = live_reads.meta_replies(keys, wanted, replies[: len(commands) - check_pins])
         meta.update(zip(wanted, map(decode_item_meta, raw), strict=True))
     excluded_pins: set[str] = set()
     if check_pins:

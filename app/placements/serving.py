@@ -36,7 +36,7 @@ from app.recommend.meta_cache import Meta
 from app.recommend.model_cache import VersionArrays
 from app.recommend.schemas import ExperimentTag
 from app.recommend.service import Query
-from app.store import popular as popular_store
+from app.store import live_reads
 from app.store.batch import Command, round_trip
 from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import decode_item_meta
@@ -246,7 +246,7 @@ class PlacementBook:
         if assigned is not None and user_id is not None:
             commands.append(self._exposure(assigned, token, user_id))
         if pin_ids:
-            commands += popular_store.meta_reads(self.keys, pin_ids)
+            commands += live_reads.meta_reads(self.keys, pin_ids)
             commands += [("SMISMEMBER", key, *pin_ids) for key in pin_keys]
         return Plan(name, kinds, user_id, cached, window, commands, pin_ids, pin_keys, assigned, token)
 
@@ -256,7 +256,7 @@ class PlacementBook:
         name, user_id, cached, window, assigned, token = (
             plan.name, plan.user_id, plan.cached, plan.window, plan.assigned, plan.token)
         pin_ids, pin_keys = plan.pin_ids, plan.pin_keys
-        n_meta = len(popular_store.meta_reads(self.keys, pin_ids))
+        n_meta = len(live_reads.meta_reads(self.keys, pin_ids))
         pin_replies = replies[len(replies) - len(pin_keys) - n_meta:] if pin_ids else []
         replies = replies[: len(replies) - len(pin_replies) - (assigned is not None)]
         if self._specs is None or replies[0] != self._epoch or time.monotonic() - self._loaded_at > RELOAD_SECONDS:
@@ -286,7 +286,7 @@ class PlacementBook:
             memos = self._memos[memo_key] = Memos()
         pins = None
         if spec is cached and pin_ids:
-            metas = popular_store.meta_replies(self.keys, pin_ids, pin_replies[:n_meta])
+            metas = live_reads.meta_replies(self.keys, pin_ids, pin_replies[:n_meta])
             pins = _pin_state(pin_ids, pin_keys, [metas, *pin_replies[n_meta:]])
         if user_id is None or spec.rotation is None:
             return Placed(name, spec, user_id, memos=memos, pins=pins, experiment=experiment)

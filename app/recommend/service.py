@@ -34,7 +34,7 @@ from app.recommend.algo_matrix import history_weights
 from app.recommend.meta_cache import Meta, MetaCache
 from app.recommend.model_cache import ModelCache, VersionArrays
 from app.recommend.schemas import Recommendations
-from app.store import popular as popular_store
+from app.store import live_reads
 from app.store.batch import Command, round_trip
 from app.store.client import TIMEOUT_SECONDS
 from app.store.codec import decode_history, decode_item_meta, score_pairs, text
@@ -202,11 +202,11 @@ class RecommendService:
 
     def _popular(self, q: Query) -> list[Command]:
         """The reads of the live popularity list the filler draws from (one, or one per live bucket and
-        their T0s: `store.popular`); `_merged` turns their replies into one (`score_pairs`)."""
-        return popular_store.reads(self.keys, q.category, min(POPULAR_FILL, 3 * q.n + 20))
+        their T0s: `store.live_reads`); `_merged` turns their replies into one (`score_pairs`)."""
+        return live_reads.reads(self.keys, q.category, min(POPULAR_FILL, 3 * q.n + 20))
 
     def _merged(self, q: Query, replies: list[Any]) -> list[Any]:
-        return popular_store.merged(self.keys, replies, min(POPULAR_FILL, 3 * q.n + 20))
+        return live_reads.merged(self.keys, replies, min(POPULAR_FILL, 3 * q.n + 20))
 
     async def choose(
         self, version: str | None, history: list[HistoryEntry], exclude: set[str], q: Query,
@@ -277,8 +277,8 @@ class RecommendService:
                     if found is None:
                         missing.append(item_id)
             if missing:
-                raw = popular_store.meta_replies(
-                    self.keys, missing, await self._run(*popular_store.meta_reads(self.keys, missing)))
+                raw = live_reads.meta_replies(
+                    self.keys, missing, await self._run(*live_reads.meta_reads(self.keys, missing)))
                 fetched = [(item_id, decode_item_meta(r)) for item_id, r in zip(missing, raw, strict=True)]
                 meta.update(fetched)
                 self.meta.keep(epoch, fetched)

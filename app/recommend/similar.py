@@ -15,7 +15,7 @@ from app.recommend import reasons
 from app.recommend.algo_blend import score_user
 from app.recommend.model_cache import ModelCache
 from app.recommend.schemas import Recommendations, RecommendedItem, SimilarUser, SimilarUsers, Sources
-from app.store import popular as popular_store
+from app.store import live_reads
 from app.store.codec import decode_item_meta, text, unpack_neighbours
 from app.store.keys import Keys
 
@@ -81,11 +81,11 @@ async def similar_items(
         candidates = [(i, float(s), 0.0, float(s)) for i, s in zip(data["ids"], data["scores"], strict=True)]
 
     category = (own_meta.get("c") or [None])[0]
-    popular = await popular_store.top(redis, keys, category, 4 * n + 21)
+    popular = await live_reads.top(redis, keys, category, 4 * n + 21)
     top = float(popular[0][1]) if popular and popular[0][1] > 0 else 1.0
     fill = [(text(m), s / top) for m, s in popular if text(m) != item_id]
     wanted = list(dict.fromkeys([c[0] for c in candidates] + [f[0] for f in fill]))
-    metas = dict(zip(wanted, await popular_store.metas(redis, keys, wanted), strict=True))
+    metas = dict(zip(wanted, await live_reads.metas(redis, keys, wanted), strict=True))
 
     def ok(other: str) -> bool:
         m = decode_item_meta(metas.get(other))

@@ -36,7 +36,7 @@ class Keys:
     """How many `{live:B}` buckets item metadata and popularity are split into (1: all on `{live}`)."""
     popularity_half_life_days: float = 7.0
     """The live popularity's half-life: buckets whose T0 differ (ingest rebases each on its own) are
-    compared by it when a read merges them (`store.popular`)."""
+    compared by it when a read merges them (`store.live_reads`)."""
 
     @classmethod
     def of(cls, settings: Settings) -> Keys:

@@ -56,7 +56,7 @@ def test_merged_reads_bring_buckets_to_one_t0(redis_url: str, redis_prefix: str)
     others down to it before it ranks, so a rebase never reorders the list."""
     import asyncio
 
-    from app.store import popular
+    from app.store import live_reads
     from app.store.client import make_async_redis
 
     keys = Keys(redis_prefix, buckets=4, popularity_half_life_days=1.0)
@@ -73,7 +73,7 @@ def test_merged_reads_bring_buckets_to_one_t0(redis_url: str, redis_prefix: str)
     async def read() -> list[tuple[bytes, float]]:
         client = make_async_redis(redis_url, cluster=True)
         try:
-            return await popular.top(client, keys, None, 10)
+            return await live_reads.top(client, keys, None, 10)
         finally:
             await client.aclose()
 

@@ -54,7 +54,7 @@ def test_events_a_year_apart_with_a_short_half_life(
 ) -> None:
     keys = Keys.of(hourly)
     B = keys.bucket("old")
-    assert keys.bucket("new") == B  # one bucket, one T0 (`store.popular` merges several)
+    assert keys.bucket("new") == B  # one bucket, one T0 (`store.live_reads` merges several)
     hourly_client.put("/v1/items/old", json={"categories": ["c"]})
     hourly_client.put("/v1/items/new", json={"categories": ["c"]})
     now = float(int(time.time()))  # whole seconds: stored exactly (timestamps keep microseconds)

@@ -1,4 +1,5 @@
-"""The live popularity list: one sorted set, or the merged tops of the `{live:B}` buckets.
+"""Reads of the catalog's live state, whatever its number of `{live:B}` buckets: the popularity list
+(one sorted set, or the merged tops of the buckets) and item metadata (one HMGET per bucket).
 
 With one bucket a read is the one `ZREVRANGE ... WITHSCORES` it always was, and its reply passes through
 untouched. With several, each bucket's top `n` and its T0 are read in the same round trip (redis-py's
