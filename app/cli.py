@@ -131,7 +131,9 @@ def serve(host: str, port: int, workers: int, demo: bool | None, with_worker: bo
 
 @main.command()
 @click.option("--once", is_flag=True, help="Run one rebuild now and exit (for cron and scripts).")
-def worker(once: bool) -> None:
+@click.option("--dask", "dask_scheduler", metavar="ADDRESS", default=None,
+              help="Run the rebuilds on this Dask scheduler (tcp://host:8786); default SHOPMIND_DASK_SCHEDULER.")
+def worker(once: bool, dask_scheduler: str | None) -> None:
     """Rebuild models on a schedule (SHOPMIND_REBUILD_INTERVAL_MINUTES), on demand, and after Redis loss.
 
     With --once: one rebuild, per-stage timings printed; exit status 1 if it failed.
@@ -141,6 +143,8 @@ def worker(once: bool) -> None:
     from app.migrate import upgrade
 
     with _servers() as settings:
+        if dask_scheduler:
+            settings = settings.model_copy(update={"dask_scheduler": dask_scheduler})
         assert settings.database_url
         upgrade(settings.database_url)
         if once:

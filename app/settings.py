@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # worker
     rebuild_interval_minutes: float = Field(default=15.0, gt=0)
     rebuild_lock_seconds: int = Field(default=1800, ge=10)
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="A Dask scheduler (tcp://host:8786): the rebuild's heavy stages run on its workers, over"
+        " user shards, so no process holds the whole event log (needs `pip install 'shopmind[dask]'`)."
+        " Unset: the rebuild runs in the worker process.",
+    )
     keep_versions: int = Field(default=2, ge=1)
     neighbours_k: int = Field(default=50, ge=5, le=500)
     propensity_horizon_days: float = Field(default=30.0, gt=0)

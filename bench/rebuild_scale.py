@@ -1,8 +1,11 @@
 """Rebuild at scale: synthetic users x items x events COPYed into Postgres, then one worker rebuild.
 
-    python bench/rebuild_scale.py [--users 1000000] [--items 100000] [--events 10000000]
+    python bench/rebuild_scale.py [--users 1000000] [--items 100000] [--events 10000000] [--dask 1 2 4]
 
-Prints per-stage seconds and peak RSS (the worker's `--once` output) plus the load time. The data has
+Prints per-stage seconds and peak RSS (the worker's `--once` output) plus the load time. With --dask,
+one distributed rebuild per worker count instead, each on a fresh local Dask cluster of that many
+worker processes (`dask.distributed.LocalCluster`), the driver a `shopmind worker --once --dask`
+process of its own: it prints every process's peak RSS, the proof that no one process holds the log. The data has
 latent tastes (users and items drawn from topic clusters) and Zipf-like popularity, so every stage
 does real work. Item catalog above EASE's limit (20k) uses cosine/RP3beta + the next-item signal.
 """
@@ -15,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -69,6 +73,40 @@ def copy_in(database_url: str, data: dict[str, np.ndarray], n_users: int, n_item
         cur.execute("VACUUM ANALYZE events")
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def distributed(settings: Any, n_workers: int) -> None:
+    """One rebuild on a fresh local cluster of `n_workers` processes; the driver in a process of its own."""
+    import subprocess
+
+    from distributed import Client, LocalCluster
+
+    # one thread per worker: on a small box the workers are the parallelism; memory is what is measured
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=None) as cluster, Client(cluster) as client:  # fmt: skip
+        env = {**os.environ, "SHOPMIND_DATABASE_URL": settings.database_url, "SHOPMIND_REDIS_URL": settings.redis_url,
+               "SHOPMIND_REDIS_PREFIX": settings.redis_prefix}  # fmt: skip
+        print(f"-- on Dask, {n_workers} worker process{'es' if n_workers > 1 else ''}:", flush=True)
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--once", "--dask", cluster.scheduler_address],
+                              env=env, capture_output=True, text=True)  # fmt: skip
+        took = time.perf_counter() - t
+        print(done.stdout.rstrip())
+        if done.returncode:
+            print(done.stderr[-3000:])
+            raise SystemExit(f"the distributed rebuild failed ({done.returncode})")
+        workers = client.run(_peak_rss_mb)
+        driver = max((float(line.split("peak RSS")[1].split("MB")[0]) for line in done.stdout.splitlines()
+                      if "peak RSS" in line), default=0.0)  # fmt: skip
+        per_worker = " ".join(f"{mb:,.0f}" for mb in sorted(workers.values()))
+        print(f"total {took:.1f} s; peak RSS: driver {driver:,.0f} MB, workers {per_worker} MB "
+              f"(max {max(workers.values()):,.0f} MB)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=1_000_000)
@@ -77,6 +115,7 @@ def main() -> None:
     ap.add_argument("--postgres", default=os.environ.get("SHOPMIND_BENCH_POSTGRES",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("SHOPMIND_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--dask", type=int, nargs="+", metavar="N", help="distributed rebuilds on N local workers")
     args = ap.parse_args()
     from app.settings import Settings
     from app.worker.pipeline import rebuild
@@ -93,10 +132,14 @@ def main() -> None:
         settings = Settings(database_url=db, redis_url=args.redis, redis_prefix=prefix,
                             _env_file=None)  # type: ignore[call-arg]
         print(f"rebuild of {args.users:,} users x {args.items:,} items x {args.events:,} events:")
-        t = time.perf_counter()
-        result = rebuild(settings, trigger="bench", progress=True)
-        print(f"total {time.perf_counter() - t:.1f} s, peak RSS {result.stages.get('peak_rss_mb', 0):,.0f} MB "
-              f"(targets at 1M x 100k x 10M: <= 600 s, <= 8192 MB)")
+        if args.dask:
+            for n in args.dask:
+                distributed(settings, n)
+        else:
+            t = time.perf_counter()
+            result = rebuild(settings, trigger="bench", progress=True)
+            print(f"total {time.perf_counter() - t:.1f} s, peak RSS {result.stages.get('peak_rss_mb', 0):,.0f} MB "
+                  f"(targets at 1M x 100k x 10M: <= 600 s, <= 8192 MB)")
         import redis
 
         client = redis.Redis.from_url(args.redis)

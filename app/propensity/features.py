@@ -23,7 +23,7 @@ from app.eventlog import EventLog
 from app.propensity.features_attrs import attribute_columns, infer_attributes
 from app.propensity.features_blocks import Events, recency, sessions, totals, windows
 from app.propensity.features_category import category_columns, distinct_categories
-from app.propensity.features_cycle import CYCLE_COLUMNS, cycle_columns
+from app.propensity.features_cycle import CYCLE_COLUMNS, ShopCycle, cycle_columns
 
 TYPE_WORDS: dict[str, str] = {  # event type -> plural noun for descriptions and explanations
     "view": "product views", "click": "clicks", "add_to_cart": "cart additions", "remove_from_cart": "cart removals",
@@ -101,11 +101,14 @@ def build_features(
     *,
     item_categories: Sequence[Sequence[str]] | None = None,
     user_attributes: Sequence[Mapping[str, Any] | None] | None = None,
+    shop: ShopCycle | None = None,
 ) -> FeatureMatrix:
     """Features of all ``log.n_users`` users from the events with ``ts < cutoff`` (epoch seconds).
 
     item_categories: per item (aligned with ``log.item_ids``) its category names, or None
     user_attributes: per user (aligned with ``log.user_ids``) an attribute dict, or None
+    shop: the shop-wide quantities of the purchase-cycle columns, when ``log`` holds only some of the
+          shop's shoppers (a user shard: ``app.distributed``); None computes them from ``log``
     """
     spec = spec or FeatureSpec()
     n, cap = log.n_users, spec.recency_cap_days
@@ -121,7 +124,7 @@ def build_features(
         )
         cols.append(("distinct_categories", "distinct categories interacted with", breadth))
     if spec.purchase_cycle:
-        cols += cycle_columns(log, ev, cutoff, spec.horizon_days)
+        cols += cycle_columns(log, ev, cutoff, spec.horizon_days, shop)
     if spec.category is not None:
         cols += category_columns(ev, spec.category, spec.windows, item_categories, log.n_items)
     del ev, item_pairs

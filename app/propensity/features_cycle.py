@@ -10,15 +10,16 @@ A *purchase day* is a 24-hour bucket counted back from the cut-off with at least
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from app.eventlog import EventLog
 from app.propensity.features_blocks import PURCHASE, Column, Events, unique_sorted
-from app.value.algo_btyd import fit_bgnbd
-from app.value.summary import summarise
+from app.value.algo_btyd import BGNBD, fit_bgnbd
+from app.value.summary import Summary, summarise
 
 YEAR_DAYS = 365.0
 BTYD_MAX_CUSTOMERS = 20_000  # four parameters are pinned by far fewer; a fit over 100k took 7 s per cut-off
@@ -51,13 +52,12 @@ def purchase_gaps(ev: Events) -> tuple[NDArray[np.float64], NDArray[np.float64],
     return count, mean, cv
 
 
-def rhythm(ev: Events) -> list[Column]:
+def rhythm(ev: Events, shop: ShopCycle) -> list[Column]:
     """Gap mean and CV, and days since the last purchase over the shopper's own typical gap (the
     shop's median gap of repeat buyers for shoppers without one)."""
     count, mean, cv = purchase_gaps(ev)
     repeat = count > 0
-    shop_gap = float(np.median(mean[repeat])) if repeat.any() else ev.cap
-    typical = np.where(repeat, mean, max(shop_gap, 1.0))
+    typical = np.where(repeat, mean, max(shop.typical_gap, 1.0))
     since = ev.last_age(ev.ty == PURCHASE).astype(np.float64)
     return [
         ("purchase_gap_mean", "mean days between consecutive purchase days (0 without a repeat)",
@@ -78,7 +78,7 @@ def spend_trend(ev: Events, span: float = 90.0) -> list[Column]:
     return [("spend_trend", f"log change of spend: last {span:g} days vs the {span:g} before", trend)]
 
 
-def season(ev: Events, horizon_days: float) -> list[Column]:
+def season(ev: Events, horizon_days: float, shop: ShopCycle) -> list[Column]:
     """The calendar, learned from the log: the shop's purchase days in the target window's dates one
     year earlier over its average for a window that long, the shopper's own purchase days then, and
     the days from the cut-off to the dates of the shop's busiest week a year ago (its known peak:
@@ -88,17 +88,9 @@ def season(ev: Events, horizon_days: float) -> list[Column]:
     shopper's count 0 and the peak unknown (-1); all are then constant and a model ignores them.
     """
     n = ev.n_users
-    is_p = ev.ty == PURCHASE
-    day = ev.days()
-    base = int(day.max(initial=0)) + 1
-    d_user, d_day = np.divmod(unique_sorted(ev.pair_keys(day, base, is_p)), base)
+    d_user, d_day = purchase_days(ev)
     last_year = (d_day >= YEAR_DAYS - horizon_days) & (d_day < YEAR_DAYS)
-    index, peak = 1.0, NO_PEAK
-    if d_day.size and float(ev.age.max()) >= YEAR_DAYS:
-        year_rate = float((d_day < YEAR_DAYS).sum()) / YEAR_DAYS
-        if year_rate > 0:
-            index = float(last_year.sum()) / horizon_days / year_rate
-            peak = days_to_peak(np.bincount(d_day[d_day < YEAR_DAYS], minlength=int(YEAR_DAYS)))
+    index, peak = shop.season_index, shop.season_peak
     own = np.bincount(d_user[last_year], minlength=n).astype(np.float32)
     return [
         ("season_shop_index", "the shop's purchases in these dates a year ago over its average (1: unknown)",
@@ -123,34 +115,113 @@ def days_to_peak(per_day: NDArray[np.int64]) -> float:
     return float(len(per_day) - 1 - int(np.argmax(weekly)))
 
 
-def btyd(log: EventLog, cutoff: float, horizon_days: float, n_users: int) -> list[Column]:
-    """BG/NBD p_alive and expected purchase days in the horizon, fit on the history before the cut-off;
-    0 for shoppers who never bought (and for everyone when the fit is impossible: ``fit_bgnbd``
-    raises ValueError on a non-finite likelihood)."""
+def btyd(
+    log: EventLog, cutoff: float, horizon_days: float, n_users: int, shop: ShopCycle, s: Summary | None = None
+) -> list[Column]:
+    """BG/NBD p_alive and expected purchase days in the horizon, fit on the history before the cut-off
+    (`shop_cycle`); 0 for shoppers who never bought (and for everyone when the fit is impossible)."""
     alive, expected = np.zeros(n_users, np.float32), np.zeros(n_users, np.float32)
-    s = summarise(log, cutoff)
-    if len(s) >= 2 and bool((s.x > 0).any()):
-        rows = np.arange(len(s))
-        if len(s) > BTYD_MAX_CUSTOMERS:
-            rows = np.sort(np.random.default_rng(0).choice(len(s), BTYD_MAX_CUSTOMERS, replace=False))
-        # fit at whole days, as lifetimes' daily summaries do: far fewer distinct rows to weigh
-        fit_x, fit_t_x, fit_T = s.x[rows], np.round(s.t_x[rows]), np.round(s.T[rows])
-        # tiny or odd shops overflow inside the optimiser's trial points; the answer is checked below
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), contextlib.suppress(ValueError):
-            bg = fit_bgnbd(fit_x, fit_t_x, fit_T)
-            e = bg.expected_purchases(horizon_days, s.x, s.t_x, s.T)
-            if not np.all(np.isfinite(e)) or max(bg.a, bg.b) > 1e4:  # a degenerate edge: a light penalty
-                bg = fit_bgnbd(fit_x, fit_t_x, fit_T, penalizer=1e-3)
-                e = bg.expected_purchases(horizon_days, s.x, s.t_x, s.T)
-            p = bg.p_alive(s.x, s.t_x, s.T)
-            ok = np.isfinite(e) & np.isfinite(p)
-            alive[s.users[ok]], expected[s.users[ok]] = p[ok], e[ok]
+    if shop.bgnbd is not None:
+        s = summarise(log, cutoff) if s is None else s
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            e = shop.bgnbd.expected_purchases(horizon_days, s.x, s.t_x, s.T)
+            p = shop.bgnbd.p_alive(s.x, s.t_x, s.T)
+        ok = np.isfinite(e) & np.isfinite(p)
+        alive[s.users[ok]], expected[s.users[ok]] = p[ok], e[ok]
     return [
         ("btyd_p_alive", "BG/NBD probability the shopper is still a customer", alive),
         ("btyd_expected_purchases", f"BG/NBD expected purchase days in the next {horizon_days:g} days", expected),
     ]
 
 
-def cycle_columns(log: EventLog, ev: Events, cutoff: float, horizon_days: float) -> list[Column]:
-    """Every purchase-cycle column, in a fixed order."""
-    return rhythm(ev) + spend_trend(ev) + season(ev, horizon_days) + btyd(log, cutoff, horizon_days, ev.n_users)
+def purchase_days(ev: Events) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(user, day bucket) of every purchase day, sorted by user then day."""
+    day = ev.days()
+    base = int(day.max(initial=0)) + 1
+    d_user, d_day = np.divmod(unique_sorted(ev.pair_keys(day, base, ev.ty == PURCHASE)), base)
+    return d_user, d_day
+
+
+@dataclass(frozen=True)
+class CyclePart:
+    """What some shoppers (a user shard's, or all) contribute to the shop-wide `ShopCycle`."""
+
+    repeat_gaps: NDArray[np.float64]  # the mean gap of each repeat buyer
+    year_days: NDArray[np.int64]  # purchase days per day bucket of the last year
+    window_days: int  # purchase days in the horizon's dates a year ago
+    purchase_days: int
+    oldest_age: float  # days, -inf without events
+    customers: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]  # BG/NBD's x, t_x, T
+
+
+@dataclass(frozen=True)
+class ShopCycle:
+    """The shop-wide quantities a shopper's cycle columns are measured against."""
+
+    typical_gap: float  # the median gap of repeat buyers (the recency cap without any)
+    season_index: float  # 1: unknown
+    season_peak: float  # NO_PEAK: unknown
+    bgnbd: BGNBD | None  # None: no fit possible
+
+
+def cycle_part(
+    log: EventLog, ev: Events, cutoff: float, horizon_days: float, s: Summary | None = None
+) -> CyclePart:
+    count, mean, _ = purchase_gaps(ev)
+    _, d_day = purchase_days(ev)
+    last_year = (d_day >= YEAR_DAYS - horizon_days) & (d_day < YEAR_DAYS)
+    s = summarise(log, cutoff) if s is None else s
+    return CyclePart(
+        repeat_gaps=mean[count > 0], year_days=np.bincount(d_day[d_day < YEAR_DAYS], minlength=int(YEAR_DAYS)),
+        window_days=int(last_year.sum()), purchase_days=int(d_day.size),
+        oldest_age=float(ev.age.max()) if len(ev.age) else float("-inf"), customers=(s.x, s.t_x, s.T),
+    )  # fmt: skip
+
+
+def shop_cycle(parts: Sequence[CyclePart], cap: float, horizon_days: float) -> ShopCycle:
+    """The shop-wide quantities from every shopper's part, the parts in user order (the BG/NBD fit
+    samples customers by position)."""
+    gaps = np.concatenate([p.repeat_gaps for p in parts])
+    typical = float(np.median(gaps)) if gaps.size else cap
+    index, peak = 1.0, NO_PEAK
+    if sum(p.purchase_days for p in parts) and max(p.oldest_age for p in parts) >= YEAR_DAYS:
+        year_days = np.sum([p.year_days for p in parts], axis=0)
+        year_rate = float(year_days.sum()) / YEAR_DAYS
+        if year_rate > 0:
+            index = float(sum(p.window_days for p in parts)) / horizon_days / year_rate
+            peak = days_to_peak(year_days)
+    x, t_x, T = (np.concatenate([p.customers[k] for p in parts]) for k in range(3))
+    return ShopCycle(typical, index, peak, _fit_bgnbd(x, t_x, T, horizon_days))
+
+
+def _fit_bgnbd(
+    x: NDArray[np.float64], t_x: NDArray[np.float64], T: NDArray[np.float64], horizon_days: float
+) -> BGNBD | None:
+    if len(x) < 2 or not bool((x > 0).any()):
+        return None
+    rows = np.arange(len(x))
+    if len(x) > BTYD_MAX_CUSTOMERS:
+        rows = np.sort(np.random.default_rng(0).choice(len(x), BTYD_MAX_CUSTOMERS, replace=False))
+    # fit at whole days, as lifetimes' daily summaries do: far fewer distinct rows to weigh
+    fit_x, fit_t_x, fit_T = x[rows], np.round(t_x[rows]), np.round(T[rows])
+    # tiny or odd shops overflow inside the optimiser's trial points; the answer is checked below
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            bg = fit_bgnbd(fit_x, fit_t_x, fit_T)
+            e = bg.expected_purchases(horizon_days, x, t_x, T)
+            if not np.all(np.isfinite(e)) or max(bg.a, bg.b) > 1e4:  # a degenerate edge: a light penalty
+                bg = fit_bgnbd(fit_x, fit_t_x, fit_T, penalizer=1e-3)
+        except ValueError:  # a non-finite likelihood
+            return None
+    return bg
+
+
+def cycle_columns(
+    log: EventLog, ev: Events, cutoff: float, horizon_days: float, shop: ShopCycle | None = None
+) -> list[Column]:
+    """Every purchase-cycle column, in a fixed order; `shop`: the shop-wide quantities, when `log` holds
+    only some of the shop's shoppers (a user shard), else computed from `log`."""
+    s = summarise(log, cutoff)
+    shop = shop or shop_cycle([cycle_part(log, ev, cutoff, horizon_days, s)], ev.cap, horizon_days)
+    return (rhythm(ev, shop) + spend_trend(ev) + season(ev, horizon_days, shop)
+            + btyd(log, cutoff, horizon_days, ev.n_users, shop, s))  # fmt: skip

@@ -99,22 +99,53 @@ def item_audiences(
     Only positive affinities are kept (EASE's negative weights make some shoppers unlikely, not an
     audience).
     """
-    n_items = weights.shape[1]
+    shoppers = item_shoppers(history)
+    return audiences_from(audience_sources(weights, shoppers, max_work), history, bought, n, block_entries)
+
+
+def item_shoppers(history: sp.csr_matrix) -> NDArray[np.int64]:
+    """Shoppers with each item in their history, int64[n_items] (a sum over user shards)."""
+    return np.bincount(sp.csr_matrix(history).indices, minlength=history.shape[1]).astype(np.int64)
+
+
+def audience_sources(weights: sp.csr_matrix, shoppers: NDArray[np.int64], max_work: int = MAX_WORK) -> sp.csr_matrix:
+    """Row j: the history items that point at j, cut to fit `max_work` (see `item_audiences`)."""
+    return _strongest(sp.csr_matrix(weights.T, dtype=np.float32), shoppers, max_work)
+
+
+def audiences_from(
+    st: sp.csr_matrix, history: sp.csr_matrix, bought: sp.csr_matrix, n: int, block_entries: int = BLOCK_ENTRIES
+) -> ItemAudiences:
+    """`item_audiences` from its `audience_sources`, over the shoppers of `history` (all, or a shard's)."""
+    n_items = st.shape[0]
     ht = sp.csr_matrix(history.T, dtype=np.float32)  # [n_items, n_users]
-    st = sp.csr_matrix(weights.T, dtype=np.float32)  # row j: the history items that point at j
     bt = sp.csr_matrix(bought.T > 0, dtype=np.float32)
     shoppers = np.diff(ht.indptr).astype(np.int64)
-    st = _strongest(st, shoppers, max_work)
     # an upper bound of each item's product row: the shoppers of every history item pointing at it
     bound = (st != 0).astype(np.int64) @ shoppers
     others, buyers = Neighbours.empty(n_items, n), Neighbours.empty(n_items, n)
-    for start, stop in _blocks(np.asarray(bound), block_entries):
+    for start, stop in row_blocks(np.asarray(bound), block_entries):
         block = sp.csr_matrix(st[start:stop] @ ht)  # affinities [items, users]
         mine = sp.csr_matrix(block.multiply(bt[start:stop]))
         rest = sp.csr_matrix(block - mine)
         for out, part in ((others, rest), (buyers, mine)):
             out.indices[start:stop], out.scores[start:stop] = top_per_row(part, n)
     return ItemAudiences(others=others, buyers=buyers)
+
+
+def merge_audiences(a: ItemAudiences, b: ItemAudiences, n: int) -> ItemAudiences:
+    """The top n of two audiences over disjoint shoppers (user shards), ranked as `top_per_row` ranks:
+    by score, ties by user index, so merged shards rank as the whole shop does."""
+    def merge(x: Neighbours, y: Neighbours) -> Neighbours:
+        indices = np.hstack([x.indices, y.indices])
+        scores = np.hstack([x.scores, y.scores])
+        valid = indices >= 0
+        counts = valid.sum(axis=1)
+        m = sp.csr_matrix((scores[valid], indices[valid], np.r_[0, np.cumsum(counts)]),
+                          shape=(len(indices), int(indices.max(initial=0)) + 1))
+        return Neighbours(*top_per_row(m, n))
+
+    return ItemAudiences(others=merge(a.others, b.others), buyers=merge(a.buyers, b.buyers))
 
 
 def _strongest(st: sp.csr_matrix, shoppers: NDArray[np.int64], max_work: int) -> sp.csr_matrix:
@@ -136,7 +167,7 @@ def _strongest(st: sp.csr_matrix, shoppers: NDArray[np.int64], max_work: int) ->
                          minlength=st.shape[0]))]), shape=st.shape)
 
 
-def _blocks(bound: NDArray[np.int64], budget: int) -> list[tuple[int, int]]:
+def row_blocks(bound: NDArray[np.int64], budget: int) -> list[tuple[int, int]]:
     """Consecutive [start, stop) ranges whose bounds sum to at most `budget` (or a single row)."""
     n = len(bound)
     out: list[tuple[int, int]] = []

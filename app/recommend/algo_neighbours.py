@@ -89,6 +89,15 @@ def topk_sparse(
     return blockwise_topk(n, n, k, lambda s, e: m[s:e], block_bytes=block_bytes, signed=signed)
 
 
+def topk_rows(
+    block: sp.spmatrix, k: int, start: int, signed: bool = False
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Top-k of a sparse block of rows `start`.. of a square item-item matrix, each row's own item
+    dropped: what `blockwise_topk` keeps of one block, for blocks summed elsewhere (`app.distributed`)."""
+    block = sp.csr_matrix(block)
+    return _topk_packed(block, k, np.arange(start, start + block.shape[0]), signed)
+
+
 def _topk_packed(
     block: sp.csr_matrix, k: int, row_ids: NDArray[np.integer] | None, signed: bool
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:

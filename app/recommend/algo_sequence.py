@@ -93,13 +93,19 @@ def sequence_neighbours(
     Neighbours over items, int32[n_items, k]; row i lists items that follow i.
     """
     counts = transition_counts(log, window, max_gap_days, config)
-    out = np.asarray(counts.sum(axis=1)).ravel()
     inn = np.asarray(counts.sum(axis=0)).ravel()
-    inv_out = 1.0 / np.sqrt(np.maximum(out, 1e-12))
-    inv_in = 1.0 / np.sqrt(np.maximum(inn, 1e-12))
-    norm = sp.csr_matrix(sp.diags(inv_out) @ counts @ sp.diags(inv_in))
+    norm = transition_cosine(counts, inn)
     n = log.n_items
     return blockwise_topk(n, n, k, lambda s, e: norm[s:e], block_bytes=block_bytes)
+
+
+def transition_cosine(counts: sp.csr_matrix, inn: NDArray[np.float64]) -> sp.csr_matrix:
+    """Rows of T (whole rows: their sums are out(i)) -> the same rows of T[i, j] / sqrt(out(i) in(j)),
+    `inn` the column sums of the whole of T."""
+    out = np.asarray(counts.sum(axis=1)).ravel()
+    inv_out = 1.0 / np.sqrt(np.maximum(out, 1e-12))
+    inv_in = 1.0 / np.sqrt(np.maximum(inn, 1e-12))
+    return sp.csr_matrix(sp.diags(inv_out) @ counts @ sp.diags(inv_in))
 
 
 def collaborative_neighbours(

@@ -71,12 +71,16 @@ def cosine_neighbours(
     norms = _item_norms(x)
 
     def block(start: int, stop: int) -> sp.csr_matrix:
-        dots = sp.csr_matrix(xt[start:stop] @ xc)  # sparse: only co-occurring pairs
-        rows = np.repeat(np.arange(start, stop), np.diff(dots.indptr))
-        dots.data /= norms[rows] * norms[dots.indices] + shrink + 1e-12
-        return dots
+        return cosine_block(sp.csr_matrix(xt[start:stop] @ xc), start, norms, shrink)  # co-occurring pairs only
 
     return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
+
+
+def cosine_block(dots: sp.csr_matrix, start: int, norms: NDArray[np.float64], shrink: float) -> sp.csr_matrix:
+    """Rows `start`.. of X^T X -> the same rows of the shrunk cosine, in place (`cosine_neighbours`)."""
+    rows = np.repeat(np.arange(start, start + dots.shape[0]), np.diff(dots.indptr))
+    dots.data /= norms[rows] * norms[dots.indices] + shrink + 1e-12
+    return dots
 
 
 def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
@@ -85,9 +89,14 @@ def ease_weights(x: sp.csr_matrix, lam: float = 200.0) -> NDArray[np.floating]:
     B = I - P diagMat(1 / diag(P)), P = (X^T X + lam I)^-1, i.e. B[i, j] = -P[i, j] / P[j, j].
     Dense: memory ~ 4 n_items^2 bytes (float32 above 1024 items, float64 below).
     """
-    n = x.shape[1]
+    return ease_from_gram(x.T @ x, lam)
+
+
+def ease_from_gram(gram_sparse: sp.spmatrix, lam: float) -> NDArray[np.floating]:
+    """`ease_weights` from X^T X (which a distributed rebuild sums over user shards)."""
+    n = gram_sparse.shape[0]
     dtype = np.float64 if n <= 1024 else np.float32  # float32 halves time and memory; ranking-safe
-    gram: NDArray[np.floating] = np.asarray((x.T @ x).toarray(), dtype=dtype)
+    gram: NDArray[np.floating] = np.asarray(gram_sparse.toarray(), dtype=dtype)
     gram.flat[:: n + 1] += lam
     p = np.asarray(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
     diag = np.diag(p).copy()
@@ -106,7 +115,10 @@ def ease_neighbours(
     """
     if x.shape[1] > max_items:
         raise ValueError(f"EASE needs a dense {x.shape[1]}^2 matrix; limit is {max_items} items")
-    b = ease_weights(x, lam)
+    return ease_topk(ease_weights(x, lam), k, block_bytes)
+
+
+def ease_topk(b: NDArray[np.floating], k: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Neighbours:
     return blockwise_topk(
         b.shape[0], b.shape[1], k, lambda s, e: b[s:e].copy(), block_bytes=block_bytes, signed=True
     )
@@ -130,16 +142,10 @@ def rp3beta_neighbours(
     Neighbours over items, indices int32[n_items, k].
     """
     x64 = sp.csr_matrix(x, dtype=np.float64)
-    row_sum = np.asarray(x64.sum(axis=1)).ravel()
     col_sum = np.asarray(x64.sum(axis=0)).ravel()
-    p_ui = sp.diags(1.0 / np.maximum(row_sum, 1e-12)) @ x64  # users -> items
-    p_iu = sp.csr_matrix((x64 @ sp.diags(1.0 / np.maximum(col_sum, 1e-12))).T)  # items -> users
-    if alpha != 1.0:
-        p_ui = p_ui.power(alpha)
-        p_iu = p_iu.power(alpha)
-    p_ui = sp.csr_matrix(p_ui)
+    p_iu, p_ui = rp3_walks(x64, col_sum, alpha)
     degree = np.diff(sp.csc_matrix(x64).indptr).astype(np.float64)
-    scale = 1.0 / np.maximum(degree, 1.0) ** beta
+    scale = rp3_scale(degree, beta)
 
     def block(start: int, stop: int) -> sp.csr_matrix:
         walk = sp.csr_matrix(p_iu[start:stop] @ p_ui)
@@ -147,6 +153,24 @@ def rp3beta_neighbours(
         return walk
 
     return blockwise_topk(x.shape[1], x.shape[1], k, block, block_bytes=block_bytes)
+
+
+def rp3_walks(
+    x64: sp.csr_matrix, col_sum: NDArray[np.float64], alpha: float
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(P(u | i)^alpha as items x users, P(j | u)^alpha as users x items) of `rp3beta_neighbours`; the
+    users' rows may be a shard of the shop's, `col_sum` is every user's column sum."""
+    row_sum = np.asarray(x64.sum(axis=1)).ravel()
+    p_ui = sp.diags(1.0 / np.maximum(row_sum, 1e-12)) @ x64  # users -> items
+    p_iu = sp.csr_matrix((x64 @ sp.diags(1.0 / np.maximum(col_sum, 1e-12))).T)  # items -> users
+    if alpha != 1.0:
+        p_ui = p_ui.power(alpha)
+        p_iu = p_iu.power(alpha)
+    return sp.csr_matrix(p_iu), sp.csr_matrix(p_ui)
+
+
+def rp3_scale(degree: NDArray[np.float64], beta: float) -> NDArray[np.float64]:
+    return 1.0 / np.maximum(degree, 1.0) ** beta
 
 
 def cf_neighbours(x: sp.csr_matrix, config: CFConfig) -> Neighbours:

@@ -74,6 +74,7 @@ class ValueResult:
     kind: str  # one of KINDS
     predictions: ValuePredictions
     metrics: dict[str, Any] = field(default_factory=dict)
+    correction: Correction | None = None  # the trained correction of the gbm and blend kinds
 
     def new_customer(self, horizon_days: float) -> dict[str, float]:
         """The mean prediction of the customers whose first purchase lies within the last horizon (all
@@ -202,11 +203,13 @@ def _train_correction(log: EventLog, cutoffs: list[float], config: ValueConfig) 
 
 
 def _predict(
-    log: EventLog, cutoff: float, kinds: tuple[str, ...], correction: Correction | None, h: float
+    log: EventLog, cutoff: float, kinds: tuple[str, ...], correction: Correction | None, h: float,
+    btyd: Btyd | None = None,
 ) -> dict[str, ValuePredictions]:
-    """Predictions of each of ``kinds`` at ``cutoff`` (the BTYD fit and the design matrix shared)."""
+    """Predictions of each of ``kinds`` at ``cutoff`` (the BTYD fit and the design matrix shared);
+    ``btyd``: the fit to use, else one on ``log``'s customers."""
     s = summarise(log, cutoff)
-    btyd = fit_btyd(s)
+    btyd = fit_btyd(s) if btyd is None else btyd
     purchases, revenue, alive = btyd.predict(s, h)
     X = _design(log, s, btyd, h) if correction is not None and kinds != ("btyd",) else None
     out = {}
@@ -257,4 +260,11 @@ def train_value(log: EventLog, now: float, config: ValueConfig = ValueConfig()) 
         correction = _train_correction(log, [val_cut - k * stride for k in range(config.n_train_windows)], config)
         kind = kind if correction is not None else "btyd"
     metrics["kind"] = kind
-    return ValueResult(kind=kind, predictions=_predict(log, now, (kind,), correction, h)[kind], metrics=metrics)
+    return ValueResult(kind=kind, predictions=_predict(log, now, (kind,), correction, h)[kind], metrics=metrics,
+                       correction=correction)  # fmt: skip
+
+
+def predict_at(log: EventLog, now: float, trained: ValueResult, btyd: Btyd, horizon_days: float) -> ValuePredictions:
+    """A trained model's predictions for the customers of `log` (a user shard's) with the BTYD fit of
+    every customer (`fit_btyd` of the shop's summary): the shop-wide predictions' rows."""
+    return _predict(log, now, (trained.kind,), trained.correction, horizon_days, btyd)[trained.kind]

@@ -38,8 +38,8 @@ def refresh_realtime(
     `erased`: users erased since the snapshot, whose histories are not put back. True if it hydrated."""
     _refresh_popularity(client, keys, settings, snapshot)
     if repair or not is_hydrated(client, keys):
-        _hydrate_items(client, keys, snapshot)
-        _hydrate_histories(client, keys, settings, snapshot, erased)
+        hydrate_items(client, keys, snapshot)
+        hydrate_histories(client, keys, settings, snapshot, erased)
         client.set(keys.hydrated(), str(time.time()))
         return True
     return False
@@ -141,14 +141,28 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
     plus what ingest added since `mark_popularity`, swapped in with the new T0 in one script per live
     bucket (every bucket gets the same T0); sets left without members (every event of theirs erased, a
     category emptied) are dropped."""
+    log = snapshot.log
+    t0 = max(snapshot.now, float(log.ts.max()) if len(log.ts) else 0.0)
+    write_popularity(client, keys, settings, snapshot, popularity_scores(snapshot, t0, settings), t0)
+
+
+def popularity_scores(snapshot: Snapshot, t0: float, settings: Settings) -> NDArray[np.float64]:
+    """Each item's popularity at T0 `t0` from the snapshot's events, float64[n_items] (a user shard's
+    part of it, on a shard)."""
     log, catalog = snapshot.log, snapshot.catalog
     weights = np.array([POPULARITY_WEIGHTS[t] for t in EVENT_TYPES])[log.type.astype(np.intp)]
     use = (log.item >= 0) & (weights > 0)
     use[use] &= ~catalog.deleted[log.item[use]]
-    t0 = max(snapshot.now, float(log.ts.max()) if len(log.ts) else 0.0)
+    decayed = weights[use] * np.exp2((log.ts[use] - t0) / (settings.popularity_half_life_days * 86400.0))
+    return np.asarray(np.bincount(log.item[use], weights=decayed, minlength=log.n_items), dtype=np.float64)
+
+
+def write_popularity(
+    client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot, score: NDArray[np.float64], t0: float
+) -> None:
+    """Stage the sets of `score` (at T0 `t0`) and swap them in (`_refresh_popularity`)."""
+    log, catalog = snapshot.log, snapshot.catalog
     half_life = settings.popularity_half_life_days * 86400.0
-    decayed = weights[use] * np.exp2((log.ts[use] - t0) / half_life)
-    score = np.bincount(log.item[use], weights=decayed, minlength=log.n_items)
     ranked = np.flatnonzero(score > 0)
     overall: dict[int, dict[str, float]] = {b: {} for b in range(keys.buckets)}
     # category names may hold any character, ":" too
@@ -173,7 +187,7 @@ def _refresh_popularity(client: redis.Redis, keys: Keys, settings: Settings, sna
                     *by_category[bucket])
 
 
-def _hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
+def hydrate_items(client: redis.Redis, keys: Keys, snapshot: Snapshot) -> None:
     catalog = snapshot.catalog
     mappings: dict[int, dict[str, str]] = {}
     for k, item in enumerate(catalog.items):
@@ -245,7 +259,7 @@ def _merge_histories(
         yield ("EVALSHA", sha, "1", key, str(cap), *entries[a:b])
 
 
-def _hydrate_histories(
+def hydrate_histories(
     client: redis.Redis, keys: Keys, settings: Settings, snapshot: Snapshot, erased: Collection[str]
 ) -> None:
     log = snapshot.log

@@ -28,6 +28,7 @@ _ROW = np.dtype([
     ("n", ">i2"), ("l_user", ">i4"), ("user", ">i4"), ("l_item", ">i4"), ("item", ">i4"),
     ("l_type", ">i4"), ("type", ">i2"), ("l_value", ">i4"), ("value", ">f8"), ("l_price", ">i4"),
     ("price", ">f8"), ("l_ts", ">i4"), ("ts", ">f8"), ("l_session", ">i4"), ("session", ">i4"),
+    ("l_id", ">i4"), ("id", ">i8"),
 ])  # fmt: skip
 _HEADER = 19  # signature (11), flags (4), header extension length (4)
 _PARSE_BYTES = 64 * 1024 * 1024
@@ -40,15 +41,19 @@ COPY (
          CASE WHEN e.item_id IS NULL THEN -1 ELSE coalesce(i.idx, -2) END::int4,
          CASE e.type {_TYPE_CASE} ELSE -1 END::int2,
          coalesce(e.value, 'NaN')::float8, coalesce(e.price, 'NaN')::float8,
-         extract(epoch FROM e.ts)::float8, coalesce(s.idx, -1)::int4
+         extract(epoch FROM e.ts)::float8, coalesce(s.idx, -1)::int4, e.id
   FROM events e
-  LEFT JOIN (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS idx FROM users) u USING (user_id)
+  LEFT JOIN (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS idx FROM users {{users}}) u USING (user_id)
   LEFT JOIN (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS idx FROM items) i USING (item_id)
   LEFT JOIN (SELECT session_id, row_number() OVER () - 1 AS idx
-             FROM (SELECT DISTINCT session_id FROM events WHERE session_id IS NOT NULL) d) s USING (session_id)
-  WHERE e.ts <= to_timestamp(%s)
+             FROM (SELECT DISTINCT session_id FROM events WHERE session_id IS NOT NULL {{and_events}}) d) s
+       USING (session_id)
+  WHERE e.ts <= to_timestamp(%(now)s) {{and_events}}
 ) TO STDOUT (FORMAT binary)
 """
+# A user shard (`app.distributed.shards`): its users are indexed from 0, its events only are read.
+_USERS_IN_RANGE = "WHERE user_id BETWEEN %(first)s AND %(last)s"
+_EVENTS_IN_RANGE = "AND user_id BETWEEN %(first)s AND %(last)s"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class Snapshot:
     """Events left out because their user's or item's row is gone."""
     erasures: frozenset[tuple[str, datetime]] = frozenset()
     """(user, erased_at) of the recent tombstones this snapshot saw (`app.worker.erasures`)."""
+    event_ids: NDArray[np.int64] | None = None
+    """A user shard's events' ids (`app.distributed`): shards' logs merge in the order of the whole one."""
 
 
 RECENT_TOMBSTONES = "SELECT user_id, erased_at FROM user_erasures WHERE erased_at > now() - interval '1 day'"
@@ -77,18 +84,25 @@ RECENT_TOMBSTONES = "SELECT user_id, erased_at FROM user_erasures WHERE erased_a
 transaction, so an erasure the snapshot missed is always among them."""
 
 _COLUMNS = {"user": np.int32, "item": np.int32, "type": np.int8, "value": np.float32, "price": np.float32,
-            "ts": np.float64, "session": np.int32}  # fmt: skip
+            "ts": np.float64, "session": np.int32, "id": np.int64}  # fmt: skip
 
 
-def _copy_events(conn: psycopg.Connection[Any], now: float) -> tuple[dict[str, NDArray[Any]], int]:
-    """Every event up to `now` as EventLog-typed columns (`_COLUMNS`), oldest first, and the number of
-    orphan events (of a user or item that has no row) left out."""
+def copy_events(
+    conn: psycopg.Connection[Any], now: float, user_range: tuple[str, str] | None = None, keep_ids: bool = False
+) -> tuple[dict[str, NDArray[Any]], int]:
+    """Every event up to `now` as EventLog-typed columns (`_COLUMNS` but the id), oldest first (in the
+    order they were stored within an instant: a bulk import stamps every event alike, and an order
+    within a tie reaches the models, so it must be the same whether the log is read whole or in user
+    shards, `app.distributed`), and the number of
+    orphan events (of a user or item that has no row) left out. `user_range`: (first, last) user id,
+    inclusive: only those users' events, user indices counted from the first. `keep_ids`: the events'
+    ids stay, as column "id" (to merge shards in this order)."""
     parts: dict[str, list[NDArray[Any]]] = {name: [] for name in _COLUMNS}
     pending = bytearray()
     skip = _HEADER
 
     def parse(final: bool) -> None:
-        """Rows received so far -> compact columns (29 bytes an event instead of 68 on the wire)."""
+        """Rows received so far -> compact columns (37 bytes an event instead of 80 on the wire)."""
         nonlocal pending, skip
         body = memoryview(pending)[skip : len(pending) - (2 if final else 0)]  # the trailer is int16 -1
         whole = len(body) // _ROW.itemsize * _ROW.itemsize
@@ -104,7 +118,10 @@ def _copy_events(conn: psycopg.Connection[Any], now: float) -> tuple[dict[str, N
         # compiling this plan costs more than it saves
         cur.execute("SET LOCAL work_mem = '1GB'")
         cur.execute("SET LOCAL jit = off")
-        with cur.copy(_EVENTS_SQL, (now,)) as copy:
+        users, and_events = (_USERS_IN_RANGE, _EVENTS_IN_RANGE) if user_range else ("", "")
+        query = _EVENTS_SQL.format(users=users, and_events=and_events)
+        first, last = user_range or ("", "")
+        with cur.copy(query, {"now": now, "first": first, "last": last}) as copy:
             for chunk in copy:
                 pending += chunk
                 if len(pending) >= _PARSE_BYTES:
@@ -119,7 +136,7 @@ def _copy_events(conn: psycopg.Connection[Any], now: float) -> tuple[dict[str, N
     # rebuild until someone edits the data. `orphans` reports how many.
     placed = (columns["user"] >= 0) & (columns["item"] >= -1)
     orphans = int(len(placed) - np.count_nonzero(placed))
-    order = np.argsort(columns["ts"], kind="stable")  # oldest first; cheaper here than in Postgres
+    order = np.lexsort((columns["id"] if keep_ids else columns.pop("id"), columns["ts"]))  # cheaper than in Postgres
     if orphans:
         order = order[placed[order]]
     return {name: col[order] for name, col in columns.items()}, orphans
@@ -153,11 +170,8 @@ def load_snapshot(conn: psycopg.Connection[Any], now: float | None = None) -> Sn
         return _read(conn, now)
 
 
-def _read(conn: psycopg.Connection[Any], now: float) -> Snapshot:
-    erasures = conn.execute(RECENT_TOMBSTONES).fetchall()
-    user_rows = conn.execute("SELECT user_id, attributes FROM users ORDER BY user_id").fetchall()
-    user_ids = np.array([r[0] for r in user_rows], dtype=object)
-
+def read_catalog(conn: psycopg.Connection[Any]) -> tuple[NDArray[np.object_], Catalog]:
+    """Every item (deleted ones too: their index must not shift) in the order events are indexed by."""
     item_rows = conn.execute(
         "SELECT item_id, title, description, categories, tags, brand, price, available, attributes,"
         " deleted_at IS NOT NULL FROM items ORDER BY item_id"
@@ -170,11 +184,17 @@ def _read(conn: psycopg.Connection[Any], now: float) -> Snapshot:
     item_ids = np.array([r[0] for r in item_rows], dtype=object)
     deleted = np.array([bool(r[9]) for r in item_rows], dtype=bool)
     available = np.array([bool(r[7]) for r in item_rows], dtype=bool)
+    return item_ids, Catalog(items=items, eligible=available & ~deleted, deleted=deleted)
 
-    columns, orphans = _copy_events(conn, now)
+
+def _read(conn: psycopg.Connection[Any], now: float) -> Snapshot:
+    erasures = conn.execute(RECENT_TOMBSTONES).fetchall()
+    user_rows = conn.execute("SELECT user_id, attributes FROM users ORDER BY user_id").fetchall()
+    user_ids = np.array([r[0] for r in user_rows], dtype=object)
+    item_ids, catalog = read_catalog(conn)
+    columns, orphans = copy_events(conn, now)
     if orphans:
         log.warning("rebuild.orphan_events", extra={"events": orphans})
-    catalog = Catalog(items=items, eligible=available & ~deleted, deleted=deleted)
     return Snapshot(
         log=EventLog(**columns, user_ids=user_ids, item_ids=item_ids), catalog=catalog,
         user_attributes=[r[1] or {} for r in user_rows], now=now, orphan_events=orphans,

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import redis
@@ -27,7 +27,7 @@ from app.store.client import make_redis
 from app.store.keys import Keys
 from app.store.versions import VersionWriter, new_version
 from app.worker import erasures, hydrate, repair, stage_triggers
-from app.worker.load import analyze_unanalyzed, load_snapshot
+from app.worker.load import Snapshot, analyze_unanalyzed, load_snapshot
 from app.worker.lock import RebuildLock
 from app.worker.stage_audience import build_audiences, publish_audiences
 from app.worker.stage_propensity import audience_parts, build_propensity, publish_propensity
@@ -57,7 +57,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-class _Stages:
+class Stages:
     def __init__(self, progress: bool) -> None:
         self.seconds: dict[str, float] = {}
         self.progress = progress
@@ -137,20 +137,17 @@ def _rebuild(
     now: float | None,
     fence: tuple[str, str],
 ) -> RunResult:
-    stages = _Stages(progress)
+    if settings.dask_scheduler:
+        from app.distributed.rebuild import rebuild_on_dask  # dask is an optional extra
+
+        return rebuild_on_dask(conn, client, keys, settings, run_id, progress, now, fence)
+    stages = Stages(progress)
     started = time.perf_counter()
     with stages.stage("load"):
-        analyze_unanalyzed(conn)
-        skipped = repair.pending(conn)  # before the snapshot: it then holds every write Redis missed so far
-        hydrate.mark_popularity(client, keys)  # what ingest adds from here on survives the swap
+        skipped = prepare_load(conn, client, keys)
         snapshot = load_snapshot(conn, now)
     if len(snapshot.log) == 0 or snapshot.log.n_items == 0:
-        conn.execute(
-            "UPDATE model_runs SET status = 'skipped', finished_at = now(), error = %s WHERE id = %s",
-            ("nothing to build yet: no events", run_id),
-        )
-        client.set(keys.hydrated(), str(time.time()))  # Redis already mirrors an empty shop
-        raise NothingToBuild("nothing to build yet: the shop has no events")
+        nothing_to_build(conn, client, keys, run_id)
     with stages.stage("recommend"):
         recommender = build_recommender(snapshot, settings)
     with stages.stage("audience"):
@@ -168,44 +165,79 @@ def _rebuild(
             publish_audiences(writer, snapshot, audiences)
             user_parts = publish_propensity(writer, snapshot, propensity)
             publish_value(writer, value)
-            writer.meta(
-                {
-                    "version": version,
-                    "built_at": snapshot.now,
-                    "n_users": snapshot.log.n_users,
-                    "n_items": snapshot.log.n_items,
-                    "n_events": len(snapshot.log),
-                    "user_parts": ",".join(["user_nn", *user_parts, *value_hashes]),
-                    "user_zsets": ",".join([*audience_parts(propensity), *value_zsets]),
-                    **recommender.meta(),
-                    **propensity.meta(),
-                    **value.meta(),
-                }
-            )
-            with erasures.settled(conn):  # erasures in flight land first; later ones find this version
-                erasure.erase_from_version(client, keys, version, erasures.since(conn, snapshot))
-                writer.publish(settings.keep_versions, fence)
-            client.delete(keys.live_content())  # the new version has every item's content neighbours
+            meta = {
+                "n_users": snapshot.log.n_users,
+                "n_items": snapshot.log.n_items,
+                "n_events": len(snapshot.log),
+                "user_parts": ",".join(["user_nn", *user_parts, *value_hashes]),
+                "user_zsets": ",".join([*audience_parts(propensity), *value_zsets]),
+                **recommender.meta(),
+                **propensity.meta(),
+                **value.meta(),
+            }
+            publish_version(conn, client, keys, settings, writer, snapshot, meta, fence)
     except BaseException:
         writer.discard()
         raise
     stage_triggers.record_crossings(conn, stage_triggers.high_tiers(propensity))  # only once published
     with stages.stage("hydrate"):
         erased = erasures.since(conn, snapshot)
-        if hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None, erased=erased):
-            with erasures.settled(conn):  # those erased while it hydrated: their history may be back
-                erasures.erase_realtime(client, keys, [u for u in erasures.since(conn, snapshot) if u not in erased])
-        erasures.prune(conn)
-        repair.covered(conn, skipped)
+        hydrated = hydrate.refresh_realtime(client, keys, settings, snapshot, repair=skipped is not None, erased=erased)
+        after_hydrate(conn, client, keys, snapshot, erased, hydrated, skipped)
     metrics = {"recommend": recommender.metrics, "propensity": propensity.metrics, "value": value.metrics,
                "orphan_events": snapshot.orphan_events}
+    return record_run(conn, run_id, version, stages, metrics, started)
+
+
+def prepare_load(conn: psycopg.Connection[Any], client: redis.Redis, keys: Keys) -> Any:
+    """What precedes the snapshot; returns the repair marker `repair.covered` takes at the end."""
+    analyze_unanalyzed(conn)
+    skipped = repair.pending(conn)  # before the snapshot: it then holds every write Redis missed so far
+    hydrate.mark_popularity(client, keys)  # what ingest adds from here on survives the swap
+    return skipped
+
+
+def nothing_to_build(conn: psycopg.Connection[Any], client: redis.Redis, keys: Keys, run_id: int) -> NoReturn:
+    conn.execute(
+        "UPDATE model_runs SET status = 'skipped', finished_at = now(), error = %s WHERE id = %s",
+        ("nothing to build yet: no events", run_id),
+    )
+    client.set(keys.hydrated(), str(time.time()))  # Redis already mirrors an empty shop
+    raise NothingToBuild("nothing to build yet: the shop has no events")
+
+
+def publish_version(
+    conn: psycopg.Connection[Any], client: redis.Redis, keys: Keys, settings: Settings, writer: VersionWriter,
+    snapshot: Snapshot, meta: dict[str, Any], fence: tuple[str, str],
+) -> None:
+    """Write the version's meta, erase from it whoever was erased since the snapshot, flip the pointer."""
+    writer.meta({"version": writer.version, "built_at": snapshot.now, **meta})
+    with erasures.settled(conn):  # erasures in flight land first; later ones find this version
+        erasure.erase_from_version(client, keys, writer.version, erasures.since(conn, snapshot))
+        writer.publish(settings.keep_versions, fence)
+    client.delete(keys.live_content())  # the new version has every item's content neighbours
+
+
+def after_hydrate(
+    conn: psycopg.Connection[Any], client: redis.Redis, keys: Keys, snapshot: Snapshot, erased: list[str],
+    hydrated: bool, skipped: Any,
+) -> None:
+    if hydrated:
+        with erasures.settled(conn):  # those erased while it hydrated: their history may be back
+            erasures.erase_realtime(client, keys, [u for u in erasures.since(conn, snapshot) if u not in erased])
+    erasures.prune(conn)
+    repair.covered(conn, skipped)
+
+
+def record_run(
+    conn: psycopg.Connection[Any], run_id: int, version: str, stages: Stages, metrics: dict[str, Any], started: float
+) -> RunResult:
     duration = time.perf_counter() - started
     stages.seconds["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     conn.execute(
         "UPDATE model_runs SET status = 'succeeded', version = %s, finished_at = now(),"
         " duration_seconds = %s, stages = %s, metrics = %s WHERE id = %s",
-        (version, duration, Jsonb(stages.seconds), Jsonb(metrics),
-         run_id),
+        (version, duration, Jsonb(stages.seconds), Jsonb(metrics), run_id),
     )
     log.info("rebuild.done", extra={"run_id": run_id, "version": version, "seconds": round(duration, 2)})
     return RunResult(run_id=run_id, version=version, stages=stages.seconds, metrics=metrics)

@@ -1,0 +1,46 @@
+"""The few Dask patterns the rebuild uses, on `dask.distributed`'s public Client API.
+
+Every task is submitted with retries: a worker that dies mid-task has its tasks (and the shards it
+held, from their lineage: loading from the exported snapshot again) run elsewhere. A lost scheduler
+fails the rebuild, which then discards its unpublished version; the previous one keeps serving.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+RETRIES = 3
+
+
+def connect(address: str) -> Any:
+    """A Client of the scheduler at `address` (tcp://host:8786)."""
+    from distributed import Client  # an optional extra: shopmind[dask]
+
+    return Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+
+
+def submit(client: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A future of fn(*args): futures among the args are resolved on the worker that runs it."""
+    return client.submit(fn, *args, retries=RETRIES, pure=False, **kwargs)
+
+
+def share(client: Any, obj: Any) -> Any:
+    """One future of `obj`, copied to every worker (tasks of every shard read it)."""
+    return client.scatter([obj], broadcast=True)[0]  # a list: scatter would split a tuple or dict
+
+
+def tree_sum(client: Any, parts: Sequence[Any], add: Callable[[Any, Any], Any] = operator.add) -> Any:
+    """The sum of `parts` (futures), added pairwise on the workers: no one process receives them all."""
+    level = list(parts)
+    if not level:
+        raise ValueError("nothing to sum")
+    while len(level) > 1:
+        paired = [submit(client, add, a, b) for a, b in zip(level[::2], level[1::2], strict=False)]
+        level = paired + ([level[-1]] if len(level) % 2 else [])
+    return level[0]
+
+
+def gather(client: Any, futures: Any) -> Any:
+    return client.gather(futures)

@@ -1,0 +1,89 @@
+"""The recommender and item audiences over user shards on a 2-process Dask cluster equal the in-process ones."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from app.demo.loader import load_demo_if_empty
+from app.distributed import recommend, shard_tasks
+from app.distributed.cluster import gather, submit
+from app.distributed.shards import load_shard, planned
+from app.recommend.algo_audience import item_audiences, item_weights
+from app.settings import Settings
+from app.worker.load import load_snapshot
+from app.worker.stage_audience import audience_size, buyers_matrix
+from app.worker.stage_recommend import build_recommender
+from tests.distributed.compare import assert_same_neighbours
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def shop(settings: Settings) -> Settings:
+    load_demo_if_empty(settings, force=True, n_users=600, n_items=150, seed=11)
+    return settings
+
+
+def test_shards_read_the_log_the_whole_load_reads(shop: Settings, dask_client: Any) -> None:
+    assert shop.database_url
+    now = time.time()
+    with psycopg.connect(shop.database_url, autocommit=True) as conn:
+        whole = load_snapshot(conn, now)
+    with planned(shop.database_url, now, n_shards=3) as plan:
+        assert [s.n_users for s in plan.shards] == [200, 200, 200]
+        snaps = [submit(dask_client, load_shard, shop.database_url, plan, s) for s in plan.shards]
+        merged = shard_tasks.concat(gather(dask_client, [submit(dask_client, shard_tasks.whole, s) for s in snaps]),
+                                    plan.item_ids)  # fmt: skip
+    log = merged.log
+    for name in ("user", "item", "type", "ts"):
+        assert np.array_equal(getattr(log, name), getattr(whole.log, name)), name
+    for name in ("value", "price"):
+        np.testing.assert_array_equal(getattr(log, name), getattr(whole.log, name))
+    assert np.array_equal(log.user_ids, whole.log.user_ids)
+    assert np.array_equal(log.item_ids, whole.log.item_ids)
+    assert merged.attributes == whole.user_attributes
+    same_session = (log.session[:, None] == log.session[None, :])[log.session >= 0][:, log.session >= 0]
+    reference = (whole.log.session[:, None] == whole.log.session[None, :])[whole.log.session >= 0][
+        :, whole.log.session >= 0
+    ]
+    assert np.array_equal(same_session, reference)  # the same sessions, whatever their codes
+
+
+def test_recommender_and_audiences_equal_the_in_process_ones(shop: Settings, dask_client: Any) -> None:
+    assert shop.database_url
+    now = time.time()
+    with psycopg.connect(shop.database_url, autocommit=True) as conn:
+        snapshot = load_snapshot(conn, now)
+    local = build_recommender(snapshot, shop)
+    with planned(shop.database_url, now, n_shards=3) as plan:
+        snaps = [submit(dask_client, load_shard, shop.database_url, plan, s) for s in plan.shards]
+        sample = shard_tasks.concat(gather(dask_client, [submit(dask_client, shard_tasks.whole, s) for s in snaps]),
+                                    plan.item_ids)  # fmt: skip
+        rec = recommend.build_recommender(dask_client, plan, snaps, sample.log, shop)
+        audiences = recommend.build_audiences(dask_client, plan, snaps, rec)
+
+    assert rec.config == local.config  # validation saw the same log
+    assert_same_neighbours(rec.cf, local.fitted.cf)
+    assert_same_neighbours(rec.content_nn, local.content_nn, atol=0)
+    np.testing.assert_allclose(rec.popularity, local.fitted.popularity, rtol=1e-5)
+    assert np.array_equal(rec.evidence, local.fitted.evidence)
+    assert np.array_equal(rec.user_rows, local.user_rows)
+    assert np.array_equal(rec.user_row_ids, snapshot.log.user_ids[local.user_rows])
+    assert_same_neighbours(rec.user_nn, local.user_nn)
+
+    # audiences: the in-process computation over the same item-item rows ranks every shopper alike
+    n_items = snapshot.log.n_items
+    hybrid = rec.config.hybrid
+    weights = item_weights(rec.cf.to_csr(n_items), rec.content_nn.to_csr(n_items), rec.evidence, hybrid.alpha,
+                           hybrid.evidence_c)  # fmt: skip
+    expected = item_audiences(local.fitted.history, weights, buyers_matrix(snapshot),
+                              audience_size(n_items, snapshot.log.n_users))  # fmt: skip
+    for got, want in ((audiences.others, expected.others), (audiences.buyers, expected.buyers)):
+        assert np.array_equal(got.indices, want.indices)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    assert (audiences.others.indices >= 0).sum() > 1000  # the shop's audiences are not empty
