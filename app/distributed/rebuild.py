@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from typing import Any
 
 import numpy as np
@@ -63,24 +63,14 @@ def rebuild_on_dask(
     fence: tuple[str, str],
 ) -> RunResult:
     assert settings.dask_scheduler and settings.database_url
-    dask = connect(settings.dask_scheduler)
-    try:
-        return _rebuild(conn, client, keys, settings, run_id, progress, time.time() if now is None else now, fence,
-                        dask)  # fmt: skip
-    finally:
-        dask.close()
+    with closing(connect(settings.dask_scheduler)) as dask:
+        return _rebuild(conn, client, keys, settings, run_id, progress, time.time() if now is None else now,
+                        fence, dask)  # fmt: skip
 
 
 def _rebuild(
-    conn: psycopg.Connection[Any],
-    client: redis.Redis,
-    keys: Keys,
-    settings: Settings,
-    run_id: int,
-    progress: bool,
-    now: float,
-    fence: tuple[str, str],
-    dask: Any,
+    conn: psycopg.Connection[Any], client: redis.Redis, keys: Keys, settings: Settings, run_id: int,
+    progress: bool, now: float, fence: tuple[str, str], dask: Any,
 ) -> RunResult:
     assert settings.database_url
     stages = Stages(progress)

@@ -92,14 +92,14 @@ def _lookalikes(
     if len(rows) > USER_NN_MAX_USERS:
         rows = np.sort(rows[np.argsort(-activity[rows], kind="stable")[:USER_NN_MAX_USERS]])
     rows = rows.astype(np.int64)
+    if len(rows) < 2:
+        return Neighbours.empty(0, 1), rows, np.zeros(0, dtype=object)
     parts, ids = [], []
     for s, f, shard in zip(snaps, fits, plan.shards, strict=True):
         mine = rows[(rows >= shard.lo) & (rows < shard.hi)] - shard.lo
         if len(mine):
             parts.append(submit(client, shard_fit.graded_rows, s, f, config, mine))
             ids.append(submit(client, _user_ids, s, mine))
-    if len(rows) < 2:
-        return Neighbours.empty(0, 1), rows, np.zeros(0, dtype=object)
     x = sp.csr_matrix(sp.vstack(gather(client, parts)))
     return pearson_user_neighbours(x, k=min(k, 50)), rows, np.concatenate(gather(client, ids))
 

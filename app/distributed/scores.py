@@ -49,9 +49,11 @@ from app.worker.stage_propensity import (
     FACTOR_USERS,
     PropensityBuild,
     TargetBuild,
-    _stretch,
     publish_propensity,
+    stretch,
+    trainable_horizon,
 )
+from app.worker.stage_triggers import HIGH
 from app.worker.stage_value import ValueBuild, publish_value
 
 
@@ -85,14 +87,11 @@ def build_propensity(dask: Any, plan: ShardPlan, snaps: list[Any], sample: Part,
     categories = [item["categories"] for item in plan.catalog.items]
     build = ShardedPropensity(horizon_days=config.horizon_days)
     cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {}
+    shard_features: dict[FeatureSpec, list[Any]] = {}
     span_days = (plan.now - oldest) / DAY
     for name in settings.propensity_targets:
         target = Target.parse(name)
-        horizon = (
-            config.horizon_days
-            if span_days >= 3 * config.horizon_days
-            else max(1.0, min(config.horizon_days, span_days / 3.0))
-        )  # as `stage_propensity._trainable_horizon`
+        horizon = trainable_horizon(span_days, config.horizon_days)
         cfg = dataclasses.replace(config, horizon_days=horizon)
         try:
             result = train_propensity(sample.log, plan.now, target, config=cfg, item_categories=categories,
@@ -101,15 +100,17 @@ def build_propensity(dask: Any, plan: ShardPlan, snaps: list[Any], sample: Part,
             build.metrics[str(target)] = {"status": "skipped", "reason": str(exc)}
             continue
         model = result.model
-        shop = _shop_cycle(dask, snaps, plan.now, model.spec) if model.spec.purchase_cycle else None
-        features = [submit(dask, _features, s, model.spec, categories, shop) for s in snaps]
+        if model.spec not in shard_features:  # targets trained on the same columns share the shards' matrices
+            shop = _shop_cycle(dask, snaps, plan.now, model.spec) if model.spec.purchase_cycle else None
+            shard_features[model.spec] = [submit(dask, _features, s, model.spec, categories, shop) for s in snaps]
+        features = shard_features[model.spec]
         p = np.concatenate(gather(dask, [submit(dask, _probabilities, model, f) for f in features]))
         scores = _shop_scores(model, p, plan.now)
         rows = np.arange(len(p))
         if len(p) > FACTOR_USERS:
             rows = np.sort(rows[np.argsort(-p, kind="stable")[:FACTOR_USERS]])
         if horizon < config.horizon_days:
-            scores = _stretch(scores, target, horizon, config.horizon_days)
+            scores = stretch(scores, target, horizon, config.horizon_days)
             result.metrics["provisional_horizon_days"] = horizon
         build.targets[str(target)] = ShardedTarget(model, features, scores, rows.astype(np.int64))
         build.metrics[str(target)] = result.metrics
@@ -174,11 +175,9 @@ def high_tiers(
     dask: Any, snaps: list[Any], plan: ShardPlan, build: ShardedPropensity
 ) -> dict[str, NDArray[np.object_]]:
     """`stage_triggers.high_tiers`: each target's shoppers in the high tier."""
-    from app.worker.stage_triggers import _HIGH
-
     out = {}
     for name, target in build.targets.items():
-        rows = np.flatnonzero(target.scores.tier == _HIGH)
+        rows = np.flatnonzero(target.scores.tier == HIGH)
         parts = []
         for s, shard in zip(snaps, plan.shards, strict=True):
             mine = rows[(rows >= shard.lo) & (rows < shard.hi)] - shard.lo

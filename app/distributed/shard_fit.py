@@ -7,7 +7,7 @@ the per-shopper matrices (interactions, histories) stay on the shard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,8 +63,6 @@ def graded_rows(snapshot: Snapshot, fit: ShardFit, config: RecommenderConfig, ro
 
 
 def _graded(snapshot: Snapshot, fit: ShardFit, config: RecommenderConfig) -> sp.csr_matrix:
-    from dataclasses import replace
-
     graded = replace(config.interaction, weights=dict(DEFAULT_WEIGHTS), binary=False)
     return fit.x if graded == config.interaction else interactions(snapshot.log, graded, snapshot.now)
 

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.eventlog import EventLog
+from app.recommend.algo_validate import sampled_users
 from app.settings import Settings
 from app.store.client import make_redis
 from app.store.keys import Keys
@@ -43,11 +44,7 @@ def sample(snapshot: Snapshot, max_events: int, seed: int) -> Part:
     as `app.recommend.algo_validate` samples; only those shoppers stay in the user table."""
     log = snapshot.log
     assert snapshot.event_ids is not None
-    per_user = np.bincount(log.user, minlength=log.n_users)
-    order = np.random.default_rng(seed).permutation(log.n_users)
-    chosen = np.zeros(log.n_users, dtype=bool)
-    chosen[order[: int(np.searchsorted(np.cumsum(per_user[order]), max_events)) + 1]] = True
-    chosen &= per_user > 0
+    chosen = sampled_users(log, max_events, seed) & (np.bincount(log.user, minlength=log.n_users) > 0)
     index = np.cumsum(chosen, dtype=np.int32) - 1
     mask = chosen[log.user]
     sub = log.select(mask)

@@ -284,12 +284,17 @@ def _sample_users(log: EventLog, max_events: int, seed: int) -> EventLog:
     """The events of a random subset of users holding about `max_events` (all of them below that)."""
     if len(log) <= max_events:
         return log
+    return log.select(sampled_users(log, max_events, seed)[log.user])
+
+
+def sampled_users(log: EventLog, max_events: int, seed: int) -> NDArray[np.bool_]:
+    """bool[n_users]: a random subset of users whose events number about `max_events`."""
     per_user = np.bincount(log.user, minlength=log.n_users)
     order = np.random.default_rng(seed).permutation(log.n_users)
     keep = order[: int(np.searchsorted(np.cumsum(per_user[order]), max_events)) + 1]
     chosen = np.zeros(log.n_users, dtype=bool)
     chosen[keep] = True
-    return log.select(chosen[log.user])
+    return chosen
 
 
 def validate(

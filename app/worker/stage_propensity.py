@@ -99,7 +99,7 @@ def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
             user_attributes=snapshot.user_attributes, factor_limit=FACTOR_USERS, features=cache[(snapshot.now, spec)],
         )
         if horizon < config.horizon_days:
-            scores = _stretch(scores, target, horizon, config.horizon_days)
+            scores = stretch(scores, target, horizon, config.horizon_days)
             result.metrics["provisional_horizon_days"] = horizon
         build.targets[str(target)] = TargetBuild(result.model, scores)
         build.metrics[str(target)] = result.metrics
@@ -107,17 +107,21 @@ def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
 
 
 def _trainable_horizon(snapshot: Snapshot, horizon_days: float) -> float | None:
-    """The horizon to train on: the configured one when history spans three horizons (two training
-    windows and a holdout), else a third of the history, at least a day. None without any events."""
+    """`trainable_horizon` of the snapshot's history; None without any events."""
     if len(snapshot.log) == 0:
         return None
-    span_days = (snapshot.now - float(snapshot.log.ts.min())) / DAY
+    return trainable_horizon((snapshot.now - float(snapshot.log.ts.min())) / DAY, horizon_days)
+
+
+def trainable_horizon(span_days: float, horizon_days: float) -> float:
+    """The horizon to train on: the configured one when history spans three horizons (two training
+    windows and a holdout), else a third of the history, at least a day."""
     if span_days >= 3 * horizon_days:
         return horizon_days
     return max(1.0, min(horizon_days, span_days / 3.0))
 
 
-def _stretch(scores: PropensityScores, target: Target, short: float, horizon: float) -> PropensityScores:
+def stretch(scores: PropensityScores, target: Target, short: float, horizon: float) -> PropensityScores:
     """Probabilities over a short horizon -> over the configured one, assuming a constant hazard.
 
     A young shop has too little history to observe full horizons; until it has, scores are trained on

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from app.propensity.algo_score import TIERS
 from app.worker.stage_propensity import PropensityBuild
 
-_HIGH = TIERS.index("high")
+HIGH = TIERS.index("high")
 _WATCHED = """SELECT DISTINCT coalesce(conditions->>'target', 'purchase') FROM triggers
               WHERE kind = 'propensity_crossed'"""
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS high_now (user_id text PRIMARY KEY) ON COMMIT DELETE ROWS"
@@ -40,7 +40,7 @@ SELECT %(target)s, h.user_id FROM high_now h JOIN users u ON u.user_id = h.user_
 
 def high_tiers(build: PropensityBuild) -> dict[str, NDArray[np.object_]]:
     """Each scored target's shoppers in the `high` tier."""
-    return {target: t.scores.user_ids[t.scores.tier == _HIGH] for target, t in build.targets.items()}
+    return {target: t.scores.user_ids[t.scores.tier == HIGH] for target, t in build.targets.items()}
 
 
 def record_crossings(conn: psycopg.Connection[Any], high: dict[str, NDArray[np.object_]]) -> int:
