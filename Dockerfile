@@ -27,8 +27,10 @@ RUN groupadd --system --gid 10001 shopmind \
         --shell /usr/sbin/nologin shopmind
 
 # Dependencies from pyproject.toml alone, in their own layer: code changes do not reinstall them.
+# EXTRAS adds optional groups, comma-separated (docker-compose.scale.yml builds with "dask").
+ARG EXTRAS=""
 COPY pyproject.toml /tmp/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import os, tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; extras = [e for e in os.environ.get('EXTRAS', '').split(',') if e]; print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt /tmp/pyproject.toml

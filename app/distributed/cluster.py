@@ -8,7 +8,7 @@ fails the rebuild, which then discards its unpublished version; the previous one
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 RETRIES = 3
@@ -44,3 +44,11 @@ def tree_sum(client: Any, parts: Sequence[Any], add: Callable[[Any, Any], Any] =
 
 def gather(client: Any, futures: Any) -> Any:
     return client.gather(futures)
+
+
+def gather_each(client: Any, futures: list[Any]) -> Iterator[Any]:
+    """The futures' results one at a time, in order, each released once read (the list is emptied):
+    the workers never hold every result waiting for the driver to take them all."""
+    futures.reverse()
+    while futures:
+        yield client.gather(futures.pop())

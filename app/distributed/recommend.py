@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.distributed import itemitem, shard_fit
-from app.distributed.cluster import gather, share, submit, tree_sum
+from app.distributed.cluster import gather, gather_each, share, submit, tree_sum
 from app.distributed.shards import ShardPlan
 from app.eventlog import EventLog
 from app.recommend.algo_audience import (
@@ -30,6 +30,9 @@ from app.settings import Settings
 from app.worker.load import Snapshot
 from app.worker.stage_audience import audience_size, buyers_matrix
 from app.worker.stage_recommend import USER_NN_MAX_USERS, choose_config, recommender_meta
+
+#: Entries (items x audience size) of one block of item audiences, per list: about 16 MB.
+AUDIENCE_BLOCK_ENTRIES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -109,24 +112,42 @@ def _user_ids(snapshot: Snapshot, rows: NDArray[np.int64]) -> NDArray[np.object_
 
 
 def build_audiences(client: Any, plan: ShardPlan, snaps: list[Any], rec: ShardedRecommender) -> ItemAudiences:
-    """`app.worker.stage_audience.build_audiences`: each shard ranks its shoppers per item; the shards'
-    lists are merged pairwise on the workers."""
+    """`app.worker.stage_audience.build_audiences` one block of items at a time: each shard ranks its
+    shoppers for the block's items, the shards' lists are merged pairwise on the workers, and the
+    driver copies the merged block into place. An item's ranking depends on its row alone, so blocks
+    are exact; a worker holds a block's lists, never the catalogue's (`MAX_ENTRIES` per list whatever
+    the shop: at one go that was the largest thing a worker held, and it did not shrink with shards)."""
     hybrid, n_items = rec.config.hybrid, plan.n_items
     content = rec.content_nn.to_csr(n_items) if rec.content_nn.n == n_items else None
     weights = item_weights(rec.cf.to_csr(n_items), content, rec.evidence, hybrid.alpha, hybrid.evidence_c)
     shoppers = np.asarray(gather(client, tree_sum(client, [submit(client, _shoppers, f) for f in rec.fits])))
     sources = share(client, audience_sources(weights, shoppers.astype(np.int64)))
     n = audience_size(n_items, plan.n_users)
-    parts = [submit(client, _shard_audiences, s, f, sources, n) for s, f in zip(snaps, rec.fits, strict=True)]
-    return cast(ItemAudiences, gather(client, tree_sum(client, parts, add=_Merge(n))))
+    rows = max(1, AUDIENCE_BLOCK_ENTRIES // n)
+    blocks = [(start, min(start + rows, n_items)) for start in range(0, n_items, rows)]
+    shards = list(zip(snaps, rec.fits, strict=True))
+    merged = [
+        tree_sum(client, [submit(client, _shard_audiences, s, f, sources, n, *block) for s, f in shards], add=_Merge(n))
+        for block in blocks
+    ]
+    out = ItemAudiences(others=Neighbours.empty(n_items, n), buyers=Neighbours.empty(n_items, n))
+    for (start, stop), block in zip(blocks, gather_each(client, merged), strict=True):
+        for whole, part in ((out.others, block.others), (out.buyers, block.buyers)):
+            whole.indices[start:stop], whole.scores[start:stop] = part.indices, part.scores
+    return out
 
 
 def _shoppers(fit: shard_fit.ShardFit) -> NDArray[np.int64]:
     return item_shoppers(fit.history)
 
 
-def _shard_audiences(snapshot: Snapshot, fit: shard_fit.ShardFit, sources: sp.csr_matrix, n: int) -> ItemAudiences:
-    local = audiences_from(sources, fit.history, buyers_matrix(snapshot), n)
+def _shard_audiences(
+    snapshot: Snapshot, fit: shard_fit.ShardFit, sources: sp.csr_matrix, n: int, start: int, stop: int
+) -> ItemAudiences:
+    """The shard's shoppers ranked for items start..stop, as shop-wide user indices."""
+    if "buyers" not in fit.derived:  # every block reads it: made once per worker holding the shard
+        fit.derived["buyers"] = sp.csc_matrix(buyers_matrix(snapshot))
+    local = audiences_from(sp.csr_matrix(sources[start:stop]), fit.history, fit.derived["buyers"][:, start:stop], n)
 
     def shift(nn: Neighbours) -> Neighbours:
         return replace(nn, indices=np.where(nn.indices >= 0, nn.indices + fit.lo, -1).astype(np.int32))

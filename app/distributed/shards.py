@@ -23,7 +23,7 @@ import psycopg
 
 from app.db import libpq_url
 from app.eventlog import EventLog
-from app.worker.load import RECENT_TOMBSTONES, Catalog, Snapshot, copy_events, read_catalog
+from app.worker.load import RECENT_TOMBSTONES, USERS_IN_RANGE, Catalog, Snapshot, UserRange, copy_events, read_catalog
 
 #: Events per shard the driver aims at: a shard's log, its matrices and its scores fit a worker's memory
 #: many times over, and there are enough shards to spread over the workers.
@@ -32,14 +32,18 @@ EVENTS_PER_SHARD = 2_000_000
 
 @dataclass(frozen=True)
 class Shard:
-    """Users `first_id` .. `last_id` (inclusive, in the users table's order): `n_users` of them, whose
-    index in the whole shop starts at `lo`."""
+    """The user ids in [`low`, `high`) (None: open; the shards' ranges tile every id, so each event is
+    read by one shard, an orphan's too): `n_users` users, whose index in the shop starts at `lo`."""
 
     index: int
-    first_id: str
-    last_id: str
+    low: str | None
+    high: str | None
     lo: int
     n_users: int
+
+    @property
+    def user_range(self) -> UserRange:
+        return self.low, self.high
 
     @property
     def hi(self) -> int:
@@ -64,7 +68,7 @@ class ShardPlan:
 
 
 _PLAN_SQL = """
-SELECT min(user_id), max(user_id), count(*)
+SELECT min(user_id), count(*)
 FROM (SELECT user_id, ntile(%s) OVER (ORDER BY user_id) AS part FROM users) u
 GROUP BY part ORDER BY part
 """
@@ -83,9 +87,11 @@ def planned(database_url: str, now: float, n_shards: int | None = None, min_shar
         n_events = _estimated_events(conn, now)
         if n_shards is None:
             n_shards = max(min_shards, -(-n_events // EVENTS_PER_SHARD))
+        parts = conn.execute(_PLAN_SQL, (max(1, n_shards),)).fetchall()
+        starts: list[str | None] = [None, *(str(first) for first, _ in parts[1:]), None]
         shards, lo = [], 0
-        for k, (first, last, count) in enumerate(conn.execute(_PLAN_SQL, (max(1, n_shards),)).fetchall()):
-            shards.append(Shard(k, str(first), str(last), lo, int(count)))
+        for k, (_, count) in enumerate(parts):
+            shards.append(Shard(k, starts[k], starts[k + 1], lo, int(count)))
             lo += int(count)
         item_ids, catalog = read_catalog(conn)
         erasures = frozenset(conn.execute(RECENT_TOMBSTONES).fetchall())
@@ -98,7 +104,7 @@ def _estimated_events(conn: psycopg.Connection[Any], now: float) -> int:
     return int(row[0]) if row else 0
 
 
-_SHARD_USERS = "SELECT user_id, attributes FROM users WHERE user_id BETWEEN %s AND %s ORDER BY user_id"
+_SHARD_USERS = "SELECT user_id, attributes FROM users {users} ORDER BY user_id"
 
 
 def load_shard(database_url: str, plan: ShardPlan, shard: Shard) -> Snapshot:
@@ -107,10 +113,11 @@ def load_shard(database_url: str, plan: ShardPlan, shard: Shard) -> Snapshot:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute(f"SET TRANSACTION SNAPSHOT '{plan.snapshot_name}'")  # a name Postgres made: no input
-        rows = conn.execute(_SHARD_USERS, (shard.first_id, shard.last_id)).fetchall()
+        low, high = shard.user_range
+        rows = conn.execute(_SHARD_USERS.format(users=USERS_IN_RANGE), {"low": low, "high": high}).fetchall()
         if len(rows) != shard.n_users:
             raise RuntimeError(f"shard {shard.index}: {len(rows)} users where the plan counted {shard.n_users}")
-        columns, orphans = copy_events(conn, plan.now, (shard.first_id, shard.last_id), keep_ids=True)
+        columns, orphans = copy_events(conn, plan.now, shard.user_range, keep_ids=True)
     user_ids = np.array([r[0] for r in rows], dtype=object)
     event_ids = columns.pop("id")
     return Snapshot(

@@ -51,9 +51,14 @@ COPY (
   WHERE e.ts <= to_timestamp(%(now)s) {{and_events}}
 ) TO STDOUT (FORMAT binary)
 """
+UserRange = tuple[str | None, str | None]
+"""[low, high) of user ids, either end None when open: a user shard's (`app.distributed.shards`)."""
+
 # A user shard (`app.distributed.shards`): its users are indexed from 0, its events only are read.
-_USERS_IN_RANGE = "WHERE user_id BETWEEN %(first)s AND %(last)s"
-_EVENTS_IN_RANGE = "AND user_id BETWEEN %(first)s AND %(last)s"
+# [low, high), either end open when None (COPY binds on the client, so the planner sees the NULL).
+_IN_RANGE = "(%(low)s::text IS NULL OR user_id >= %(low)s) AND (%(high)s::text IS NULL OR user_id < %(high)s)"
+USERS_IN_RANGE = f"WHERE {_IN_RANGE}"
+_EVENTS_IN_RANGE = f"AND {_IN_RANGE}"
 
 
 @dataclass(frozen=True)
@@ -88,14 +93,15 @@ _COLUMNS = {"user": np.int32, "item": np.int32, "type": np.int8, "value": np.flo
 
 
 def copy_events(
-    conn: psycopg.Connection[Any], now: float, user_range: tuple[str, str] | None = None, keep_ids: bool = False
+    conn: psycopg.Connection[Any], now: float, user_range: UserRange | None = None, keep_ids: bool = False
 ) -> tuple[dict[str, NDArray[Any]], int]:
     """Every event up to `now` as EventLog-typed columns (`_COLUMNS` but the id), oldest first (in the
     order they were stored within an instant: a bulk import stamps every event alike, and an order
     within a tie reaches the models, so it must be the same whether the log is read whole or in user
     shards, `app.distributed`), and the number of
-    orphan events (of a user or item that has no row) left out. `user_range`: (first, last) user id,
-    inclusive: only those users' events, user indices counted from the first. `keep_ids`: the events'
+    orphan events (of a user or item that has no row) left out. `user_range`: (low, high) user ids,
+    `low <= user_id < high`, an end None when open: only those users' events (orphans included),
+    user indices counted from the first. `keep_ids`: the events'
     ids stay, as column "id" (to merge shards in this order)."""
     parts: dict[str, list[NDArray[Any]]] = {name: [] for name in _COLUMNS}
     pending = bytearray()
@@ -118,10 +124,10 @@ def copy_events(
         # compiling this plan costs more than it saves
         cur.execute("SET LOCAL work_mem = '1GB'")
         cur.execute("SET LOCAL jit = off")
-        users, and_events = (_USERS_IN_RANGE, _EVENTS_IN_RANGE) if user_range else ("", "")
+        users, and_events = (USERS_IN_RANGE, _EVENTS_IN_RANGE) if user_range else ("", "")
         query = _EVENTS_SQL.format(users=users, and_events=and_events)
-        first, last = user_range or ("", "")
-        with cur.copy(query, {"now": now, "first": first, "last": last}) as copy:
+        low, high = user_range or (None, None)
+        with cur.copy(query, {"now": now, "low": low, "high": high}) as copy:
             for chunk in copy:
                 pending += chunk
                 if len(pending) >= _PARSE_BYTES:

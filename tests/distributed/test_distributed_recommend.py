@@ -54,7 +54,34 @@ def test_shards_read_the_log_the_whole_load_reads(shop: Settings, dask_client: A
     assert np.array_equal(same_session, reference)  # the same sessions, whatever their codes
 
 
-def test_recommender_and_audiences_equal_the_in_process_ones(shop: Settings, dask_client: Any) -> None:
+def test_every_orphan_event_is_read_by_exactly_one_shard(shop: Settings, dask_client: Any) -> None:
+    """Events whose user row is gone, with ids before the first shard, between two and after the last:
+    the shards' ranges tile every id, so the rebuild counts them as the whole load does."""
+    assert shop.database_url
+    with psycopg.connect(shop.database_url, autocommit=True) as conn:
+        (boundary,) = conn.execute("SELECT user_id FROM users ORDER BY user_id OFFSET 199 LIMIT 1").fetchone() or ("",)
+        ghosts = ["!before-everyone", f"{boundary}~between", "~after-everyone"]
+        for k, ghost in enumerate(ghosts):
+            conn.execute("INSERT INTO users (user_id) VALUES (%s)", (ghost,))
+            conn.execute("INSERT INTO events (event_id, user_id, item_id, type, ts) SELECT %s, %s, min(item_id),"
+                         " 'view', now() - interval '1 day' FROM items", (f"ghost-{k}", ghost))  # fmt: skip
+        planned_users = [u for (u,) in conn.execute("SELECT user_id FROM users ORDER BY user_id")]
+        conn.execute("DELETE FROM users WHERE user_id = ANY(%s)", (ghosts,))
+        now = time.time()
+        whole = load_snapshot(conn, now)
+    assert planned_users[0] == ghosts[0] and planned_users[-1] == ghosts[2]  # really outside the shop's users
+    assert whole.orphan_events == 3
+    with planned(shop.database_url, now, n_shards=3) as plan:
+        snaps = [submit(dask_client, load_shard, shop.database_url, plan, s) for s in plan.shards]
+        orphans = [n for _, n, _, _ in gather(dask_client, [submit(dask_client, shard_tasks.sizes, s) for s in snaps])]
+        assert plan.shards[0].low is None and plan.shards[-1].high is None
+        assert all(a.high == b.low for a, b in zip(plan.shards, plan.shards[1:], strict=False))
+    assert orphans == [2, 0, 1]  # the ghost between shards 0 and 1 sorts before shard 1's first user
+
+
+def test_recommender_and_audiences_equal_the_in_process_ones(
+    shop: Settings, dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert shop.database_url
     now = time.time()
     with psycopg.connect(shop.database_url, autocommit=True) as conn:
@@ -65,6 +92,9 @@ def test_recommender_and_audiences_equal_the_in_process_ones(shop: Settings, das
         sample = shard_tasks.concat(gather(dask_client, [submit(dask_client, shard_tasks.whole, s) for s in snaps]),
                                     plan.item_ids)  # fmt: skip
         rec = recommend.build_recommender(dask_client, plan, snaps, sample.log, shop)
+        # audiences in 5 blocks of items, the last one short
+        rows = plan.n_items // 5 + 1
+        monkeypatch.setattr(recommend, "AUDIENCE_BLOCK_ENTRIES", rows * audience_size(plan.n_items, plan.n_users))
         audiences = recommend.build_audiences(dask_client, plan, snaps, rec)
 
     assert rec.config == local.config  # validation saw the same log

@@ -1,5 +1,6 @@
 """Static checks of docker-compose.scale.yml, merged over docker-compose.yml as `docker compose -f … -f …`
-merges them: a Redis Cluster of 3 masters with a replica each, and 2 API replicas.
+merges them: a Redis Cluster of 3 masters with a replica each, 2 API replicas, and a Dask scheduler
+with 2 workers for the rebuild.
 
 No Docker engine here: the files are parsed, merged by the Compose specification's rules for the
 attributes they use (mappings merge, sequences append, `command`/`entrypoint` and `!override` replace),
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tests.ops.test_ops_compose import _service
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("migrate", "api", "worker", "dispatcher")
 NODES = ("redis", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6")
+DASK = ("dask-scheduler", "dask-worker")
 _REPLACED = {"command", "entrypoint"}
 
 
@@ -91,7 +94,7 @@ def _init_script(compose: dict[str, Any]) -> str:
 
 def test_adds_the_cluster_and_dask_services(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
-        "postgres", *NODES, "redis-cluster-init", "migrate", "api", "worker", "dispatcher",
+        "postgres", *NODES, "redis-cluster-init", "migrate", "api", "worker", "dispatcher", *DASK,
     }
 
 
@@ -146,3 +149,32 @@ def test_two_api_replicas_each_with_its_own_port(compose: dict[str, Any]) -> Non
     (port,) = api["ports"]  # the base file's single port is replaced, not added to
     published = re.fullmatch(r"\$\{SHOPMIND_PORT_RANGE:-(\d+)-(\d+)\}:8000", port)
     assert published and int(published.group(2)) - int(published.group(1)) + 1 == 2
+
+
+def test_the_worker_rebuilds_on_two_dask_workers_of_its_own_image(compose: dict[str, Any]) -> None:
+    from distributed.cli.dask_scheduler import main as dask_scheduler
+    from distributed.cli.dask_worker import main as dask_worker
+
+    address = _service(compose, "worker")["environment"]["SHOPMIND_DASK_SCHEDULER"]
+    reached = re.fullmatch(r"tcp://([\w-]+):(\d+)", address)
+    assert reached and reached.group(1) == "dask-scheduler", address
+    scheduler = _service(compose, "dask-scheduler")
+    name, *args = scheduler["command"]
+    assert name == "scheduler" and str(dask_scheduler.make_context(name, args).params["port"]) == reached.group(2)
+    workers = _service(compose, "dask-worker")
+    name, *args = workers["command"]
+    assert name == "worker" and dask_worker.make_context(name, args).params["scheduler"] == address
+    assert workers["deploy"]["replicas"] == 2
+    assert _service(compose, "worker")["depends_on"]["dask-scheduler"] == {"condition": "service_started"}
+    # the driver and the cluster run one image built with the extra: the same Dask and code at both ends
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dask"]
+    assert any(dep.startswith("dask[distributed]") for dep in extra)
+    images = set()
+    for name in ("worker", *DASK):
+        service = _service(compose, name)
+        assert service["build"] == {"context": ".", "args": {"EXTRAS": "dask"}}, name
+        images.add(service["image"])
+    assert len(images) == 1 and images != {_service(compose, "api")["image"]}  # not the base image's tag
+    for name in DASK:
+        assert _service(compose, name)["entrypoint"] == ["dask"]
+        assert _service(compose, name)["healthcheck"] == {"disable": True}  # the image's own is the API's

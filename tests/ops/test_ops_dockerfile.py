@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -98,15 +99,22 @@ def test_dependencies_are_installed_before_the_code_arrives() -> None:
     assert any(i > deps for i, _ in copies), "the code (wheel) should be copied after the dependencies"
 
 
-def test_dependency_extraction_reads_pyproject() -> None:
-    """The inline Python that turns pyproject.toml into requirements gives exactly its dependencies."""
-    run = next(args for op, args in _final_stage() if op == "RUN" and "requirements.txt" in args)
+@pytest.mark.parametrize("extras", ["", "dask"])
+def test_dependency_extraction_reads_pyproject(extras: str) -> None:
+    """The inline Python that turns pyproject.toml into requirements gives exactly its dependencies,
+    plus those of the optional groups named in the EXTRAS build argument."""
+    steps = _final_stage()
+    assert ("ARG", 'EXTRAS=""') in steps
+    run = next(args for op, args in steps if op == "RUN" and "requirements.txt" in args)
     match = re.search(r'python -c "(.+?)"\s*>', run)
     assert match, run
     code = match.group(1).replace("/tmp/pyproject.toml", str(ROOT / "pyproject.toml"))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
-    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert out.stdout.split("\n")[: len(expected)] == expected
+    env = {"PATH": os.environ.get("PATH", ""), "EXTRAS": extras}  # an ARG reaches RUN as a variable
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30,
+                         env=env)  # fmt: skip
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = project["dependencies"] + (project["optional-dependencies"][extras] if extras else [])
+    assert out.stdout.splitlines() == expected
 
 
 @pytest.mark.parametrize(
