@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.distributed import shard_fit
-from app.distributed.cluster import gather, share, submit, tree_sum
+from app.distributed.cluster import gather, gather_each, share, submit, tree_sum
 from app.recommend.algo_audience import row_blocks
 from app.recommend.algo_neighbours import Neighbours, merge_neighbours, topk_rows
 from app.recommend.algo_sequence import transition_cosine
@@ -79,7 +79,7 @@ def _blockwise(
         parts = [submit(client, shard_fit.product_block, f, kind, start, stop, aux_f) for f in fits]
         done.append(submit(client, finish, tree_sum(client, parts), start, k, finish_aux_f))
     out = Neighbours.empty(n, k)
-    for (start, stop), (indices, scores) in zip(blocks, gather(client, done), strict=True):
+    for (start, stop), (indices, scores) in zip(blocks, gather_each(client, done), strict=True):
         out.indices[start:stop], out.scores[start:stop] = indices, scores
     return out
 

@@ -104,10 +104,44 @@ def _topk_packed(
     """`topk_dense` on a sparse block: each row's stored entries packed into [b, max_nnz_per_row],
     so the cost follows nnz instead of b x n_cols (item-item products are sparse at scale).
 
+    The packing is done over runs of rows whose rows x widest row fits `DEFAULT_BLOCK_BYTES`: a block
+    sized by its entries (`app.distributed`) can hold 100k sparse rows and one row of 100k entries,
+    which packed at once is 100k x 100k (a worker was killed at 21 GB on that).
+    """
+    block = sp.csr_matrix(block)
+    runs = _packing_runs(np.diff(block.indptr), DEFAULT_BLOCK_BYTES // 8)
+    if len(runs) == 1:
+        return _topk_packed_run(block, k, row_ids, signed)
+    indices = np.full((block.shape[0], k), -1, dtype=np.int32)
+    scores = np.zeros((block.shape[0], k), dtype=np.float32)
+    for start, stop in runs:
+        ids = None if row_ids is None else np.asarray(row_ids)[start:stop]
+        indices[start:stop], scores[start:stop] = _topk_packed_run(block[start:stop], k, ids, signed)
+    return indices, scores
+
+
+def _packing_runs(counts: NDArray[np.integer], budget: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) runs of rows with (stop - start) x max(counts in the run) <= budget
+    (or a single row)."""
+    runs, start, widest = [], 0, 1
+    for row, count in enumerate(counts.tolist()):
+        wider = max(widest, count)
+        if row > start and (row - start + 1) * wider > budget:
+            runs.append((start, row))
+            start, wider = row, max(1, count)
+        widest = wider
+    runs.append((start, len(counts)))
+    return runs
+
+
+def _topk_packed_run(
+    block: sp.csr_matrix, k: int, row_ids: NDArray[np.integer] | None, signed: bool
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """`_topk_packed` on rows packed at once.
+
     The block must not hold duplicate entries (products and slices never do); its rows need not be
     sorted, so the sort that `sum_duplicates` would do (a third of the time at 100k items) is skipped.
     """
-    block = sp.csr_matrix(block)
     b = block.shape[0]
     counts = np.diff(block.indptr)
     width = max(1, int(counts.max(initial=0)))

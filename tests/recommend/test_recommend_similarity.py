@@ -195,3 +195,28 @@ def test_pearson_equals_the_pairwise_formula(seed: int) -> None:
                 want[v] = score
         got = {v: s for v, s in _row(nb, u).items() if s > 1e-6}
         assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_a_sparse_block_of_many_rows_and_one_wide_row_is_packed_in_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block sized by its entries (the distributed rebuild's) can hold many sparse rows and one row as
+    wide as the catalogue; packed in runs that fit the budget, its top-k is the one of the block whole."""
+    from app.recommend import algo_neighbours
+    from app.recommend.algo_neighbours import topk_rows
+
+    rng = np.random.default_rng(3)
+    n, b, start = 400, 300, 50
+    block = sp.random(b, n, density=0.01, format="csr", random_state=4, dtype=np.float64)
+    block.data[:] = rng.permutation(block.nnz) + 1.0  # distinct scores: one right answer per row
+    wide = sp.csr_matrix((np.arange(1.0, n + 1) + block.nnz, (np.full(n, 7), np.arange(n))), shape=(b, n))
+    block = sp.csr_matrix(block + wide)
+    whole = topk_rows(block, 10, start)
+    # 20 packed rows at a time for the narrow rows; the wide one alone in its run
+    monkeypatch.setattr(algo_neighbours, "DEFAULT_BLOCK_BYTES", 8 * 20 * int(np.diff(block.indptr)[8:].max()))
+    budget, counts = algo_neighbours.DEFAULT_BLOCK_BYTES // 8, np.diff(block.indptr)
+    runs = algo_neighbours._packing_runs(counts, budget)
+    assert (7, 8) in runs and len(runs) > 10
+    assert [r for run in runs for r in range(*run)] == list(range(b))  # consecutive, every row once
+    assert all(stop - a == 1 or (stop - a) * counts[a:stop].max() <= budget for a, stop in runs)
+    in_runs = topk_rows(block, 10, start)
+    assert np.array_equal(in_runs[0], whole[0]) and np.array_equal(in_runs[1], whole[1])
+    assert (whole[0][7] >= 0).all() and start + 7 not in whole[0][7]  # the wide row is full, itself excluded
