@@ -144,13 +144,12 @@ def _driver_snapshot(plan: ShardPlan, orphans: int) -> Snapshot:
 
 def _sample(dask: Any, plan: ShardPlan, snaps: list[Any], events: list[int]) -> shard_tasks.Part:
     """Every event when the shop has at most SAMPLE_EVENTS (the driver then chooses exactly what the
-    in-process rebuild chooses), else the events of a random share of each shard's shoppers."""
+    in-process rebuild chooses), else the events of a share of the shoppers drawn by id."""
     share = SAMPLE_EVENTS / max(1, sum(events))
     if share >= 1:
         parts = [submit(dask, shard_tasks.whole, s) for s in snaps]
     else:
-        parts = [submit(dask, shard_tasks.sample, s, int(share * n) + 1, SAMPLE_SEED + shard.index)
-                 for s, shard, n in zip(snaps, plan.shards, events, strict=True)]  # fmt: skip
+        parts = [submit(dask, shard_tasks.sample, s, share, SAMPLE_SEED) for s in snaps]
     return shard_tasks.concat(gather(dask, parts), plan.item_ids)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.eventlog import EventLog
-from app.recommend.algo_validate import sampled_users
 from app.settings import Settings
 from app.store.client import make_redis
 from app.store.keys import Keys
@@ -39,12 +39,15 @@ def whole(snapshot: Snapshot) -> Part:
     return Part(snapshot.log, snapshot.event_ids, snapshot.user_attributes)
 
 
-def sample(snapshot: Snapshot, max_events: int, seed: int) -> Part:
-    """The events of a random subset of the shard's shoppers holding about `max_events` (all below),
-    as `app.recommend.algo_validate` samples; only those shoppers stay in the user table."""
+def sample(snapshot: Snapshot, share: float, seed: int) -> Part:
+    """The events of the shard's shoppers whose id hashes below `share` (with `seed`): a choice made per
+    shopper id, so the sample is the same however the shop is cut into shards (models chosen on it do
+    not change with the number of workers); only those shoppers stay in the user table."""
     log = snapshot.log
     assert snapshot.event_ids is not None
-    chosen = sampled_users(log, max_events, seed) & (np.bincount(log.user, minlength=log.n_users) > 0)
+    salt = seed.to_bytes(8, "little")
+    drawn = np.array([zlib.crc32(str(u).encode(), zlib.crc32(salt)) for u in log.user_ids], dtype=np.float64)
+    chosen = (drawn < share * 2**32) & (np.bincount(log.user, minlength=log.n_users) > 0)
     index = np.cumsum(chosen, dtype=np.int32) - 1
     mask = chosen[log.user]
     sub = log.select(mask)

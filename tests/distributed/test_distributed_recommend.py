@@ -54,6 +54,24 @@ def test_shards_read_the_log_the_whole_load_reads(shop: Settings, dask_client: A
     assert np.array_equal(same_session, reference)  # the same sessions, whatever their codes
 
 
+def test_the_sample_is_the_same_whatever_the_shards(shop: Settings, dask_client: Any) -> None:
+    """Above the sample's size models are chosen on a share of the shoppers drawn by id: the same
+    shoppers, events and order on 2 shards as on 3, so the worker count does not change the models."""
+    assert shop.database_url
+    now = time.time()
+    samples = []
+    for n_shards in (2, 3):
+        with planned(shop.database_url, now, n_shards=n_shards) as plan:
+            snaps = [submit(dask_client, load_shard, shop.database_url, plan, s) for s in plan.shards]
+            parts = gather(dask_client, [submit(dask_client, shard_tasks.sample, s, 0.3, 0) for s in snaps])
+            samples.append(shard_tasks.concat(parts, plan.item_ids).log)
+    two, three = samples
+    assert 0.15 * 600 < two.n_users < 0.45 * 600  # about the share asked
+    assert np.array_equal(two.user_ids, three.user_ids)
+    for name in ("user", "item", "type", "ts"):
+        assert np.array_equal(getattr(two, name), getattr(three, name)), name
+
+
 def test_every_orphan_event_is_read_by_exactly_one_shard(shop: Settings, dask_client: Any) -> None:
     """Events whose user row is gone, with ids before the first shard, between two and after the last:
     the shards' ranges tile every id, so the rebuild counts them as the whole load does."""
