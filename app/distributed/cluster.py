@@ -1,8 +1,10 @@
 """The few Dask patterns the rebuild uses, on `dask.distributed`'s public Client API.
 
-Every task is submitted with retries: a worker that dies mid-task has its tasks (and the shards it
-held, from their lineage: loading from the exported snapshot again) run elsewhere. A lost scheduler
-fails the rebuild, which then discards its unpublished version; the previous one keeps serving.
+Every task is submitted with retries, and every future has a lineage: a worker that dies mid-task
+has its tasks and what it held (the shards: loaded again from the exported snapshot; the inputs
+shared with every shard: from the scheduler's copy of their task) computed again elsewhere. A lost
+scheduler fails the rebuild, which then discards its unpublished version; the previous one keeps
+serving.
 """
 
 from __future__ import annotations
@@ -27,8 +29,23 @@ def submit(client: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
 
 
 def share(client: Any, obj: Any) -> Any:
-    """One future of `obj`, copied to every worker (tasks of every shard read it)."""
-    return client.scatter([obj], broadcast=True)[0]  # a list: scatter would split a tuple or dict
+    """One future of `obj` for the tasks of every shard, made by a task that carries it.
+
+    Not `scatter(broadcast=True)`: scattered data has no lineage, and Dask's active memory manager
+    trims a broadcast's replicas to one, so killing the worker that kept it cancelled the rebuild
+    ("lost dependencies"). The scheduler keeps a task's inputs while its result lives, and runs it
+    again on a worker that survives; the other workers fetch the result from whichever holds it.
+    """
+    import dask
+
+    # the object in the graph is the point here (tens of MB at a million shoppers): no warning
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GiB"}):
+        return submit(client, shared_input, obj)
+
+
+def shared_input(obj: Any) -> Any:
+    """The task behind `share`: its result is its argument."""
+    return obj
 
 
 def tree_sum(client: Any, parts: Sequence[Any], add: Callable[[Any, Any], Any] = operator.add) -> Any:

@@ -20,6 +20,7 @@ import redis
 from distributed import Client
 
 from app.demo.loader import load_demo_if_empty
+from app.distributed.cluster import shared_input
 from app.recommend.algo_neighbours import Neighbours
 from app.settings import Settings
 from app.store.codec import unpack_neighbours
@@ -127,8 +128,13 @@ def test_the_dask_rebuild_publishes_what_the_in_process_one_does(pair: Any) -> N
     r.close()
 
 
-def test_a_worker_killed_mid_rebuild_is_replaced_and_the_version_is_whole(pair: Any, dask_cluster: Any) -> None:
-    """Dask recomputes the lost shards from their lineage: loaded again, in the same exported snapshot."""
+@pytest.mark.parametrize("held", ["fit_shard", shared_input.__name__], ids=["shards", "input-shared-with-every-shard"])
+def test_a_worker_killed_mid_rebuild_is_replaced_and_the_version_is_whole(
+    pair: Any, dask_cluster: Any, held: str
+) -> None:
+    """Dask recomputes what the killed worker held from its lineage: fitted shards (loaded again, in the
+    same exported snapshot), or an input every shard reads (`cluster.share`: from its task's copy; a
+    scattered one was lost, and the rebuild failed with "lost dependencies")."""
     _, dask_settings = pair
     now = time.time()
     first = rebuild(dask_settings, now=now)
@@ -136,18 +142,20 @@ def test_a_worker_killed_mid_rebuild_is_replaced_and_the_version_is_whole(pair: 
 
     watcher = Client(dask_cluster, set_as_default=False)
 
-    def kill_a_worker_holding_fitted_shards() -> None:
+    def kill_every_worker_holding_it() -> None:
+        """At its first sight, while the tasks that read it are still to run: no copy survives."""
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            for address, held in watcher.has_what().items():
-                if any(str(key).startswith("fit_shard") for key in held):
-                    nanny = next(n for n in dask_cluster.workers.values() if n.worker_address == address)
+            holders = {address for address, keys in watcher.has_what().items()
+                       if any(str(key).startswith(held) for key in keys)}  # fmt: skip
+            if holders:
+                for nanny in [n for n in dask_cluster.workers.values() if n.worker_address in holders]:
                     os.kill(nanny.process.process.pid, signal.SIGKILL)  # its memory is gone, as on a crash
-                    killed.set()
-                    return
+                killed.set()
+                return
             time.sleep(0.02)
 
-    killer = threading.Thread(target=kill_a_worker_holding_fitted_shards)
+    killer = threading.Thread(target=kill_every_worker_holding_it)
     killer.start()
     second = rebuild(dask_settings, now=now)
     killer.join()
