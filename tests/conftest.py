@@ -53,7 +53,7 @@ CLUSTER_RUN = (
     "reliability/test_rel_ratelimit.py", "reliability/test_rel_ratelimit_lease.py",
     "reliability/test_rel_repair.py",
     "dashboard/test_dashboard_auth.py", "dashboard/test_dashboard_revocation.py",  # sessions
-    "distributed/test_distributed_rebuild.py",  # the rebuild on Dask publishing into a cluster
+    "distributed/test_distributed_rebuild.py", "distributed/test_distributed_erasure.py",  # Dask into a cluster
 )
 """Test files and folders (under tests/) that run on both Redis backends."""
 
