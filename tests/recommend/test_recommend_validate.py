@@ -100,3 +100,50 @@ def test_dense_and_candidate_scoring_give_the_same_validation(monkeypatch: pytes
     numeric = [k for k, v in dense.metrics.items() if not isinstance(v, dict)]
     assert {k: sparse.metrics[k] for k in numeric} == pytest.approx({k: dense.metrics[k] for k in numeric}, abs=0.02)
     assert sparse.metrics["hybrid.ndcg@10"] == pytest.approx(dense.metrics["hybrid.ndcg@10"], abs=1e-9)
+
+
+def test_folds_side_by_side_choose_what_folds_in_turn_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two folds run on threads: the result is the sequential one, number for number."""
+    from app.recommend import algo_validate
+
+    log, docs = _shop(3)
+    content = content_neighbours(fit_content(docs), k=10)
+    config = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10))
+    monkeypatch.setattr(algo_validate, "BLOCK_THREADS", 1)
+    in_turn = validate(log, content, config)
+    monkeypatch.setattr(algo_validate, "BLOCK_THREADS", 2)
+    side_by_side = validate(log, content, config)
+    assert side_by_side.metrics["holdout"]["folds"] == 2
+    assert side_by_side.config == in_turn.config
+    assert side_by_side.metrics == in_turn.metrics
+
+
+def test_evaluator_fits_once_for_every_sequence_weight_and_keeps_the_last_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sequence weights blend one CF fit; the CF matrix evicted is the least recently used one,
+    so the search's current best, asked for after every candidate, is not fitted again."""
+    from app.recommend import algo_validate
+    from app.recommend.algo_holdout import validation_holdout
+
+    log, docs = _shop(4)
+    content = content_neighbours(fit_content(docs), k=10)
+    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
+    assert fold is not None
+    fits: list[object] = []
+    real = algo_validate.cf_neighbours
+    monkeypatch.setattr(algo_validate, "cf_neighbours", lambda x, cf: fits.append(cf) or real(x, cf))
+    base = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10, variant="cosine"))
+
+    def with_cf(**fields: object) -> RecommenderConfig:
+        return replace(base, cf=replace(base.cf, **fields))
+
+    best = fold.cf(with_cf(sequence_weight=0.0))
+    others = [fold.cf(with_cf(sequence_weight=w)) for w in (0.5, 0.85)]
+    assert len(fits) == 1
+    assert all(m.shape == best.shape for m in others) and (others[0] != best).nnz > 0
+    assert fold.cf(with_cf(sequence_weight=0.0)) is best  # used again: now the most recent
+    fold.cf(with_cf(k=5))  # a fourth matrix evicts the least recently used (0.5), not the first made
+    assert len(fits) == 2
+    assert fold.cf(with_cf(sequence_weight=0.0)) is best
+    assert len(fits) == 2
