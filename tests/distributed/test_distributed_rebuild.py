@@ -28,6 +28,7 @@ from app.store.keys import Keys
 from app.worker.pipeline import rebuild
 from tests import servers
 from tests.distributed.compare import assert_same_neighbours
+from tests.distributed.conftest import local_cluster
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -173,10 +174,8 @@ def test_a_worker_killed_mid_rebuild_is_replaced_and_the_version_is_whole(
 def test_a_lost_scheduler_fails_the_rebuild_and_the_last_version_keeps_serving(pair: Any, pg: Any) -> None:
     """Shards may have written their shoppers' records when the cluster goes: the half-written version
     is discarded whole, and the pointer stays on the last complete one."""
-    from distributed import LocalCluster
-
     _, dask_settings = pair
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = local_cluster()
     on_doomed = dask_settings.model_copy(update={"dask_scheduler": cluster.scheduler_address})
     first = rebuild(on_doomed)
     watcher = Client(cluster, set_as_default=False)
