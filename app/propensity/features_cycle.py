@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from app.eventlog import EventLog
 from app.propensity.features_blocks import PURCHASE, Column, Events, unique_sorted
-from app.value.algo_btyd import BGNBD, fit_bgnbd
+from app.value.algo_btyd import BGNBD, fit_bgnbd_usable
 from app.value.summary import Summary, summarise
 
 YEAR_DAYS = 365.0
@@ -204,16 +204,10 @@ def _fit_bgnbd(
         rows = np.sort(np.random.default_rng(0).choice(len(x), BTYD_MAX_CUSTOMERS, replace=False))
     # fit at whole days, as lifetimes' daily summaries do: far fewer distinct rows to weigh
     fit_x, fit_t_x, fit_T = x[rows], np.round(t_x[rows]), np.round(T[rows])
-    # tiny or odd shops overflow inside the optimiser's trial points; the answer is checked below
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        try:
-            bg = fit_bgnbd(fit_x, fit_t_x, fit_T)
-            e = bg.expected_purchases(horizon_days, x, t_x, T)
-            if not np.all(np.isfinite(e)) or max(bg.a, bg.b) > 1e4:  # a degenerate edge: a light penalty
-                bg = fit_bgnbd(fit_x, fit_t_x, fit_T, penalizer=1e-3)
-        except ValueError:  # a non-finite likelihood
-            return None
-    return bg
+    try:  # every shopper's predictions must be finite, not only the sample's
+        return fit_bgnbd_usable(fit_x, fit_t_x, fit_T, horizon_days, probe=(x, t_x, T))
+    except ValueError:  # a non-finite likelihood
+        return None
 
 
 def cycle_columns(

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from app.eventlog import EventLog
 from app.propensity.features import FeatureSpec, build_features
-from app.value.algo_btyd import BGNBD, GammaGamma, fit_bgnbd, fit_gamma_gamma
+from app.value.algo_btyd import BGNBD, GammaGamma, fit_bgnbd_usable, fit_gamma_gamma
 from app.value.algo_metrics import value_metrics
 from app.value.summary import DAY, Summary, outcome, summarise
 
@@ -127,10 +127,7 @@ def fit_btyd(s: Summary) -> Btyd:
     if len(s) > FIT_MAX_CUSTOMERS:
         rows = np.sort(np.random.default_rng(0).choice(len(s), FIT_MAX_CUSTOMERS, replace=False))
     x, t_x, T, m = s.x[rows], s.t_x[rows], s.T[rows], s.m[rows]
-    bg = fit_bgnbd(x, t_x, T)
-    probe = bg.expected_purchases(30.0, x, t_x, T)
-    if not np.all(np.isfinite(probe)) or max(bg.a, bg.b) > 1e4:
-        bg = fit_bgnbd(x, t_x, T, penalizer=1e-3)
+    bg = fit_bgnbd_usable(x, t_x, T, horizon_days=30.0)
     try:
         gg: GammaGamma | None = fit_gamma_gamma(x, m)
     except ValueError:  # no prices, or no repeat customers yet

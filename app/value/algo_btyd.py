@@ -40,7 +40,8 @@ class BGNBD:
         """P(still alive at the cut-off | x, t_x, T); 1 for customers without repeat transactions."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         log_ratio = (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
-        odds = np.where(x > 0, np.exp(np.log(a) - np.log(b + np.maximum(x, 1) - 1) + log_ratio), 0.0)
+        with np.errstate(over="ignore"):  # odds of death past 1e308 are p_alive 0, the right limit
+            odds = np.where(x > 0, np.exp(np.log(a) - np.log(b + np.maximum(x, 1) - 1) + log_ratio), 0.0)
         return np.asarray(1.0 / (1.0 + odds), dtype=np.float64)
 
     def expected_purchases(self, t: float, x: Array, t_x: Array, T: Array) -> Array:
@@ -103,11 +104,14 @@ def _fit(nll: Callable[[Array], float], n_params: int, start: Array | None = Non
     """Minimise a negative mean log-likelihood over log parameters: L-BFGS-B, then Nelder-Mead from
     its answer (the likelihood surfaces are flat along ridges; the polish takes the last per cent)."""
     x0 = np.zeros(n_params) if start is None else np.log(start)
-    first = minimize(nll, x0, method="L-BFGS-B")
-    polished = minimize(
-        nll, first.x, method="Nelder-Mead",
-        options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 400 * n_params, "adaptive": True},
-    )  # fmt: skip
+    # trial points on small or odd data overflow (exp of a log parameter, a likelihood of -inf): `nll`
+    # answers those with a huge value, so numpy's warnings would only be noise in the worker's log
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        first = minimize(nll, x0, method="L-BFGS-B")
+        polished = minimize(
+            nll, first.x, method="Nelder-Mead",
+            options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 400 * n_params, "adaptive": True},
+        )  # fmt: skip
     best = polished.x if polished.fun <= first.fun else first.x
     return np.asarray(np.exp(best), dtype=np.float64)
 
@@ -130,9 +134,34 @@ def fit_bgnbd(x: Array, t_x: Array, T: Array, penalizer: float = 0.0) -> BGNBD:
         return value if np.isfinite(value) else 1e300
 
     params = _fit(nll, 4)
-    if nll(np.log(params)) >= 1e300:
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        diverged = nll(np.log(params)) >= 1e300
+    if diverged:
         raise ValueError("BG/NBD fit did not converge to a finite likelihood")
     return BGNBD(*(float(v) for v in params))
+
+
+#: Where the plain MLE has run off to a degenerate edge: a or b past this (no drop-out, or all of it).
+DEGENERATE = 1e4
+#: The light penalty that keeps such a fit finite (lifetimes' convention, `penalizer * sum(params**2)`).
+LIGHT_PENALTY = 1e-3
+
+
+def fit_bgnbd_usable(
+    x: Array, t_x: Array, T: Array, horizon_days: float, probe: tuple[Array, Array, Array] | None = None
+) -> BGNBD:
+    """The plain MLE, or the lightly penalised one when the plain one is degenerate: a or b unbounded,
+    or predictions over `horizon_days` that are not finite for the `probe` customers (x, t_x, T;
+    default the fitted ones). Small or odd shops land there; a large one rarely does.
+
+    Raises ValueError as `fit_bgnbd` does.
+    """
+    bg = fit_bgnbd(x, t_x, T)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a degenerate fit overflows here
+        predicted = bg.expected_purchases(horizon_days, *(probe or (x, t_x, T)))
+    if np.all(np.isfinite(predicted)) and max(bg.a, bg.b) <= DEGENERATE:
+        return bg
+    return fit_bgnbd(x, t_x, T, penalizer=LIGHT_PENALTY)
 
 
 def fit_gamma_gamma(x: Array, m: Array, penalizer: float = 0.0) -> GammaGamma:
