@@ -93,8 +93,9 @@ def distributed(settings: Any, n_workers: int) -> None:
 
     env = {**DRIVER_ENV, "SHOPMIND_DATABASE_URL": settings.database_url, "SHOPMIND_REDIS_URL": settings.redis_url,
            "SHOPMIND_REDIS_PREFIX": settings.redis_prefix}  # fmt: skip
-    # one thread per worker: on a small box the workers are the parallelism; memory is what is measured
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    # one thread per worker: on a small box the workers are the parallelism; memory is what is measured.
+    # The scheduler's HTTP routes bind 8787 even with no dashboard (None): a free port avoids collisions.
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       memory_limit=None) as cluster, Client(cluster) as client:  # fmt: skip
         print(f"-- on Dask, {n_workers} worker process{'es' if n_workers > 1 else ''}:", flush=True)
         t = time.perf_counter()

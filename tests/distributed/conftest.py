@@ -31,8 +31,10 @@ def local_cluster(**options: Any) -> Any:
     """A LocalCluster of two single-threaded worker processes, started without touching our environment."""
     from distributed import LocalCluster
 
+    # the scheduler's HTTP routes (health, metrics) listen even without a dashboard, on 8787 when
+    # `dashboard_address` is None: a free port keeps two clusters, or a developer's own, from colliding
     with environment_kept():
-        return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, **options)
+        return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", **options)
 
 
 @pytest.fixture(scope="session")
