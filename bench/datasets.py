@@ -11,6 +11,8 @@ keeps the split its shape calls for:
 - `ml-100k`: ratings; each user's last 20 % by time is the test (the classic MovieLens protocol);
 - `online-retail`: a year of a UK web shop's orders (sparse purchases); a global time cut, the last
   20 % of the time span is the test;
+- `online-retail-sparse`: the same orders thinned to 2-6 items per shopper (the shape of a shop whose
+  shoppers buy a few times over years); the same global time cut;
 - `taobao`: a 9-day clickstream (views, carts, favourites, purchases); a global time cut;
 - `synthetic-drift`: three years of the demo generator's shop whose shoppers' tastes drift; a global
   time cut;
@@ -140,6 +142,26 @@ def online_retail(root: Path) -> Dataset:
                    "global time cut, last 20 % of the span")
 
 
+def online_retail_sparse(root: Path) -> Dataset:
+    """online-retail thinned to 2-6 distinct items bought per shopper (chosen at random, seed 0): the
+    sparse-purchase shape, where most shoppers have a few orders and what everyone buys carries most
+    of what can be predicted."""
+    full = online_retail(root)
+    log, rng = full.log, np.random.default_rng(0)
+    # one line per (shopper, item), in random order, then each shopper's first 2-6 of them
+    shuffled = rng.permutation(len(log))
+    _, first = np.unique(log.user[shuffled].astype(np.int64) * log.n_items + log.item[shuffled], return_index=True)
+    lines = shuffled[first][rng.permutation(len(first))]
+    by_user = lines[np.argsort(log.user[lines], kind="stable")]
+    users = log.user[by_user]
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    quota = rng.integers(2, 7, log.n_users)
+    thin = log.select(np.sort(by_user[rank < quota[users]]))
+    return Dataset("online-retail-sparse", thin, full.docs, global_cut(thin),
+                   "2-6 items per shopper; global time cut, last 20 % of the span")
+
+
 TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "bookmark", "buy": "purchase"}
 
 
@@ -175,6 +197,7 @@ def synthetic_drift(root: Path) -> Dataset:
 DATASETS: dict[str, Callable[[Path], Dataset]] = {
     "ml-100k": movielens,
     "online-retail": online_retail,
+    "online-retail-sparse": online_retail_sparse,
     "taobao": taobao,
     "synthetic-drift": synthetic_drift,
     "ml-100k-bulk": movielens_bulk,

@@ -2,8 +2,9 @@
 
     python bench/quality.py [--data ../shared/data] [--only NAME ...] [--no-peers]
 
-Every data set of `bench/datasets.py` (MovieLens 100K, online-retail, the Taobao clickstream, a
-synthetic multi-year shop whose tastes drift, and MovieLens as a bulk import with tied timestamps),
+Every data set of `bench/datasets.py` (MovieLens 100K, online-retail and the same orders thinned to
+2-6 items per shopper, the Taobao clickstream, a synthetic multi-year shop whose tastes drift, and
+MovieLens as a bulk import with tied timestamps),
 each with its natural split. The training events are ingested through the service functions the API
 calls (timestamps shifted so the last one is a day ago; order unchanged), items with their text; the
 worker pipeline rebuilds (its validation chooses every constant on the training data alone); every
