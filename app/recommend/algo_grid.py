@@ -30,10 +30,10 @@ HISTORIES: tuple[tuple[str, float, int], ...] = (("recent_25", 8.0, 25), ("last_
 SEQUENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.85)
 ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 EVIDENCE_CS: tuple[float, ...] = (0.0, 1.0, 4.0)
-POP_WEIGHTS: tuple[float, ...] = (0.0, 0.05, 0.2)
-#: Tried when the heaviest of POP_WEIGHTS wins: on sparse shops (a few purchases per shopper) what
-#: everyone buys carries most of what can be predicted, and the blend leans on it harder than that.
-POP_WEIGHTS_BEYOND: tuple[float, ...] = (0.5, 1.0)
+#: Up to 1 (popularity weighs as much as the best CF or content score): on sparse shops, a few purchases
+#: per shopper, what everyone buys carries most of what can be predicted. The gain is not monotone
+#: (0.05 can lose to off where 1 wins), so every weight is tried, not only past a winning 0.2.
+POP_WEIGHTS: tuple[float, ...] = (0.0, 0.05, 0.2, 0.5, 1.0)
 NEIGHBOUR_COUNTS: tuple[int, ...] = (50, 100, 200)
 ALS_REGULARIZATIONS: tuple[float, ...] = (1.0, 10.0, 100.0)
 

@@ -21,10 +21,7 @@ from app.recommend.algo_blend import POPULARITY_ONLY, HybridConfig
 from app.recommend.algo_grid import (
     ALS_REGULARIZATIONS,
     NEIGHBOUR_COUNTS,
-    POP_WEIGHTS,
-    POP_WEIGHTS_BEYOND,
     SEQUENCE_WEIGHTS,
-    Knob,
     blend_knobs,
     ease_lambdas,
     interaction_knobs,
@@ -419,22 +416,7 @@ def validate(
         values = knob.values
         if name == "alpha" and alphas is not None:
             values = tuple((f"{a:g}", a) for a in alphas)
-        candidates = [(label, knob.apply(best_config, v)) for label, v in values]
-        if name in chosen and all(c != best_config for _, c in candidates):
-            candidates.append((chosen[name], best_config))  # the second pass: a value from beyond the grid
-        search(name, candidates)
-        if name == "popularity" and best_config.hybrid.pop_weight == POP_WEIGHTS[-1]:
-            popularity_beyond(knob)
-
-    def popularity_beyond(knob: Knob) -> None:
-        """The heaviest popularity weight won: heavier ones, with the same popularity (all-time or
-        recent), as the ridges' grids go past a winning end."""
-        kept, tried = chosen["popularity"], grid.pop("popularity")
-        flavour = kept.split("_", 1)[1]
-        half_life = best_config.hybrid.pop_half_life_days
-        search("popularity", [(kept, best_config)] + [
-            (f"{w:g}_{flavour}", knob.apply(best_config, (w, half_life))) for w in POP_WEIGHTS_BEYOND])
-        grid["popularity"] = {**tried, **grid["popularity"]}
+        search(name, [(label, knob.apply(best_config, v)) for label, v in values])
 
     usable = []
     for v in variants:  # fit each once up front: a variant that cannot be fitted is left out
