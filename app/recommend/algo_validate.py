@@ -224,10 +224,16 @@ class _Evaluator:
         self._clock("cf_fit", t0)
         return self._cf[key]
 
-    def scorer(self, config: RecommenderConfig) -> Scorer:
+    @staticmethod
+    def scorer_key(config: RecommenderConfig) -> tuple[Any, ...]:
+        """What a scorer depends on: the histories it reads and the popularity it blends."""
         h = config.hybrid
-        key = (repr(config.interaction), h.history_half_life_days, h.history_half_life_events,
-               h.history_limit, h.pop_half_life_days)
+        return (repr(config.interaction), h.history_half_life_days, h.history_half_life_events,
+                h.history_limit, h.pop_half_life_days)
+
+    def scorer(self, config: RecommenderConfig) -> Scorer:
+        key = self.scorer_key(config)
+        h = config.hybrid
         if key not in self._scorers:
             _, evidence = self.matrix(config.interaction)
             pop = popularity(self.train, h.pop_half_life_days, self.now, config.interaction)
@@ -239,14 +245,20 @@ class _Evaluator:
         """(name, config, use CF) -> metrics; trials sharing a scorer are scored together."""
         out: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
-        for name, config, use_cf in trials:
+        # One scorer is kept, and its first trial builds the candidates the rest reuse (at scale the
+        # costliest part of a trial); the popularity knob alternates flavours (all-time, recent), so
+        # in the given order each of its trials would build them again. The scorer in hand goes first.
+        groups: dict[tuple[Any, ...], list[tuple[str, RecommenderConfig, bool]]] = {k: [] for k in self._scorers}
+        for trial in trials:
+            groups.setdefault(self.scorer_key(trial[1]), []).append(trial)
+        for name, config, use_cf in (trial for group in groups.values() for trial in group):
             scorer = self.scorer(config)
             s_cf = self.cf(config) if use_cf else None
             use_content = use_cf or config.hybrid.pop_weight < POPULARITY_ONLY
             out.update(scorer.run([(name, s_cf, use_content, config.hybrid)]))
             self.per_user[name] = scorer.per_user[name]
         self._clock("score", t0)
-        return out
+        return {name: out[name] for name, _, _ in trials}
 
 
 def _fold(sample: EventLog, holdout: Holdout, content: Neighbours, max_users: int, seed: int) -> _Evaluator | None:

@@ -149,6 +149,36 @@ def test_evaluator_fits_once_for_every_sequence_weight_and_keeps_the_last_used(
     assert len(fits) == 2
 
 
+def test_evaluator_builds_one_scorer_per_popularity_flavour_whatever_the_trial_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The popularity knob's trials alternate flavours (all-time, recent, ...); each scorer build
+    redoes the candidates, so trials are grouped by scorer: one build per flavour, the scorer in hand
+    none, and every trial scores what it scores alone."""
+    from app.recommend import algo_validate
+    from app.recommend.algo_holdout import validation_holdout
+
+    log, docs = _shop(5)
+    content = content_neighbours(fit_content(docs), k=10)
+    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
+    assert fold is not None
+    base = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10, variant="cosine"))
+
+    def pop(weight: float, half_life: float) -> RecommenderConfig:
+        return replace(base, hybrid=replace(base.hybrid, pop_weight=weight, pop_half_life_days=half_life))
+
+    trials = [(f"{w}_{hl}", pop(w, hl), True) for w in (0.05, 0.2, 0.5, 1.0) for hl in (math.inf, 2.0)]
+    trials.insert(0, ("off", pop(0.0, 30.0), True))
+    alone = {name: fold.run([(name, config, use_cf)])[name] for name, config, use_cf in trials}
+    builds: list[object] = []
+    real = algo_validate.make_scorer
+    monkeypatch.setattr(algo_validate, "make_scorer", lambda *a: builds.append(a) or real(*a))
+    together = fold.run(trials)
+    assert list(together) == [name for name, _, _ in trials]
+    assert together == alone
+    assert len(builds) == 2  # "off" (30 days) and all-time; recent, scored alone last, was in hand
+
+
 def _sparse_shop(seed: int, share_popular: float, n_users: int = 600, n_items: int = 60) -> tuple[EventLog, list[str]]:
     """Shoppers with 2-4 purchases over 100 days, each a pick from what everyone buys (a Zipf law) with
     probability `share_popular`, else from their own cluster: the sparse-purchase shape."""
