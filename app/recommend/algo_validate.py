@@ -160,6 +160,9 @@ VALIDATION_FOLDS = 2
 #: CF matrices kept per fold (the search goes back to its best after each candidate); each is up to
 #: n_items x k entries, 160 MB at 100k items and k = 200.
 CF_CACHE = 3
+#: Neighbour fits kept per fold, before any sequence blend (each n_items x k, 160 MB at 100k items
+#: and k = 200): two, so the neighbour-count knob finds the search's best among them, and truncates it.
+FIT_CACHE = 2
 
 
 @dataclass
@@ -208,9 +211,17 @@ class _Evaluator:
             self._cf[key] = self._cf.pop(key)
             return self._cf[key]
         t0 = time.perf_counter()
-        if fit_key not in self._fit:  # the sequence weights blend one fit: it is not redone per weight
-            x, _ = self.matrix(inter)
-            self._fit = {fit_key: cf_neighbours(x, cf)}
+        if fit_key in self._fit:  # the sequence weights blend one fit: it is not redone per weight
+            self._fit[fit_key] = self._fit.pop(fit_key)
+        else:
+            wider = self._wider_fit(fit_key)
+            if wider is not None:
+                fitted = Neighbours(wider.indices[:, :cf.k].copy(), wider.scores[:, :cf.k].copy())
+            else:
+                fitted = cf_neighbours(self.matrix(inter)[0], cf)
+            if len(self._fit) >= FIT_CACHE:
+                self._fit.pop(next(iter(self._fit)))
+            self._fit[fit_key] = fitted
         base = self._fit[fit_key]
         if cf.sequence_weight > 0:
             skey = (repr(inter.weights), cf.k, cf.sequence_window, cf.sequence_max_gap_days)
@@ -230,6 +241,18 @@ class _Evaluator:
         h = config.hybrid
         return (repr(config.interaction), h.history_half_life_days, h.history_half_life_events,
                 h.history_limit, h.pop_half_life_days)
+
+    def _wider_fit(self, fit_key: tuple[Any, ...]) -> Neighbours | None:
+        """A kept fit that differs from `fit_key` only by a larger k, when its top k is the smaller
+        k's fit: rows sorted by score hold the top k first. Not for signed variants (EASE), whose
+        rows are chosen by magnitude but sorted by score. Saves the neighbour-count knob its refits."""
+        inter, variant, k, *rest = fit_key
+        if variant == "ease":
+            return None
+        for (w_inter, w_variant, w_k, *w_rest), fitted in self._fit.items():
+            if (w_inter, w_variant, w_rest) == (inter, variant, rest) and w_k >= k:
+                return fitted
+        return None
 
     def scorer(self, config: RecommenderConfig) -> Scorer:
         key = self.scorer_key(config)

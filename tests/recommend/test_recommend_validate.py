@@ -143,10 +143,45 @@ def test_evaluator_fits_once_for_every_sequence_weight_and_keeps_the_last_used(
     assert len(fits) == 1
     assert all(m.shape == best.shape for m in others) and (others[0] != best).nnz > 0
     assert fold.cf(with_cf(sequence_weight=0.0)) is best  # used again: now the most recent
-    fold.cf(with_cf(k=5))  # a fourth matrix evicts the least recently used (0.5), not the first made
+    fold.cf(with_cf(shrink=1.0))  # a fourth matrix evicts the least recently used (0.5), not the first made
     assert len(fits) == 2
     assert fold.cf(with_cf(sequence_weight=0.0)) is best
     assert len(fits) == 2
+
+
+@pytest.mark.parametrize("variant", ["cosine", "rp3beta", "als", "ease"])
+def test_evaluator_truncates_a_wider_fit_for_a_smaller_neighbour_count(
+    monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """A fit's rows are sorted by score, so its first k entries are the fit at k: the neighbour-count
+    knob truncates the search's best instead of refitting, and scores what a fit at k would serve.
+    EASE keeps its k by magnitude, so it is refitted."""
+    from app.recommend import algo_validate
+    from app.recommend.algo_holdout import validation_holdout
+    from app.recommend.algo_similarity import cf_neighbours
+
+    log, docs = _shop(6)
+    content = content_neighbours(fit_content(docs), k=10)
+    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
+    assert fold is not None
+    fits: list[int] = []
+    real = algo_validate.cf_neighbours
+    monkeypatch.setattr(algo_validate, "cf_neighbours", lambda x, cf: fits.append(cf.k) or real(x, cf))
+    base = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, variant=variant, k=12,
+                                                         sequence_weight=0.0))
+    fold.cf(base)
+    small = replace(base, cf=replace(base.cf, k=4))
+    truncated = fold.cf(small)
+    x, _ = fold.matrix(small.interaction)
+    fresh = cf_neighbours(x, small.cf).to_csr(log.n_items)
+    assert fits == ([12, 4] if variant == "ease" else [12])
+    assert truncated.shape == fresh.shape and (np.diff(truncated.indptr) <= 4).all()
+    # the same top 4 of every row, up to ties at the fourth place
+    for row in range(truncated.shape[0]):
+        got = np.sort(truncated.data[truncated.indptr[row]:truncated.indptr[row + 1]])
+        want = np.sort(fresh.data[fresh.indptr[row]:fresh.indptr[row + 1]])
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert truncated.nnz > 0
 
 
 def test_evaluator_builds_one_scorer_per_popularity_flavour_whatever_the_trial_order(
