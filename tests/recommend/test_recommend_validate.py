@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -118,18 +119,26 @@ def test_folds_side_by_side_choose_what_folds_in_turn_choose(monkeypatch: pytest
     assert side_by_side.metrics == in_turn.metrics
 
 
+def _validation_fold(seed: int) -> Any:
+    """`_shop(seed)`'s first validation fold (an `algo_validate._Evaluator`), content at k = 10."""
+    from app.recommend import algo_validate
+    from app.recommend.algo_holdout import validation_holdout
+
+    log, docs = _shop(seed)
+    content = content_neighbours(fit_content(docs), k=10)
+    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
+    assert fold is not None
+    return fold
+
+
 def test_evaluator_fits_once_for_every_sequence_weight_and_keeps_the_last_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The sequence weights blend one CF fit; the CF matrix evicted is the least recently used one,
     so the search's current best, asked for after every candidate, is not fitted again."""
     from app.recommend import algo_validate
-    from app.recommend.algo_holdout import validation_holdout
 
-    log, docs = _shop(4)
-    content = content_neighbours(fit_content(docs), k=10)
-    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
-    assert fold is not None
+    fold = _validation_fold(4)
     fits: list[object] = []
     real = algo_validate.cf_neighbours
     monkeypatch.setattr(algo_validate, "cf_neighbours", lambda x, cf: fits.append(cf) or real(x, cf))
@@ -157,13 +166,9 @@ def test_evaluator_truncates_a_wider_fit_for_a_smaller_neighbour_count(
     knob truncates the search's best instead of refitting, and scores what a fit at k would serve.
     EASE keeps its k by magnitude, so it is refitted."""
     from app.recommend import algo_validate
-    from app.recommend.algo_holdout import validation_holdout
     from app.recommend.algo_similarity import cf_neighbours
 
-    log, docs = _shop(6)
-    content = content_neighbours(fit_content(docs), k=10)
-    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
-    assert fold is not None
+    fold = _validation_fold(6)
     fits: list[int] = []
     real = algo_validate.cf_neighbours
     monkeypatch.setattr(algo_validate, "cf_neighbours", lambda x, cf: fits.append(cf.k) or real(x, cf))
@@ -173,7 +178,7 @@ def test_evaluator_truncates_a_wider_fit_for_a_smaller_neighbour_count(
     small = replace(base, cf=replace(base.cf, k=4))
     truncated = fold.cf(small)
     x, _ = fold.matrix(small.interaction)
-    fresh = cf_neighbours(x, small.cf).to_csr(log.n_items)
+    fresh = cf_neighbours(x, small.cf).to_csr(fold.train.n_items)
     assert fits == ([12, 4] if variant == "ease" else [12])
     assert truncated.shape == fresh.shape and (np.diff(truncated.indptr) <= 4).all()
     # the same top 4 of every row, up to ties at the fourth place
@@ -191,12 +196,8 @@ def test_evaluator_builds_one_scorer_per_popularity_flavour_whatever_the_trial_o
     redoes the candidates, so trials are grouped by scorer: one build per flavour, the scorer in hand
     none, and every trial scores what it scores alone."""
     from app.recommend import algo_validate
-    from app.recommend.algo_holdout import validation_holdout
 
-    log, docs = _shop(5)
-    content = content_neighbours(fit_content(docs), k=10)
-    fold = algo_validate._fold(log, validation_holdout(log, seed=0), content, 5_000, 0)
-    assert fold is not None
+    fold = _validation_fold(5)
     base = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10, variant="cosine"))
 
     def pop(weight: float, half_life: float) -> RecommenderConfig:
