@@ -205,6 +205,7 @@ class _Evaluator:
     def cf(self, config: RecommenderConfig) -> sp.csr_matrix:
         """The served CF matrix (variant blended with sequence neighbours), csr [n_items, n_items]."""
         cf, inter = config.cf, config.interaction
+        # (interaction, variant, k, the variant's other constants...): `_wider_fit` reads this layout
         fit_key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.shrink, cf.als_regularization)
         key = (*fit_key, cf.sequence_weight)
         if key in self._cf:  # least recently used evicted first: the search returns to its current best
