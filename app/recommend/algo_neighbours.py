@@ -101,61 +101,75 @@ def topk_rows(
 def _topk_packed(
     block: sp.csr_matrix, k: int, row_ids: NDArray[np.integer] | None, signed: bool
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
-    """`topk_dense` on a sparse block: each row's stored entries packed into [b, max_nnz_per_row],
-    so the cost follows nnz instead of b x n_cols (item-item products are sparse at scale).
+    """`topk_dense` on a sparse block: each row's stored entries packed into [rows, widest row], so the
+    cost follows nnz instead of b x n_cols (item-item products are sparse at scale).
 
-    The packing is done over runs of rows whose rows x widest row fits `DEFAULT_BLOCK_BYTES`: a block
-    sized by its entries (`app.distributed`) can hold 100k sparse rows and one row of 100k entries,
-    which packed at once is 100k x 100k (a worker was killed at 21 GB on that).
-    """
-    block = sp.csr_matrix(block)
-    runs = _packing_runs(np.diff(block.indptr), DEFAULT_BLOCK_BYTES // 8)
-    if len(runs) == 1:
-        return _topk_packed_run(block, k, row_ids, signed)
-    indices = np.full((block.shape[0], k), -1, dtype=np.int32)
-    scores = np.zeros((block.shape[0], k), dtype=np.float32)
-    for start, stop in runs:
-        ids = None if row_ids is None else np.asarray(row_ids)[start:stop]
-        indices[start:stop], scores[start:stop] = _topk_packed_run(block[start:stop], k, ids, signed)
-    return indices, scores
-
-
-def _packing_runs(counts: NDArray[np.integer], budget: int) -> list[tuple[int, int]]:
-    """Consecutive [start, stop) runs of rows with (stop - start) x max(counts in the run) <= budget
-    (or a single row)."""
-    runs, start, widest = [], 0, 1
-    for row, count in enumerate(counts.tolist()):
-        wider = max(widest, count)
-        if row > start and (row - start + 1) * wider > budget:
-            runs.append((start, row))
-            start, wider = row, max(1, count)
-        widest = wider
-    runs.append((start, len(counts)))
-    return runs
-
-
-def _topk_packed_run(
-    block: sp.csr_matrix, k: int, row_ids: NDArray[np.integer] | None, signed: bool
-) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
-    """`_topk_packed` on rows packed at once.
-
+    Rows are packed in runs of similar width (`_packing_runs`): packed all at once, one popular item's
+    row set the width of every row in its block, and a product block of the scale benchmark held 14x
+    more padding than entries; the top-k spent 3x the time of the product that made the block. Only
+    a rank key is packed (0: never kept); scores and columns are read back from the kept entries.
     The block must not hold duplicate entries (products and slices never do); its rows need not be
     sorted, so the sort that `sum_duplicates` would do (a third of the time at 100k items) is skipped.
     """
-    b = block.shape[0]
+    block = sp.csr_matrix(block)
     counts = np.diff(block.indptr)
-    width = max(1, int(counts.max(initial=0)))
-    rows = np.repeat(np.arange(b), counts)
-    pos = np.arange(block.nnz) - block.indptr[:-1][rows]
-    vals = np.zeros((b, width), dtype=np.result_type(block.dtype, np.float32))
-    vals[rows, pos] = block.data
+    key = np.abs(block.data) if signed else np.maximum(block.data, 0)
+    key[~np.isfinite(key)] = 0
     if row_ids is not None:
-        vals[rows, pos] = np.where(block.indices == np.asarray(row_ids)[rows], 0.0, block.data)
-    packed_cols = np.full((b, width), -1, dtype=np.int32)
-    packed_cols[rows, pos] = block.indices
-    idx, sc = topk_dense(vals, k, None, signed)
-    picked = np.take_along_axis(packed_cols, np.maximum(idx, 0), axis=1)
-    return np.where(idx >= 0, picked, -1).astype(np.int32), sc
+        key[block.indices == np.repeat(np.asarray(row_ids), counts)] = 0
+    indices = np.full((block.shape[0], k), -1, dtype=np.int32)
+    scores = np.zeros((block.shape[0], k), dtype=np.float32)
+    for rows in _packing_runs(counts, k, DEFAULT_BLOCK_BYTES // 8):
+        entries = _top_entries(block.indptr[rows], counts[rows], key, block.data, k)
+        kept = entries >= 0
+        indices[rows, : entries.shape[1]] = np.where(kept, block.indices[entries], -1)
+        scores[rows, : entries.shape[1]] = np.where(kept, block.data[entries], 0)
+    return indices, scores
+
+
+def _packing_runs(counts: NDArray[np.integer], k: int, budget: int) -> list[NDArray[np.intp]]:
+    """The rows of a block grouped for packing, narrowest first: within a run the widest row is at most
+    twice the narrowest (or k, below which a row is kept whole), so padding stays under half of a
+    run, and runs x widest row <= budget (or a single row), so one catalogue-wide row among 100k
+    sparse ones (a block sized by its entries, `app.distributed`) is never packed 100k rows deep."""
+    order = np.argsort(counts, kind="stable")
+    widths = counts[order]
+    runs, start = [], 0
+    while start < len(order):
+        stop = int(np.searchsorted(widths, max(k, 2 * int(widths[start])), side="right"))
+        widest = max(1, int(widths[max(start, stop - 1)]))
+        stop = max(start + 1, min(stop, start + budget // widest))
+        runs.append(order[start:stop])
+        start = stop
+    return runs
+
+
+def _top_entries(
+    starts: NDArray[np.integer], lengths: NDArray[np.integer], key: NDArray[np.floating],
+    data: NDArray[np.floating], k: int,
+) -> NDArray[np.int64]:
+    """Entry indices (into key and data) of the top min(k, widest) of each row, int64[rows, <= k]: rows
+    stored at data[starts[r]:starts[r] + lengths[r]], ranked by key (> 0 kept, 0 never), kept entries
+    by data descending, ties by stored position; -1 where nothing is kept."""
+    b = len(starts)
+    width = max(1, int(lengths.max(initial=0)))
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros((b, 0), dtype=np.int64)
+    row_start = np.cumsum(lengths) - lengths
+    pos = np.arange(total) - np.repeat(row_start, lengths)
+    packed = np.zeros(b * width, dtype=key.dtype)
+    # flat indexing: fancy assignment and `take` on one index array are ~2x faster than 2-d ones
+    packed[np.repeat(np.arange(b) * width, lengths) + pos] = key[np.repeat(starts, lengths) + pos]
+    kk = min(k, width)
+    if kk < width:
+        part = np.argpartition(packed.reshape(b, width), width - kk, axis=1)[:, width - kk :]
+    else:
+        part = np.broadcast_to(np.arange(width), (b, width))
+    keep = packed.take(part + (np.arange(b) * width)[:, None]) > 0
+    entries = np.where(keep, starts[:, None] + part, 0)
+    order = np.lexsort((part, -data.take(entries), ~keep), axis=1)
+    return np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(entries, order, axis=1), -1)
 
 
 def topk_dense(
@@ -190,8 +204,9 @@ def topk_dense(
     part = np.argpartition(key, kk - 1, axis=1)[:, :kk] if kk < n else full.copy()
     part_scores = np.take_along_axis(block, part, axis=1)
     keep = part_scores != 0 if signed else part_scores > 0
-    # kept entries first, by score descending; dropped ones last
-    order = np.lexsort((-part_scores, ~keep), axis=1)
+    # kept entries first, by score descending, ties to the lower column (as `_top_entries` breaks them
+    # by stored position: the same order for a canonical sparse row); dropped ones last
+    order = np.lexsort((part, -part_scores, ~keep), axis=1)
     idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
     sc = np.take_along_axis(part_scores, order, axis=1)
     keep = np.take_along_axis(keep, order, axis=1)

@@ -101,6 +101,29 @@ def test_topk_dense_signed_and_padding() -> None:
     np.testing.assert_array_equal(idx, [[1, 3, -1], [-1, -1, -1]])
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["positive", "signed"])
+def test_a_sparse_blocks_top_k_is_the_dense_top_k_of_its_rows(signed: bool) -> None:
+    """Rows from empty to catalogue-wide, packed by width: the same neighbours and scores, in the same
+    order, as the dense top-k of the same rows; non-finite scores and each row's own item dropped."""
+    from app.recommend.algo_neighbours import topk_rows
+
+    rng = np.random.default_rng(7)
+    n, b, start, k = 600, 120, 40, 8
+    widths = np.r_[0, 1, 3, k, k + 1, rng.integers(0, 40, b - 7), 300, n]  # one row as wide as the catalogue
+    rows = np.repeat(np.arange(b), widths)
+    cols = np.concatenate([rng.choice(n, w, replace=False) for w in widths])
+    scores = (rng.permutation(len(rows)) + 1.0) * rng.choice([-1.0, 1.0], len(rows))  # distinct magnitudes
+    scores[rng.choice(len(rows), 5, replace=False)] = [np.nan, np.inf, -np.inf, np.nan, np.inf]
+    block = sp.csr_matrix((scores, (rows, cols)), shape=(b, n))
+    assert (~np.isfinite(block.data)).sum() == 5
+
+    got = topk_rows(block, k, start, signed=signed)
+    want = topk_dense(block.toarray(), k, np.arange(start, start + b), signed=signed)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert (got[0][b - 1] >= 0).all() and (got[0][0] == -1).all()  # the widest row full, the empty one empty
+
+
 def _seq_log() -> EventLog:
     # u0: a b c (one minute apart), u1: a b, u2: a ... 10 days later ... c (gap too long)
     rows = [("u0", "a", 0.0), ("u0", "b", 60.0), ("u0", "c", 120.0), ("u1", "a", 0.0), ("u1", "b", 5.0),
@@ -199,24 +222,28 @@ def test_pearson_equals_the_pairwise_formula(seed: int) -> None:
 
 def test_a_sparse_block_of_many_rows_and_one_wide_row_is_packed_in_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A block sized by its entries (the distributed rebuild's) can hold many sparse rows and one row as
-    wide as the catalogue; packed in runs that fit the budget, its top-k is the one of the block whole."""
+    wide as the catalogue; packed in runs of similar width that fit the budget, its top-k is the one of
+    the block whole."""
     from app.recommend import algo_neighbours
-    from app.recommend.algo_neighbours import topk_rows
+    from app.recommend.algo_neighbours import topk_dense, topk_rows
 
     rng = np.random.default_rng(3)
-    n, b, start = 400, 300, 50
+    n, b, start, k = 400, 300, 50, 2
     block = sp.random(b, n, density=0.01, format="csr", random_state=4, dtype=np.float64)
     block.data[:] = rng.permutation(block.nnz) + 1.0  # distinct scores: one right answer per row
     wide = sp.csr_matrix((np.arange(1.0, n + 1) + block.nnz, (np.full(n, 7), np.arange(n))), shape=(b, n))
     block = sp.csr_matrix(block + wide)
-    whole = topk_rows(block, 10, start)
+    whole = topk_dense(block.toarray(), k, np.arange(start, start + b))
     # 20 packed rows at a time for the narrow rows; the wide one alone in its run
     monkeypatch.setattr(algo_neighbours, "DEFAULT_BLOCK_BYTES", 8 * 20 * int(np.diff(block.indptr)[8:].max()))
     budget, counts = algo_neighbours.DEFAULT_BLOCK_BYTES // 8, np.diff(block.indptr)
-    runs = algo_neighbours._packing_runs(counts, budget)
-    assert (7, 8) in runs and len(runs) > 10
-    assert [r for run in runs for r in range(*run)] == list(range(b))  # consecutive, every row once
-    assert all(stop - a == 1 or (stop - a) * counts[a:stop].max() <= budget for a, stop in runs)
-    in_runs = topk_rows(block, 10, start)
+    runs = algo_neighbours._packing_runs(counts, k, budget)
+    assert any(list(run) == [7] for run in runs) and len(runs) > 10
+    assert sorted(r for run in runs for r in run) == list(range(b))  # every row once
+    for run in runs:
+        widths = counts[run]
+        assert len(run) == 1 or len(run) * widths.max() <= budget
+        assert widths.max() <= max(k, 2 * widths.min())  # similar widths: padding under half a run
+    in_runs = topk_rows(block, k, start)
     assert np.array_equal(in_runs[0], whole[0]) and np.array_equal(in_runs[1], whole[1])
     assert (whole[0][7] >= 0).all() and start + 7 not in whole[0][7]  # the wide row is full, itself excluded
