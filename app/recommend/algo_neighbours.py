@@ -120,7 +120,7 @@ def _topk_packed(
     indices = np.full((block.shape[0], k), -1, dtype=np.int32)
     scores = np.zeros((block.shape[0], k), dtype=np.float32)
     for rows in _packing_runs(counts, k, DEFAULT_BLOCK_BYTES // 8):
-        entries = _top_entries(block.indptr[rows], counts[rows], key, block.data, k)
+        entries = _top_entries(block.indptr[rows], counts[rows], key, block.data, block.indices, k)
         kept = entries >= 0
         indices[rows, : entries.shape[1]] = np.where(kept, block.indices[entries], -1)
         scores[rows, : entries.shape[1]] = np.where(kept, block.data[entries], 0)
@@ -146,11 +146,12 @@ def _packing_runs(counts: NDArray[np.integer], k: int, budget: int) -> list[NDAr
 
 def _top_entries(
     starts: NDArray[np.integer], lengths: NDArray[np.integer], key: NDArray[np.floating],
-    data: NDArray[np.floating], k: int,
+    data: NDArray[np.floating], columns: NDArray[np.integer], k: int,
 ) -> NDArray[np.int64]:
-    """Entry indices (into key and data) of the top min(k, widest) of each row, int64[rows, <= k]: rows
-    stored at data[starts[r]:starts[r] + lengths[r]], ranked by key (> 0 kept, 0 never), kept entries
-    by data descending, ties by stored position; -1 where nothing is kept."""
+    """Entry indices (into key, data and columns) of the top min(k, widest) of each row, int64[rows, <= k]:
+    rows stored at [starts[r], starts[r] + lengths[r]), ranked by key (> 0 kept, 0 never), kept entries
+    by data descending, ties to the lower column (as `topk_dense`: a row's order does not depend on the
+    order a product stored it in, nor on the rows packed beside it); -1 where nothing is kept."""
     b = len(starts)
     width = max(1, int(lengths.max(initial=0)))
     total = int(lengths.sum())
@@ -168,7 +169,7 @@ def _top_entries(
         part = np.broadcast_to(np.arange(width), (b, width))
     keep = packed.take(part + (np.arange(b) * width)[:, None]) > 0
     entries = np.where(keep, starts[:, None] + part, 0)
-    order = np.lexsort((part, -data.take(entries), ~keep), axis=1)
+    order = np.lexsort((columns.take(entries), -data.take(entries), ~keep), axis=1)
     return np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(entries, order, axis=1), -1)
 
 
@@ -204,8 +205,7 @@ def topk_dense(
     part = np.argpartition(key, kk - 1, axis=1)[:, :kk] if kk < n else full.copy()
     part_scores = np.take_along_axis(block, part, axis=1)
     keep = part_scores != 0 if signed else part_scores > 0
-    # kept entries first, by score descending, ties to the lower column (as `_top_entries` breaks them
-    # by stored position: the same order for a canonical sparse row); dropped ones last
+    # kept entries first, by score descending, ties to the lower column (as `_top_entries`); dropped last
     order = np.lexsort((part, -part_scores, ~keep), axis=1)
     idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
     sc = np.take_along_axis(part_scores, order, axis=1)

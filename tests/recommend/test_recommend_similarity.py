@@ -124,6 +124,19 @@ def test_a_sparse_blocks_top_k_is_the_dense_top_k_of_its_rows(signed: bool) -> N
     assert (got[0][b - 1] >= 0).all() and (got[0][0] == -1).all()  # the widest row full, the empty one empty
 
 
+def test_tied_neighbours_come_in_column_order_whatever_order_a_product_stored_them_in() -> None:
+    """A sparse product stores a row's entries unsorted; ties still rank by column, as the dense path does,
+    so the same row summed in another order (a Dask shard's) lists its neighbours in the same order."""
+    from app.recommend.algo_neighbours import topk_rows
+
+    row = sp.csr_matrix((np.array([1.0, 1.0, 1.0, 2.0]), np.array([9, 5, 1, 3]), np.array([0, 4])), shape=(1, 12))
+    assert not row.has_sorted_indices
+    idx, sc = topk_rows(row, 3, 0)
+    np.testing.assert_array_equal(idx, [[3, 1, 5]])
+    np.testing.assert_array_equal(sc, [[2.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(idx, topk_dense(row.toarray(), 3, np.array([0]))[0])
+
+
 def _seq_log() -> EventLog:
     # u0: a b c (one minute apart), u1: a b, u2: a ... 10 days later ... c (gap too long)
     rows = [("u0", "a", 0.0), ("u0", "b", 60.0), ("u0", "c", 120.0), ("u1", "a", 0.0), ("u1", "b", 5.0),
