@@ -150,8 +150,8 @@ def _top_entries(
 ) -> NDArray[np.int64]:
     """Entry indices (into key, data and columns) of the top min(k, widest) of each row, int64[rows, <= k]:
     rows stored at [starts[r], starts[r] + lengths[r]), ranked by key (> 0 kept, 0 never), kept entries
-    by data descending, ties to the lower column (as `topk_dense`: a row's order does not depend on the
-    order a product stored it in, nor on the rows packed beside it); -1 where nothing is kept."""
+    by data descending, ties to the lower column (as `topk_dense`: the order of what a row keeps does not
+    depend on the order a product stored it in, nor on the rows packed beside it); -1 where nothing is kept."""
     b = len(starts)
     width = max(1, int(lengths.max(initial=0)))
     total = int(lengths.sum())
