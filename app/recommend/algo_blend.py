@@ -329,18 +329,47 @@ def recommend_batch(
     return out
 
 
+#: `rank_keys`: the low 32 bits hold INT32_MAX - item; every key at or below -inf's is not a candidate.
+_ITEM_MASK = np.int64(0x7FFFFFFF)
+NOT_RANKED = np.int64(-0x7F800000 - 1) << np.int64(32) | _ITEM_MASK  # (-inf's ordered bits << 32) | any item
+
+
+def rank_keys(scores: NDArray[np.floating], items: NDArray[np.integer]) -> NDArray[np.int64]:
+    """int64 keys ordered as (float32 score descending, item ascending), the order of `score_user`'s
+    stable sort: one integer partition and sort rank entries with their ties broken, also where ties
+    straddle the n-th place (a float partition picks among those by position). A float32's bits,
+    sign-flipped for negatives, order as the floats do."""
+    bits = (np.asarray(scores, dtype=np.float32) + np.float32(0.0)).view(np.int32)  # -0.0 ranks as 0.0
+    ordered = (bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))).astype(np.int64)
+    return (ordered << np.int64(32)) | (_ITEM_MASK - np.asarray(items, dtype=np.int64))
+
+
+def ranked_items(keys: NDArray[np.int64]) -> NDArray[np.int32]:
+    """The items of `rank_keys` keys, -1 where the score was -inf (not a candidate) or a key is padding."""
+    return np.where(keys > NOT_RANKED, _ITEM_MASK - (keys & _ITEM_MASK), -1).astype(np.int32)
+
+
 def top_n(total: NDArray[np.floating], n: int) -> NDArray[np.int32]:
     """Top-n column indices per row of a dense score block, best first, -1 where the score is -inf.
 
-    Ties are broken by the lower item index (as `score_user`'s stable sort does).
+    Ties are broken by the lower item index (as `score_user`'s stable sort does), also where they
+    straddle the n-th place: a float partition keeps some of those by position, so the rows where it
+    did are partitioned again on `rank_keys` (on the whole block, that was 1.5x slower).
     """
     b, n_items = total.shape
     kk = min(n, n_items)
     if kk < n_items:
-        part = np.argpartition(total, n_items - kk, axis=1)[:, n_items - kk:]
+        part = np.argpartition(total, n_items - kk, axis=1)[:, n_items - kk :]
+        sc = np.take_along_axis(total, part, axis=1)
+        cut = sc.min(axis=1, keepdims=True)
+        straddle = np.flatnonzero(((total == cut).sum(axis=1) > (sc == cut).sum(axis=1)) & (cut[:, 0] > -np.inf))
+        if len(straddle):
+            keys = np.partition(rank_keys(total[straddle], np.arange(n_items)), n_items - kk, axis=1)
+            part[straddle] = ranked_items(keys[:, n_items - kk :])
+            sc[straddle] = np.take_along_axis(total[straddle], part[straddle], axis=1)
     else:
         part = np.tile(np.arange(n_items), (b, 1))
-    sc = np.take_along_axis(total, part, axis=1)
+        sc = total
     order = np.lexsort((part, -sc), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     idx = np.where(np.isneginf(np.take_along_axis(sc, order, axis=1)), -1, idx)

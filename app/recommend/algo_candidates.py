@@ -16,9 +16,21 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from app.recommend.algo_blend import HybridConfig, _alpha, _row_max, sources, top_popular
+from app.recommend.algo_blend import (
+    HybridConfig,
+    _alpha,
+    _row_max,
+    rank_keys,
+    ranked_items,
+    sources,
+    top_popular,
+)
+from app.recommend.algo_packing import packing_runs
 
 _PACKED_CELLS = 1 << 22  # rows x width of one packed or dense block (16 MB of float32)
+#: Users with at most this many candidates are packed together whatever their counts (about a top-n's n:
+#: the blocks are computed once for every n a validation asks for).
+_NARROW_ROW = 32
 #: Above this share of (user, item) cells reached, candidates are gathered from dense blocks.
 DENSE_SHARE = 0.2
 
@@ -139,39 +151,29 @@ class Candidates:
     @cached_property
     def _blocks(self) -> list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], NDArray[np.int64], int]]:
         """Packing of the rows into dense [rows, width] blocks, computed once for all trials:
-        (rows, slot, pos, entry, width) with rows grouped by candidate count so padding stays small."""
+        (rows, slot, pos, entry, width), rows of similar candidate counts together (`packing_runs`)."""
         counts = np.diff(self.indptr)
-        by_count = np.argsort(counts, kind="stable")
-        sorted_counts = counts[by_count]
+        nonempty = np.flatnonzero(counts)  # users without candidates stay -1
         blocks = []
-        start = int(np.searchsorted(sorted_counts, 1))  # users without candidates stay -1
-        while start < len(by_count):
-            # rows sorted by count: the block's widest row is its last; keep rows x width bounded
-            fits = (np.arange(start + 1, len(by_count) + 1) - start) * sorted_counts[start:] <= _PACKED_CELLS
-            stop = start + max(1, int(np.argmin(fits)) if not fits.all() else len(fits))
-            rows = by_count[start:stop]
+        for run in packing_runs(counts[nonempty], _NARROW_ROW, _PACKED_CELLS):
+            rows = nonempty[run]
             lengths = counts[rows]
             slot = np.repeat(np.arange(len(rows)), lengths)
             pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(np.r_[0, lengths[:-1]]), lengths)
             blocks.append((rows, slot, pos, self.indptr[rows][slot] + pos, int(lengths.max())))
-            start = stop
         return blocks
 
     def top_n(self, total: NDArray[np.float32], n: int) -> NDArray[np.int32]:
-        """Top-n items per user, int32[b, n], best first, ties to the lower item index, -1 padded."""
+        """Top-n items per user, int32[b, n], best first, ties to the lower item index (as serving's
+        stable sort: also where ties straddle the n-th place, whatever users are packed beside), -1 padded."""
         out = np.full((len(self.indptr) - 1, n), -1, dtype=np.int32)
+        keys = rank_keys(total, self.items)
         for rows, slot, pos, entry, width in self._blocks:
-            scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
-            items = np.full((len(rows), width), np.iinfo(np.int32).max, dtype=np.int32)
-            scores[slot, pos] = total[entry]
-            items[slot, pos] = self.items[entry]
+            packed = np.full((len(rows), width), np.iinfo(np.int64).min, dtype=np.int64)
+            packed[slot, pos] = keys[entry]
             kk = min(n, width)
-            part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            sc = np.take_along_axis(scores, part, axis=1)
-            it = np.take_along_axis(items, part, axis=1)
-            order = np.lexsort((it, -sc), axis=1)
-            sc, it = np.take_along_axis(sc, order, axis=1), np.take_along_axis(it, order, axis=1)
-            out[rows, :kk] = np.where(np.isneginf(sc), -1, it)
+            best = np.sort(np.partition(packed, width - kk, axis=1)[:, width - kk :], axis=1)[:, ::-1]
+            out[rows, :kk] = ranked_items(best)
         return out
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from app.recommend.algo_packing import packing_runs
+
 #: Rows of a similarity block materialised at once are capped to about this many bytes (float32).
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024
 #: Blocks computed at once (each holds one block of memory); the worker box has two cores.
@@ -104,7 +106,7 @@ def _topk_packed(
     """`topk_dense` on a sparse block: each row's stored entries packed into [rows, widest row], so the
     cost follows nnz instead of b x n_cols (item-item products are sparse at scale).
 
-    Rows are packed in runs of similar width (`_packing_runs`): packed all at once, one popular item's
+    Rows are packed in runs of similar width (`packing_runs`): packed all at once, one popular item's
     row set the width of every row in its block, and a product block of the scale benchmark held 14x
     more padding than entries; the top-k spent 3x the time of the product that made the block. Only
     a rank key is packed (0: never kept); scores and columns are read back from the kept entries.
@@ -119,29 +121,12 @@ def _topk_packed(
         key[block.indices == np.repeat(np.asarray(row_ids), counts)] = 0
     indices = np.full((block.shape[0], k), -1, dtype=np.int32)
     scores = np.zeros((block.shape[0], k), dtype=np.float32)
-    for rows in _packing_runs(counts, k, DEFAULT_BLOCK_BYTES // 8):
+    for rows in packing_runs(counts, k, DEFAULT_BLOCK_BYTES // 8):
         entries = _top_entries(block.indptr[rows], counts[rows], key, block.data, block.indices, k)
         kept = entries >= 0
         indices[rows, : entries.shape[1]] = np.where(kept, block.indices[entries], -1)
         scores[rows, : entries.shape[1]] = np.where(kept, block.data[entries], 0)
     return indices, scores
-
-
-def _packing_runs(counts: NDArray[np.integer], k: int, budget: int) -> list[NDArray[np.intp]]:
-    """The rows of a block grouped for packing, narrowest first: within a run the widest row is at most
-    twice the narrowest (or k, below which a row is kept whole), so padding stays under half of a
-    run, and runs x widest row <= budget (or a single row), so one catalogue-wide row among 100k
-    sparse ones (a block sized by its entries, `app.distributed`) is never packed 100k rows deep."""
-    order = np.argsort(counts, kind="stable")
-    widths = counts[order]
-    runs, start = [], 0
-    while start < len(order):
-        stop = int(np.searchsorted(widths, max(k, 2 * int(widths[start])), side="right"))
-        widest = max(1, int(widths[max(start, stop - 1)]))
-        stop = max(start + 1, min(stop, start + budget // widest))
-        runs.append(order[start:stop])
-        start = stop
-    return runs
 
 
 def _top_entries(

@@ -121,6 +121,22 @@ def test_top_n_orders_and_pads() -> None:
     np.testing.assert_array_equal(top_n(total, 6)[0], [2, 3, 0, -1, -1, -1])
 
 
+def test_top_n_breaks_ties_across_the_nth_place_by_the_lower_item() -> None:
+    """Scores on four levels (and -inf): most rows tie across the 5th place; the kept items are the
+    lowest of the tied ones, as `score_user`'s stable sort keeps, -0.0 tying with 0.0."""
+    rng = np.random.default_rng(2)
+    total = rng.integers(-1, 3, (60, 40)).astype(np.float32)
+    total[total == -1] = -np.inf
+    total[:, 3] = -0.0
+    got = top_n(total, 5)
+    straddled = 0
+    for row, items in zip(total, got, strict=True):
+        ranked = np.lexsort((np.arange(len(row)), -(row + np.float32(0.0))))[:5]
+        np.testing.assert_array_equal(items, np.where(np.isneginf(row[ranked]), -1, ranked))
+        straddled += int((row == row[ranked[-1]]).sum() > (row[ranked] == row[ranked[-1]]).sum())
+    assert straddled > 30
+
+
 def _reasons_by_hand(h_items: np.ndarray, h_w: np.ndarray, cf: Neighbours, ct: Neighbours,
                      evidence: np.ndarray, s_items: list[int], s_cf_max: float, s_ct_max: float,
                      config: HybridConfig) -> list[int]:

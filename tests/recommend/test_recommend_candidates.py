@@ -33,18 +33,17 @@ def test_candidates_by_hand() -> None:
 
 def _assert_same_ranking(got: np.ndarray, history: sp.csr_matrix, cf: sp.csr_matrix | None,
                          content: sp.csr_matrix | None, seen: sp.csr_matrix, config: HybridConfig) -> None:
-    """got lists the dense path's top-n: the same dense totals in the same order (which of several
-    tied items fills the last places is arbitrary in both paths)."""
+    """got is the dense path's top-n, item for item (both break ties by the lower item, at the n-th
+    place too), and the dense path's totals rank it."""
     zero = np.zeros(history.shape)
     cf_raw = zero if cf is None else propagate(history, cf)
     ct_raw = zero if content is None else propagate(history, content)
     total = combine(sources(cf_raw, ct_raw, seen), EVIDENCE_R, POP_R, config)
     want = top_n(total, got.shape[1])
-    assert ((got >= 0) == (want >= 0)).all()
-    rows = np.arange(len(got))[:, None]
-    picked = np.where(got >= 0, total[rows, np.maximum(got, 0)], 0)
-    np.testing.assert_array_equal(picked, np.where(want >= 0, total[rows, np.maximum(want, 0)], 0))
-    assert len({(r, i) for r, i in zip(*np.nonzero(got >= 0), strict=True)}) == (got >= 0).sum()
+    np.testing.assert_array_equal(got, want)
+    for row, items in zip(total, want, strict=True):  # the reference itself: a stable sort of the row
+        ranked = np.lexsort((np.arange(len(row)), -row))[: len(items)]
+        np.testing.assert_array_equal(items, np.where(np.isneginf(row[ranked]), -1, ranked))
 
 
 RNG = np.random.default_rng(7)
@@ -83,3 +82,49 @@ def test_popularity_only_ranking_equals_the_dense_path(config: HybridConfig) -> 
     history = sp.random(N_USERS, N_ITEMS, density=0.3, random_state=3, format="csr")
     seen = sp.csr_matrix(history > 0)
     _assert_same_ranking(popular_top_n(POP_R, config, seen, 10), history, None, None, seen, config)
+
+
+def test_users_packed_in_many_blocks_rank_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Candidate counts from 0 to the whole catalogue, packed a few users at a time: blocks group users
+    of similar counts, fit the cell budget, hold every user with candidates once, and rank as the dense
+    path does."""
+    monkeypatch.setattr(algo_candidates, "_NARROW_ROW", 4)
+    monkeypatch.setattr(algo_candidates, "_PACKED_CELLS", 120)
+    rng = np.random.default_rng(11)
+    density = rng.choice([0.0, 0.03, 0.1, 0.3, 1.0], N_USERS)  # some users see everything: no candidates
+    history = sp.csr_matrix((rng.random((N_USERS, N_ITEMS)) < density[:, None]) * rng.random((N_USERS, N_ITEMS)))
+    seen = sp.csr_matrix(history > 0)
+    cf = sp.random(N_ITEMS, N_ITEMS, density=0.15, random_state=5, format="csr")
+    config = HybridConfig(alpha=1.0, evidence_c=0.0, n_popular=3)
+    cands = Candidates.build(history @ cf, sp.csr_matrix((N_USERS, N_ITEMS)), top_popular(POP_R, 3), seen)
+    counts = np.diff(cands.indptr)
+    blocks = cands._blocks
+    assert len(blocks) > 3 and sorted(r for rows, *_ in blocks for r in rows) == np.flatnonzero(counts).tolist()
+    for rows, *_, width in blocks:
+        assert width == counts[rows].max() <= max(4, 2 * counts[rows].min())
+        assert len(rows) == 1 or len(rows) * width <= 120
+    got = cands.top_n(cands.totals(EVIDENCE_R, POP_R, config), 10)
+    assert (got[counts == 0] == -1).all()
+    _assert_same_ranking(got, history, cf, None, seen, config)
+
+
+@pytest.mark.parametrize("cells", [1 << 22, 50])  # every user in one block, or a few per block
+def test_ties_across_the_nth_place_go_to_the_lower_items(cells: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Totals on three levels, so most of a row ties and the ties straddle the n-th place: the items
+    kept are the lowest of the tied ones, as serving's stable sort keeps, however users are packed."""
+    monkeypatch.setattr(algo_candidates, "_PACKED_CELLS", cells)
+    history = sp.random(N_USERS, N_ITEMS, density=0.1, random_state=9, format="csr")
+    cf = sp.random(N_ITEMS, N_ITEMS, density=0.3, random_state=10, format="csr")
+    cands = Candidates.build(history @ cf, sp.csr_matrix((N_USERS, N_ITEMS)), top_popular(POP_R, 6),
+                             sp.csr_matrix(history > 0))  # fmt: skip
+    raw = cands.totals(EVIDENCE_R, POP_R, HybridConfig(alpha=1.0, evidence_c=0.0))
+    total = (np.round(raw * 2 / max(float(raw.max()), 1e-9)) - 1).astype(np.float32)  # -1, 0 (also -0.0), 1
+    got = cands.top_n(total, 5)
+    ties = 0
+    for u in range(N_USERS):
+        lo, hi = cands.indptr[u], cands.indptr[u + 1]
+        items, scores = cands.items[lo:hi], total[lo:hi] + np.float32(0.0)
+        want = items[np.lexsort((items, -scores))][:5]
+        assert got[u, : len(want)].tolist() == want.tolist() and (got[u, len(want) :] == -1).all()
+        ties += len(want) == 5 and scores[items == want[-1]][0] in scores[~np.isin(items, want)]
+    assert ties > 5  # the cut falls inside a tie for many users

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from app.eventlog import EventLog
 from app.recommend.algo_neighbours import Neighbours, merge_neighbours, topk_dense
+from app.recommend.algo_packing import packing_runs
 from app.recommend.algo_sequence import sequence_neighbours, transition_counts
 from app.recommend.algo_similarity import (
     CFConfig,
@@ -250,7 +251,7 @@ def test_a_sparse_block_of_many_rows_and_one_wide_row_is_packed_in_runs(monkeypa
     # 20 packed rows at a time for the narrow rows; the wide one alone in its run
     monkeypatch.setattr(algo_neighbours, "DEFAULT_BLOCK_BYTES", 8 * 20 * int(np.diff(block.indptr)[8:].max()))
     budget, counts = algo_neighbours.DEFAULT_BLOCK_BYTES // 8, np.diff(block.indptr)
-    runs = algo_neighbours._packing_runs(counts, k, budget)
+    runs = packing_runs(counts, k, budget)
     assert any(list(run) == [7] for run in runs) and len(runs) > 10
     assert sorted(r for run in runs for r in run) == list(range(b))  # every row once
     for run in runs:
