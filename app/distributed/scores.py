@@ -50,6 +50,7 @@ from app.worker.stage_propensity import (
     PropensityBuild,
     TargetBuild,
     publish_propensity,
+    reads_same_features,
     stretch,
     trainable_horizon,
 )
@@ -89,13 +90,14 @@ def build_propensity(dask: Any, plan: ShardPlan, snaps: list[Any], sample: Part,
     cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {}
     shard_features: dict[FeatureSpec, list[Any]] = {}
     span_days = (plan.now - oldest) / DAY
-    for name in settings.propensity_targets:
-        target = Target.parse(name)
+    targets = [Target.parse(name) for name in settings.propensity_targets]
+    for i, target in enumerate(targets):
         horizon = trainable_horizon(span_days, config.horizon_days)
         cfg = dataclasses.replace(config, horizon_days=horizon)
         try:
             result = train_propensity(sample.log, plan.now, target, config=cfg, item_categories=categories,
-                                      user_attributes=sample.attributes, feature_cache=cache)  # fmt: skip
+                                      user_attributes=sample.attributes, feature_cache=cache,
+                                      more_targets=reads_same_features(target, targets[i + 1 :]))  # fmt: skip
         except ValueError as exc:  # not enough history yet: nothing to publish for this target
             build.metrics[str(target)] = {"status": "skipped", "reason": str(exc)}
             continue

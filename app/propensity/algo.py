@@ -67,12 +67,15 @@ def train_propensity(
     item_categories: Sequence[Sequence[str]] | None = None,
     user_attributes: Sequence[Mapping[str, Any] | None] | None = None,
     feature_cache: dict[tuple[float, FeatureSpec], FeatureMatrix] | None = None,
+    more_targets: bool = False,
 ) -> TrainResult:
     """Holdout metrics, then the production model (see the module docstring for the windows).
 
     now: epoch seconds; events at ``ts >= now`` are ignored entirely. feature_cache: feature
     matrices by (cut-off, spec), shared between targets of one rebuild (purchase and churn read the
-    same ones; building one is a pass over every event).
+    same ones; building one is a pass over every event). On return it holds the production cut-offs'
+    and the caller's matrices at ``now``; with ``more_targets`` also every matrix built from the events,
+    for the next target's validation (only slices, cheap to cut again, are dropped).
     """
     target = Target.parse(target) if isinstance(target, str) else target
     h = config.horizon_days * DAY
@@ -86,12 +89,14 @@ def train_propensity(
     )
     log = log.select(log.ts < now) if bool((log.ts >= now).any()) else log
     cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {} if feature_cache is None else feature_cache
+    sliced: set[tuple[float, FeatureSpec]] = set()
 
     def features(cutoff: float) -> FeatureMatrix:
         if (cutoff, spec) not in cache:
             fuller = (cutoff, dataclasses.replace(spec, purchase_cycle=True))
             if not spec.purchase_cycle and fuller in cache:  # the plain columns are a subset: no second pass
                 cache[(cutoff, spec)] = without_cycle(cache[fuller], spec)
+                sliced.add((cutoff, spec))
             else:
                 cache[(cutoff, spec)] = build_features(
                     log, cutoff, spec, item_categories=item_categories, user_attributes=user_attributes
@@ -177,8 +182,9 @@ def train_propensity(
             eval_cutoff=cut(1),
         )
     production = {(cut(1 + k), spec) for k in range(config.n_train_windows)}
-    for key in [key for key in cache if key[1] in tried and key not in production]:
-        del cache[key]  # only the production cut-offs are read again
+    for key in [key for key in cache if key[1] in tried and key not in production and key[0] != now]:
+        if not more_targets or key in sliced:
+            del cache[key]  # only the production cut-offs are read again, and the next target's
     model = fit(1)
     if model is None:
         raise ValueError("no events before now - horizon: not enough history to train a propensity model")

@@ -74,8 +74,8 @@ def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
     categories = [item["categories"] for item in snapshot.catalog.items]
     build = PropensityBuild(horizon_days=config.horizon_days)
     cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {}
-    for name in settings.propensity_targets:
-        target = Target.parse(name)
+    targets = [Target.parse(name) for name in settings.propensity_targets]
+    for i, target in enumerate(targets):
         horizon = _trainable_horizon(snapshot, config.horizon_days)
         if horizon is None:
             build.metrics[str(target)] = {"status": "skipped", "reason": "no event history yet"}
@@ -85,6 +85,7 @@ def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
             result = train_propensity(
                 snapshot.log, snapshot.now, target, config=cfg, item_categories=categories,
                 user_attributes=snapshot.user_attributes, feature_cache=cache,
+                more_targets=reads_same_features(target, targets[i + 1 :]),
             )
         except ValueError as exc:  # not enough history yet: nothing to publish for this target
             build.metrics[str(target)] = {"status": "skipped", "reason": str(exc)}
@@ -104,6 +105,12 @@ def build_propensity(snapshot: Snapshot, settings: Settings) -> PropensityBuild:
         build.targets[str(target)] = TargetBuild(result.model, scores)
         build.metrics[str(target)] = result.metrics
     return build
+
+
+def reads_same_features(target: Target, later: list[Target]) -> bool:
+    """Whether a later target trains on the same feature matrices (those of the same category, as
+    purchase and churn): then the matrices `target`'s validation built are kept for it."""
+    return any(t.category == target.category for t in later)
 
 
 def _trainable_horizon(snapshot: Snapshot, horizon_days: float) -> float | None:

@@ -173,3 +173,33 @@ def test_validation_keeps_the_block_only_where_it_does_not_hurt(target: str, tol
     for (cutoff, spec), fm in cache.items():  # only the production cut-offs stay, sliced or built alike
         assert fm.names == build_features(log, cutoff, spec).names
         assert cutoff in (T - 30 * DAY, T - 60 * DAY)
+
+
+@pytest.mark.parametrize("more_targets", [True, False])
+def test_a_second_target_reads_the_matrices_the_first_built(more_targets: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Purchase and churn read the same cut-offs: told another target follows, the first keeps what it
+    built from the events, and the second makes no pass the first made. The caller's matrix at now
+    (scoring's) is never dropped."""
+    from app.demo.generator import generate_shop, to_event_log
+    from app.propensity import algo
+
+    log = to_event_log(generate_shop(n_users=900, n_items=120, days=150, seed=5, now=T))
+    passes: list[tuple[float, FeatureSpec]] = []
+
+    def counted(log: EventLog, cutoff: float, spec: FeatureSpec, **kwargs: object) -> FeatureMatrix:
+        passes.append((cutoff, spec))
+        return build_features(log, cutoff, spec, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(algo, "build_features", counted)
+    cache: dict[tuple[float, FeatureSpec], FeatureMatrix] = {}
+    config = PropensityConfig(max_iter=40)
+    first = train_propensity(log, T, "purchase", config=config, feature_cache=cache, more_targets=more_targets)
+    now = (T, first.model.spec)
+    cache[now] = scoring = build_features(log, T, first.model.spec)
+    made_by_first = len(passes)
+    second = train_propensity(log, T, "churn", config=config, feature_cache=cache)
+    assert made_by_first >= 3 and second.model.kind == "gbm"
+    assert (len(set(passes)) == len(passes)) == more_targets  # without the hint, churn rebuilds purchase's
+    assert cache[now] is scoring
+    production = {(T - k * 30 * DAY, second.model.spec) for k in (1, 2)}
+    assert set(cache) - {now} == production  # after the last target, only what scoring reads again
