@@ -27,7 +27,7 @@ from app.recommend.algo_blend import (
 )
 from app.recommend.algo_packing import packing_runs
 
-_PACKED_CELLS = 1 << 22  # rows x width of one packed or dense block (16 MB of float32)
+_PACKED_CELLS = 1 << 22  # rows x width of one packed or dense block (16 MB of float32, 32 MB of rank keys)
 #: Users with at most this many candidates are packed together whatever their counts (about a top-n's n:
 #: the blocks are computed once for every n a validation asks for).
 _NARROW_ROW = 32
