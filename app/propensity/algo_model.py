@@ -37,6 +37,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import ThreadpoolController
 
+from app.eventlog import unique_sorted
 from app.propensity.algo_binning import QuantileBinner, group_folds
 from app.propensity.algo_explain import feature_importance
 from app.propensity.algo_metrics import best_f1_threshold
@@ -159,7 +160,7 @@ def _class_weight(y: NDArray[np.bool_], cap: float) -> dict[int, float] | None:
 
 def _groups_per_class(y: NDArray[np.bool_], groups: NDArray[np.int64]) -> int:
     """The fewer of: groups with a positive row, groups with a negative row (bounds the fold count)."""
-    return min(len(np.unique(groups[y])), len(np.unique(groups[~y])))
+    return min(len(unique_sorted(groups[y])), len(unique_sorted(groups[~y])))
 
 
 def fit_model(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from app.eventlog import EVENT_TYPES, TYPE_CODE, EventLog
+from app.eventlog import EVENT_TYPES, TYPE_CODE, EventLog, unique_sorted
 from app.propensity.features_labels import DAY
 
 PURCHASE = TYPE_CODE["purchase"]
@@ -39,12 +39,6 @@ def per_user_edge(u: NDArray[Any], vals: NDArray[np.float64], n: int, fill: floa
     pos = final if last else first
     out[u[pos]] = vals[pos]
     return out
-
-
-def unique_sorted(keys: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Sorted unique keys (a sort; numpy's hash-based ``np.unique`` is slower on large int64 arrays)."""
-    s = np.sort(keys)
-    return s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s
 
 
 def unique_last(keys: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.intp]]:

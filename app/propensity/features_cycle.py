@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from app.eventlog import EventLog
-from app.propensity.features_blocks import PURCHASE, Column, Events, unique_sorted
+from app.eventlog import EventLog, unique_sorted
+from app.propensity.features_blocks import PURCHASE, Column, Events
 from app.value.algo_btyd import BGNBD, fit_bgnbd_usable
 from app.value.summary import Summary, summarise
 

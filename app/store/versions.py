@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from itertools import islice
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain, islice
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
+from app.store import bulk
+from app.store.batch import Command
 from app.store.codec import text
 from app.store.keys import Keys
 
@@ -46,6 +49,15 @@ return 1
 """
 
 
+def _chunked(command: str, key: str, pairs: Iterable[tuple[Any, Any]]) -> Iterator[Command]:
+    """One `command key a1 b1 a2 b2 ...` per _CHUNK pairs, packed by hiredis (`bulk`): through a redis-py
+    pipeline, encoding each argument in Python took 8 of the 23 s that publishing two propensity
+    targets of a million shoppers took."""
+    it = iter(pairs)
+    while chunk := list(islice(it, _CHUNK)):
+        yield (command, key, *chain.from_iterable(chunk))
+
+
 def new_version() -> str:
     return time.strftime("v%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
@@ -68,25 +80,13 @@ class VersionWriter:
         self.client.set(self._key(part), data)
 
     def hash(self, part: str, fields: Iterable[tuple[str, bytes | str]]) -> None:
-        """A hash written in pipelined chunks (fields may be a generator over millions of entries)."""
+        """A hash written in chunks of fields (fields may be a generator over millions of entries)."""
         key = self._key(part)
-        pipe = self.client.pipeline(transaction=False)
-        it = iter(fields)
-        while batch := dict(islice(it, _CHUNK)):
-            pipe.hset(key, mapping=batch)  # type: ignore[arg-type]
-            if len(pipe) >= _CHUNKS_PER_ROUND_TRIP:
-                pipe.execute()
-        pipe.execute()
+        bulk.send(self.client, _chunked("HSET", key, fields), batch=_CHUNKS_PER_ROUND_TRIP)
 
     def zset(self, part: str, members: Iterable[tuple[str, float]]) -> None:
         key = self._key(part)
-        pipe = self.client.pipeline(transaction=False)
-        it = iter(members)
-        while batch := dict(islice(it, _CHUNK)):
-            pipe.zadd(key, batch)
-            if len(pipe) >= _CHUNKS_PER_ROUND_TRIP:
-                pipe.execute()
-        pipe.execute()
+        bulk.send(self.client, _chunked("ZADD", key, ((s, m) for m, s in members)), batch=_CHUNKS_PER_ROUND_TRIP)
 
     def meta(self, fields: Mapping[str, str | int | float]) -> None:
         self.client.hset(self._key("meta"), mapping=dict(fields))  # type: ignore[arg-type]

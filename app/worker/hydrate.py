@@ -16,7 +16,7 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
-from app.eventlog import EVENT_TYPES, POPULARITY_WEIGHTS, TYPE_CODE
+from app.eventlog import EVENT_TYPES, POPULARITY_WEIGHTS, TYPE_CODE, unique_sorted
 from app.settings import Settings
 from app.store import bulk
 from app.store.codec import encode_history, item_meta_json, new_meta_epoch
@@ -287,9 +287,9 @@ def hydrate_histories(
     bulk.send(client, _merge_histories(sha, settings.history_length, history_keys, first, stop, entries))
     # purchases and seen items come from the whole log, not only the recent history
     purchase = TYPE_CODE["purchase"]
-    pairs = np.unique(log.user[rows].astype(np.int64) * log.n_items + log.item[rows])
-    bought_pairs = np.unique(log.user[rows][log.type[rows] == purchase].astype(np.int64) * log.n_items
-                             + log.item[rows][log.type[rows] == purchase])
+    pairs = unique_sorted(log.user[rows].astype(np.int64) * log.n_items + log.item[rows])
+    bought_pairs = unique_sorted(log.user[rows][log.type[rows] == purchase].astype(np.int64) * log.n_items
+                                 + log.item[rows][log.type[rows] == purchase])
     for key_of, codes in ((keys.seen, pairs), (keys.purchased, bought_pairs)):
         pair_users, pair_items = np.divmod(codes, log.n_items)
         first, stop = _runs(pair_users)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.eventlog import EVENT_TYPES, EventLog
+from app.eventlog import EVENT_TYPES, EventLog, unique_sorted
 from app.propensity import DAY, FeatureSpec, build_features
 
 T = 1_700_000_000.0
@@ -198,3 +198,11 @@ def test_no_peeking_events_at_or_after_the_cutoff_never_change_features(
     assert before.names == after.names
     np.testing.assert_array_equal(before.X, after.X)
     assert np.isfinite(after.X).all()
+
+
+def test_unique_sorted_equals_numpys_unique() -> None:
+    rng = np.random.default_rng(3)
+    for keys in (rng.integers(-5, 10**12, 50_000), rng.integers(0, 7, 1_000), np.array([4, 4, 4]),
+                 np.zeros(0, dtype=np.int64)):
+        got = unique_sorted(keys)
+        assert np.array_equal(got, np.unique(keys)) and got.dtype == keys.dtype
