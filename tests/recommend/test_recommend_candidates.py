@@ -128,3 +128,12 @@ def test_ties_across_the_nth_place_go_to_the_lower_items(cells: int, monkeypatch
         assert got[u, : len(want)].tolist() == want.tolist() and (got[u, len(want) :] == -1).all()
         ties += len(want) == 5 and scores[items == want[-1]][0] in scores[~np.isin(items, want)]
     assert ties > 5  # the cut falls inside a tie for many users
+
+
+def test_positions_of_a_subset_are_those_a_binary_search_finds() -> None:
+    rng = np.random.default_rng(11)
+    keys = np.unique(rng.integers(0, 10**11, 200_000))
+    for share in (0.0, 0.01, 0.5, 1.0):
+        sub = keys[rng.random(len(keys)) < share]
+        got = algo_candidates._positions(keys, sub)
+        assert np.array_equal(got, np.searchsorted(keys, sub)) and np.array_equal(keys[got], sub)
