@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         " user shards, so no process holds the whole event log (needs `pip install 'shopmind[dask]'`)."
         " Unset: the rebuild runs in the worker process.",
     )
+    rebuild_parallel_stages: bool = Field(
+        default=True,
+        description="Run the recommendation and audience stages of a rebuild beside the propensity and value"
+        " stages, on two threads (a shorter rebuild on two or more cores, a higher peak memory); false runs"
+        " every stage in turn.",
+    )
     keep_versions: int = Field(default=2, ge=1)
     neighbours_k: int = Field(default=50, ge=5, le=500)
     propensity_horizon_days: float = Field(default=30.0, gt=0)

@@ -20,11 +20,8 @@ Choices (see ``algo`` for the training windows they are fit on):
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -35,30 +32,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from threadpoolctl import ThreadpoolController
 
+from app.common.threads import openmp_threads
 from app.eventlog import unique_sorted
 from app.propensity.algo_binning import QuantileBinner, group_folds
 from app.propensity.algo_explain import feature_importance
 from app.propensity.algo_metrics import best_f1_threshold
 from app.propensity.features import FeatureSpec
 from app.propensity.features_labels import Target
-
-
-@lru_cache(maxsize=1)
-def _controller() -> ThreadpoolController:
-    """Inspecting the loaded thread pools takes milliseconds; do it once per process."""
-    return ThreadpoolController()
-
-
-@contextlib.contextmanager
-def _threads(limit: int | None) -> Iterator[None]:
-    """Limit OpenMP/BLAS threads inside the block (None: leave the library defaults)."""
-    if limit is None:
-        yield
-        return
-    with _controller().limit(limits=limit):
-        yield
 
 
 @dataclass(frozen=True)
@@ -142,7 +123,7 @@ class PropensityModel:
         if self.kind == "constant":
             return np.full(len(X), self.base_rate, dtype=np.float64)
         X64 = np.asarray(X, dtype=np.float64)  # converted once, not once per calibrated booster
-        with _threads(self.threads(len(X))):
+        with openmp_threads(self.threads(len(X))):
             return np.asarray(self.estimator.predict_proba(X64)[:, 1], dtype=np.float64)
 
 
@@ -219,7 +200,7 @@ def fit_model(
             make_pipeline(QuantileBinner(), gbm), method=calibration, cv=splits, ensemble=config.calibration_ensemble
         )
         # OpenMP threads cost more than they give on small data, badly so on a busy box.
-        with _threads(1 if n < config.single_thread_below else config.max_threads):
+        with openmp_threads(1 if n < config.single_thread_below else config.max_threads):
             estimator.fit(X, y)
     model = PropensityModel(kind=kind, estimator=estimator, calibration=calibration, threshold=0.5, **common)  # type: ignore[arg-type]
     model.threshold = best_f1_threshold(y, model.predict_proba(X))

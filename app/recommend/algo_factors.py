@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from app.common.threads import one_blas_thread
 from app.recommend.algo_neighbours import DEFAULT_BLOCK_BYTES, Neighbours, blockwise_topk
 
 
@@ -29,11 +30,10 @@ def als_item_factors(
     """Item factors float32[n_items, factors] of implicit's ALS on the strengths x [n_users, n_items]
     (confidence = 1 + `confidence` * strength), single-threaded and seeded: a rebuild is repeatable."""
     from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
 
     # implicit's solver calls BLAS on tiny f x f systems per user: a BLAS thread pool only adds
-    # contention there (implicit itself checks for it and warns)
-    with threadpool_limits(1, "blas"):
+    # contention there (implicit itself checks for it and warns). Counted: both validation folds fit at once.
+    with one_blas_thread():
         model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=confidence,
                                         iterations=iterations, num_threads=1, random_state=seed)
         model.fit(sp.csr_matrix(x, dtype=np.float32), show_progress=False)

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
+from app.common.threads import openmp_threads
 from app.eventlog import EventLog
 from app.propensity.features import FeatureSpec, build_features
 from app.value.algo_btyd import BGNBD, GammaGamma, fit_bgnbd_usable, fit_gamma_gamma
@@ -169,7 +169,7 @@ class Correction:
 
     def predict(self, X: NDArray[np.float32], kind: str) -> tuple[Array, Array]:
         revenue = self.revenue_mean if kind.endswith("mean") else self.revenue_median
-        with threadpool_limits(1):
+        with openmp_threads(1):
             return (np.maximum(self.purchases.predict(X), 0.0).astype(np.float64),
                     np.maximum(revenue.predict(X), 0.0).astype(np.float64))  # fmt: skip
 
@@ -194,7 +194,7 @@ def _train_correction(log: EventLog, cutoffs: list[float], config: ValueConfig) 
         X, p, r = X[keep], p[keep], r[keep]
     if not (p > 0).any() or not (r > 0).any():
         return None  # nobody bought in the training windows: nothing for a Poisson fit to learn
-    with threadpool_limits(1):  # rows are few: OpenMP threads cost more than they give on a shared box
+    with openmp_threads(1):  # rows are few: OpenMP threads cost more than they give on a shared box
         return Correction(_regressor(config, "poisson").fit(X, p), _regressor(config, "poisson").fit(X, r),
                           _regressor(config, "absolute_error").fit(X, r))  # fmt: skip
 
