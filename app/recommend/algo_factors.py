@@ -32,7 +32,8 @@ def als_item_factors(
     from implicit.cpu.als import AlternatingLeastSquares
 
     # implicit's solver calls BLAS on tiny f x f systems per user: a BLAS thread pool only adds
-    # contention there (implicit itself checks for it and warns). Counted: both validation folds fit at once.
+    # contention there (implicit itself checks for it and warns). One such section at a time: the pool is
+    # process-wide, and both validation folds may fit at once (`app.common.threads`).
     with one_blas_thread():
         model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=confidence,
                                         iterations=iterations, num_threads=1, random_state=seed)
