@@ -286,10 +286,9 @@ def hydrate_histories(
     history_keys = [keys.history(str(u)) for u in user_ids]
     bulk.send(client, _merge_histories(sha, settings.history_length, history_keys, first, stop, entries))
     # purchases and seen items come from the whole log, not only the recent history
-    purchase = TYPE_CODE["purchase"]
-    pairs = unique_sorted(log.user[rows].astype(np.int64) * log.n_items + log.item[rows])
-    bought_pairs = unique_sorted(log.user[rows][log.type[rows] == purchase].astype(np.int64) * log.n_items
-                                 + log.item[rows][log.type[rows] == purchase])
+    bought = rows[log.type[rows] == TYPE_CODE["purchase"]]
+    pairs, bought_pairs = (unique_sorted(log.user[at].astype(np.int64) * log.n_items + log.item[at])
+                           for at in (rows, bought))
     for key_of, codes in ((keys.seen, pairs), (keys.purchased, bought_pairs)):
         pair_users, pair_items = np.divmod(codes, log.n_items)
         first, stop = _runs(pair_users)
