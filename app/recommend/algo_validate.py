@@ -20,6 +20,7 @@ from app.eventlog import EventLog
 from app.recommend.algo_blend import POPULARITY_ONLY, HybridConfig
 from app.recommend.algo_grid import (
     ALS_REGULARIZATIONS,
+    EASE_DROPOUTS,
     NEIGHBOUR_COUNTS,
     SEQUENCE_WEIGHTS,
     blend_knobs,
@@ -206,7 +207,7 @@ class _Evaluator:
         """The served CF matrix (variant blended with sequence neighbours), csr [n_items, n_items]."""
         cf, inter = config.cf, config.interaction
         # (interaction, variant, k, the variant's other constants...): `_wider_fit` reads this layout
-        fit_key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.shrink, cf.als_regularization)
+        fit_key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.ease_dropout, cf.shrink, cf.als_regularization)
         key = (*fit_key, cf.sequence_weight)
         if key in self._cf:  # least recently used evicted first: the search returns to its current best
             self._cf[key] = self._cf.pop(key)
@@ -491,7 +492,21 @@ def validate(
             cf_knob(name, [(f"{kept:g}", kept), (f"{beyond:g}", beyond)], field_name)
             grid[name] = {**tried, **grid[name]}
 
+    def ease_emphasis() -> None:
+        """EASE's ridge in proportion to each item's mass (EDLAE), after its flat ridge. A mass-
+        proportional ridge does part of the flat one's work, so when it is kept the flat ridge is
+        searched again, from its value down to a sixteenth."""
+        if best_config.cf.variant != "ease" or "ease_dropout" in grid:
+            return
+        cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
+        if best_config.cf.ease_dropout > 0:
+            kept = best_config.cf.ease_lambda
+            lower = [float(f"{kept / f:.3g}") for f in (1, 4, 16)]
+            grid["ease_lambda_flat"] = grid.pop("ease_lambda")
+            cf_knob("ease_lambda", [(f"{v:g}", v) for v in lower], "ease_lambda")
+
     variant_strength()
+    ease_emphasis()
     cf_knob("neighbours_k", [(str(k), k) for k in NEIGHBOUR_COUNTS], "k")
     for name in ("history_half_life_days", "alpha", "evidence_c", "popularity"):
         blend(name)
@@ -501,6 +516,7 @@ def validate(
         grid[f"{name}_first_pass"] = grid.pop(name)
     cf_knob("cf_variant", [(v, v) for v in usable], "variant")
     variant_strength()  # when the second pass moved to a variant whose ridge was never searched
+    ease_emphasis()
     cf_knob("sequence_weight", [(f"{w:g}", w) for w in sequence_weights], "sequence_weight")
     for name in ("history", "alpha", "evidence_c", "popularity"):
         blend(name)

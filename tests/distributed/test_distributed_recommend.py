@@ -10,10 +10,12 @@ import psycopg
 import pytest
 
 from app.demo.loader import load_demo_if_empty
-from app.distributed import recommend, shard_tasks
+from app.distributed import itemitem, recommend, shard_fit, shard_tasks
 from app.distributed.cluster import gather, submit
 from app.distributed.shards import load_shard, planned
 from app.recommend.algo_audience import item_audiences, item_weights
+from app.recommend.algo_similarity import CFConfig
+from app.recommend.algo_validate import RecommenderConfig, fit
 from app.settings import Settings
 from app.worker.load import load_snapshot
 from app.worker.stage_audience import audience_size, buyers_matrix
@@ -135,3 +137,23 @@ def test_recommender_and_audiences_equal_the_in_process_ones(
         assert np.array_equal(got.indices, want.indices)
         np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
     assert (audiences.others.indices >= 0).sum() > 1000  # the shop's audiences are not empty
+
+
+@pytest.mark.parametrize("cf", [CFConfig(variant="ease", k=20, ease_lambda=30.0, ease_dropout=1.0, sequence_weight=0.0),
+                                CFConfig(variant="rp3beta", k=20, sequence_weight=0.5)])
+def test_item_item_rows_over_shards_equal_the_in_process_fit(
+    shop: Settings, dask_client: Any, cf: CFConfig
+) -> None:
+    assert shop.database_url
+    now = time.time()
+    with psycopg.connect(shop.database_url, autocommit=True) as conn:
+        snapshot = load_snapshot(conn, now)
+    config = RecommenderConfig(cf=cf)
+    local = fit(snapshot.log, config, snapshot.now)
+    with planned(shop.database_url, now, n_shards=3) as plan:
+        snaps = [submit(dask_client, load_shard, shop.database_url, plan, s) for s in plan.shards]
+        fits = [submit(dask_client, shard_fit.fit_shard, s, shard.lo, config)
+                for s, shard in zip(snaps, plan.shards, strict=True)]
+        sharded = itemitem.cf_neighbours(dask_client, fits, plan.n_items, cf)
+    assert_same_neighbours(sharded, local.cf)
+    assert (local.cf.indices >= 0).sum() > plan.n_items  # rows with neighbours, not an empty match

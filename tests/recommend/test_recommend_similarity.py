@@ -69,6 +69,29 @@ def test_ease_matches_closed_form() -> None:
     assert (nb.scores < 0).any()
 
 
+@pytest.mark.parametrize("dropout", [1 / 3, 3.0])
+def test_ease_with_dropout_emphasis_is_a_ridge_regression_per_item(dropout: float) -> None:
+    """EDLAE: column j of B regresses item j on the others, item i's coefficient penalised by
+    lam + dropout * G[i, i]; solved here column by column, not through the inverse's identity."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((40, 6)) < 0.4).astype(np.float64)
+    x[:, 0] = 1.0  # one item everybody has: the emphasis holds it back the most
+    lam = 2.0
+    g = x.T @ x
+    penalty = lam + dropout * np.diag(g)
+    b = ease_weights(sp.csr_matrix(x), lam, dropout)
+    for j in range(6):
+        others = [i for i in range(6) if i != j]
+        coef = np.linalg.solve(g[np.ix_(others, others)] + np.diag(penalty[others]), g[others, j])
+        np.testing.assert_allclose(b[others, j], coef, atol=1e-10)
+        assert b[j, j] == 0.0
+    plain = ease_weights(sp.csr_matrix(x), lam)
+    assert np.abs(b[0]).sum() < np.abs(plain[0]).sum()  # the popular item votes with less weight
+    nb = cf_neighbours(sp.csr_matrix(x), CFConfig(variant="ease", k=5, ease_lambda=lam, ease_dropout=dropout))
+    for i in range(6):
+        assert _row(nb, i) == pytest.approx({j: b[i, j] for j in range(6) if j != i})
+
+
 def test_ease_refuses_huge_catalogs() -> None:
     with pytest.raises(ValueError, match="EASE"):
         ease_neighbours(X, k=2, max_items=3)

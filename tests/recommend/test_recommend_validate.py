@@ -12,7 +12,7 @@ import pytest
 
 from app.eventlog import EventLog
 from app.recommend.algo_content import content_neighbours, fit_content
-from app.recommend.algo_grid import ALPHAS
+from app.recommend.algo_grid import ALPHAS, EASE_DROPOUTS
 from app.recommend.algo_similarity import CF_VARIANTS
 from app.recommend.algo_validate import RecommenderConfig, fit, validate
 
@@ -73,6 +73,39 @@ def test_validate_skips_ease_above_its_limit() -> None:
     assert "ease" not in result.metrics["grid"]["cf_variant"]
     with pytest.raises(ValueError, match="none of the CF variants"):
         validate(log, content, config, variants=("ease",))
+
+
+def _shop_with_blockbusters(seed: int, n_users: int = 120, own: int = 6, hits: int = 5) -> EventLog:
+    """Clustered tastes as in `_shop`, and each shopper also buys `hits` of 6 items everybody buys."""
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(n_users):
+        mine = rng.permutation(np.arange(6 + u % N_CLUSTERS, N_ITEMS, N_CLUSTERS))[:own]
+        for step, item in enumerate(rng.permutation([*mine, *rng.permutation(6)[:hits]])):
+            users.append(f"u{u}")
+            items.append(f"i{item}")
+            ts.append(1e9 + u * 1000 + step * 60.0)
+    return EventLog.from_records(users, items, ["purchase"] * len(users), ts,
+                                 item_universe=[f"i{i}" for i in range(N_ITEMS)])
+
+
+def test_validate_weighs_eases_dropout_emphasis_only_for_ease() -> None:
+    log = _shop_with_blockbusters(2)  # the emphasis (p = 0.75) validates best on this one
+    content = content_neighbours(fit_content([f"thing{i}" for i in range(N_ITEMS)]), k=10)
+    config = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10))
+    result = validate(log, content, config, alphas=(0.5, 1.0), variants=("ease",))
+    grid, chosen, cf = result.metrics["grid"], result.metrics["chosen"], result.config.cf
+    assert list(grid["ease_dropout"]) == [f"{c:g}" for c in EASE_DROPOUTS]
+    assert cf.ease_dropout in EASE_DROPOUTS and cf.ease_dropout > 0
+    assert chosen["ease_dropout"] == f"{cf.ease_dropout:g}"
+    # the flat ridge is searched again beside the emphasis, from the value it had down to a sixteenth
+    kept = float(chosen["ease_lambda"])
+    assert set(grid) >= {"ease_lambda_flat", "ease_lambda"} and cf.ease_lambda == kept
+    flat_best = float(max(grid["ease_lambda_flat"], key=grid["ease_lambda_flat"].get))
+    assert sorted(float(v) for v in grid["ease_lambda"]) == pytest.approx([flat_best / 16, flat_best / 4, flat_best],
+                                                                          rel=0.01)
+    other = validate(log, content, config, alphas=(0.5, 1.0), variants=("cosine", "rp3beta"))
+    assert "ease_dropout" not in other.metrics["grid"] and other.config.cf.ease_dropout == 0.0
 
 
 def test_fit_shapes() -> None:
