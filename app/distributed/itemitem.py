@@ -50,7 +50,7 @@ def _variant(client: Any, fits: list[Any], n: int, cf: CFConfig) -> Neighbours:
         if n > cf.ease_max_items:
             raise ValueError(f"EASE needs a dense {n}^2 matrix; limit is {cf.ease_max_items} items")
         gram = tree_sum(client, [submit(client, shard_fit.product_block, f, "gram", 0, n) for f in fits])
-        return cast(Neighbours, gather(client, submit(client, _ease, gram, cf.ease_lambda, cf.k, cf.ease_dropout)))
+        return cast(Neighbours, gather(client, submit(client, _ease, gram, cf)))
     if cf.variant == "als":
         return cast(Neighbours, gather(client, submit(client, _als, cf, *fits)))
     raise ValueError(f"unknown CF variant {cf.variant!r}")
@@ -99,8 +99,8 @@ def _finish_transitions(counts: sp.csr_matrix, start: int, k: int, inn: NDArray[
     return topk_rows(transition_cosine(sp.csr_matrix(counts), inn), k, start)
 
 
-def _ease(gram: sp.csr_matrix, lam: float, k: int, dropout: float) -> Neighbours:
-    return ease_topk(ease_from_gram(gram, lam, dropout), k)
+def _ease(gram: sp.csr_matrix, cf: CFConfig) -> Neighbours:
+    return ease_topk(ease_from_gram(gram, cf.ease_lambda, cf.ease_dropout, cf.ease_zero_diagonal), cf.k)
 
 
 def _als(cf: CFConfig, *fits: shard_fit.ShardFit) -> Neighbours:

@@ -37,6 +37,8 @@ class CFConfig:
     #: EDLAE's emphasis (Steck 2020): item i's ridge is ease_lambda + ease_dropout * (X^T X)[i, i], the
     #: closed form of EASE trained with dropout p = c / (1 + c); 0 is plain EASE.
     ease_dropout: float = 0.0
+    #: EASE's zero-diagonal constraint, or EDLAE's full rank (see `ease_weights`).
+    ease_zero_diagonal: bool = True
     ease_max_items: int = 20_000
     rp3_alpha: float = 0.6
     rp3_beta: float = 0.5
@@ -86,33 +88,43 @@ def cosine_block(dots: sp.csr_matrix, start: int, norms: NDArray[np.float64], sh
     return dots
 
 
-def ease_weights(x: sp.csr_matrix, lam: float = 200.0, dropout: float = 0.0) -> NDArray[np.floating]:
-    """EASE item-item weight matrix B, float[n_items, n_items] (Steck 2019), zero diagonal.
+def ease_weights(
+    x: sp.csr_matrix, lam: float = 200.0, dropout: float = 0.0, zero_diagonal: bool = True
+) -> NDArray[np.floating]:
+    """EASE item-item weight matrix B, float[n_items, n_items] (Steck 2019), diagonal set to 0.
 
-    B = I - P diagMat(1 / diag(P)), P = (G + lam I + dropout diagMat(diag(G)))^-1 with G = X^T X,
-    i.e. B[i, j] = -P[i, j] / P[j, j]. `dropout` > 0 is EDLAE (Steck 2020): popular items, whose
-    self-reconstruction a plain ridge barely holds back, are regularised in proportion to their mass.
+    P = (G + Lambda)^-1 with G = X^T X and item i's ridge Lambda[i, i] = lam + dropout * G[i, i];
+    `dropout` > 0 is EDLAE (Steck 2020): popular items, whose self-reconstruction a flat ridge barely
+    holds back, are regularised in proportion to their mass (dropout rate p = dropout / (1 + dropout)).
+    With `zero_diagonal`, B = I - P diagMat(1 / diag(P)), i.e. B[i, j] = -P[i, j] / P[j, j] (EASE's
+    constraint); without it, B = I - P Lambda (EDLAE's full rank), B[i, j] = -P[i, j] Lambda[j, j]. The
+    diagonal only scores an item for those who have it, which serving excludes, so it is dropped.
     Dense: memory ~ 4 n_items^2 bytes (float32 above 1024 items, float64 below).
     """
-    return ease_from_gram(x.T @ x, lam, dropout)
+    return ease_from_gram(x.T @ x, lam, dropout, zero_diagonal)
 
 
-def ease_from_gram(gram_sparse: sp.spmatrix, lam: float, dropout: float = 0.0) -> NDArray[np.floating]:
+def ease_from_gram(
+    gram_sparse: sp.spmatrix, lam: float, dropout: float = 0.0, zero_diagonal: bool = True
+) -> NDArray[np.floating]:
     """`ease_weights` from X^T X (which a distributed rebuild sums over user shards)."""
     n = gram_sparse.shape[0]
     dtype = np.float64 if n <= 1024 else np.float32  # float32 halves time and memory; ranking-safe
     gram: NDArray[np.floating] = np.asarray(gram_sparse.toarray(), dtype=dtype)
-    gram.flat[:: n + 1] = gram.flat[:: n + 1] * (1.0 + dropout) + lam
+    penalty = gram.diagonal() * dropout + lam
+    gram.flat[:: n + 1] += penalty
     p = np.asarray(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
-    diag = np.diag(p).copy()
-    p /= -diag[None, :]
+    if zero_diagonal:
+        p /= -np.diag(p)[None, :]
+    else:
+        p *= -penalty[None, :]
     p[np.diag_indices(n)] = 0.0
     return p
 
 
 def ease_neighbours(
     x: sp.csr_matrix, k: int = 100, lam: float = 200.0, max_items: int = 20_000,
-    block_bytes: int = DEFAULT_BLOCK_BYTES, dropout: float = 0.0,
+    block_bytes: int = DEFAULT_BLOCK_BYTES, dropout: float = 0.0, zero_diagonal: bool = True,
 ) -> Neighbours:
     """Top-k of each row of the EASE weight matrix by magnitude (negatives kept); see `ease_weights`.
 
@@ -120,7 +132,7 @@ def ease_neighbours(
     """
     if x.shape[1] > max_items:
         raise ValueError(f"EASE needs a dense {x.shape[1]}^2 matrix; limit is {max_items} items")
-    return ease_topk(ease_weights(x, lam, dropout), k, block_bytes)
+    return ease_topk(ease_weights(x, lam, dropout, zero_diagonal), k, block_bytes)
 
 
 def ease_topk(b: NDArray[np.floating], k: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Neighbours:
@@ -183,7 +195,8 @@ def cf_neighbours(x: sp.csr_matrix, config: CFConfig) -> Neighbours:
     if config.variant == "cosine":
         return cosine_neighbours(x, config.k, config.shrink)
     if config.variant == "ease":
-        return ease_neighbours(x, config.k, config.ease_lambda, config.ease_max_items, dropout=config.ease_dropout)
+        return ease_neighbours(x, config.k, config.ease_lambda, config.ease_max_items, dropout=config.ease_dropout,
+                               zero_diagonal=config.ease_zero_diagonal)
     if config.variant == "rp3beta":
         return rp3beta_neighbours(x, config.k, config.rp3_alpha, config.rp3_beta)
     if config.variant == "als":

@@ -207,7 +207,8 @@ class _Evaluator:
         """The served CF matrix (variant blended with sequence neighbours), csr [n_items, n_items]."""
         cf, inter = config.cf, config.interaction
         # (interaction, variant, k, the variant's other constants...): `_wider_fit` reads this layout
-        fit_key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.ease_dropout, cf.shrink, cf.als_regularization)
+        fit_key = (repr(inter), cf.variant, cf.k, cf.ease_lambda, cf.ease_dropout, cf.ease_zero_diagonal, cf.shrink,
+                   cf.als_regularization)
         key = (*fit_key, cf.sequence_weight)
         if key in self._cf:  # least recently used evicted first: the search returns to its current best
             self._cf[key] = self._cf.pop(key)
@@ -495,7 +496,10 @@ def validate(
     def ease_emphasis() -> None:
         """EASE's ridge in proportion to each item's mass (EDLAE), after its flat ridge. A mass-
         proportional ridge does part of the flat one's work, so when it is kept the flat ridge is
-        searched again, from its value down to a sixteenth."""
+        searched again, from its value down to a sixteenth. Then EASE's form: with the zero-diagonal
+        constraint, column j of the weights is scaled by 1 / P[j, j]; without it (EDLAE's full rank),
+        by item j's ridge. Both rank an unseen item by the same regression; the scale sets how much
+        an item's own popularity lifts it, and the emphasis is searched again for the full rank."""
         if best_config.cf.variant != "ease" or "ease_dropout" in grid:
             return
         cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
@@ -504,6 +508,10 @@ def validate(
             lower = [float(f"{kept / f:.3g}") for f in (1, 4, 16)]
             grid["ease_lambda_flat"] = grid.pop("ease_lambda")
             cf_knob("ease_lambda", [(f"{v:g}", v) for v in lower], "ease_lambda")
+        cf_knob("ease_form", [("zero_diagonal", True), ("full_rank", False)], "ease_zero_diagonal")
+        if not best_config.cf.ease_zero_diagonal:
+            grid["ease_dropout_zero_diagonal"] = grid.pop("ease_dropout")
+            cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
 
     variant_strength()
     ease_emphasis()

@@ -139,8 +139,11 @@ def test_recommender_and_audiences_equal_the_in_process_ones(
     assert (audiences.others.indices >= 0).sum() > 1000  # the shop's audiences are not empty
 
 
-@pytest.mark.parametrize("cf", [CFConfig(variant="ease", k=20, ease_lambda=30.0, ease_dropout=1.0, sequence_weight=0.0),
-                                CFConfig(variant="rp3beta", k=20, sequence_weight=0.5)])
+@pytest.mark.parametrize("cf", [
+    CFConfig(variant="ease", k=20, ease_lambda=30.0, ease_dropout=1.0, sequence_weight=0.0),
+    CFConfig(variant="ease", k=20, ease_lambda=30.0, ease_dropout=3.0, ease_zero_diagonal=False, sequence_weight=0.0),
+    CFConfig(variant="rp3beta", k=20, sequence_weight=0.5),
+])
 def test_item_item_rows_over_shards_equal_the_in_process_fit(
     shop: Settings, dask_client: Any, cf: CFConfig
 ) -> None:

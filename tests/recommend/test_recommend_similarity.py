@@ -92,6 +92,26 @@ def test_ease_with_dropout_emphasis_is_a_ridge_regression_per_item(dropout: floa
         assert _row(nb, i) == pytest.approx({j: b[i, j] for j in range(6) if j != i})
 
 
+def test_ease_full_rank_is_the_unconstrained_regression_with_each_column_rescaled() -> None:
+    """Without the zero-diagonal constraint, B = argmin |X - XB|^2 + |Lambda^1/2 B|^2 = (G + Lambda)^-1 G
+    (EDLAE's full rank). Off the diagonal, each column is the constrained one times a constant."""
+    rng = np.random.default_rng(4)
+    x = (rng.random((50, 7)) < 0.35).astype(np.float64)
+    lam, dropout = 3.0, 1.0
+    g = x.T @ x
+    full = ease_weights(sp.csr_matrix(x), lam, dropout, zero_diagonal=False)
+    expected = np.linalg.solve(g + np.diag(lam + dropout * np.diag(g)), g)
+    off = ~np.eye(7, dtype=bool)
+    np.testing.assert_allclose(full[off], expected[off], atol=1e-10)
+    assert np.all(np.diag(full) == 0.0)
+    constrained = ease_weights(sp.csr_matrix(x), lam, dropout)
+    ratio = np.where(off, full / np.where(off, constrained, 1.0), np.nan)
+    for j in range(7):
+        column = ratio[:, j][off[:, j]]
+        np.testing.assert_allclose(column, column[0], rtol=1e-8)
+    assert np.ptp(np.nanmax(ratio, axis=0)) > 0.01  # the scale differs by item: rankings can change
+
+
 def test_ease_refuses_huge_catalogs() -> None:
     with pytest.raises(ValueError, match="EASE"):
         ease_neighbours(X, k=2, max_items=3)

@@ -104,8 +104,40 @@ def test_validate_weighs_eases_dropout_emphasis_only_for_ease() -> None:
     flat_best = float(max(grid["ease_lambda_flat"], key=grid["ease_lambda_flat"].get))
     assert sorted(float(v) for v in grid["ease_lambda"]) == pytest.approx([flat_best / 16, flat_best / 4, flat_best],
                                                                           rel=0.01)
+    # then the form: the constraint or the full rank, whose emphasis is searched again when it wins
+    assert set(grid["ease_form"]) == {"zero_diagonal", "full_rank"}
+    assert chosen["ease_form"] == ("zero_diagonal" if cf.ease_zero_diagonal else "full_rank")
+    assert ("ease_dropout_zero_diagonal" in grid) == (not cf.ease_zero_diagonal)
     other = validate(log, content, config, alphas=(0.5, 1.0), variants=("cosine", "rp3beta"))
-    assert "ease_dropout" not in other.metrics["grid"] and other.config.cf.ease_dropout == 0.0
+    assert not {"ease_dropout", "ease_form"} & set(other.metrics["grid"])
+    assert other.config.cf.ease_dropout == 0.0 and other.config.cf.ease_zero_diagonal
+
+
+def test_validate_drops_eases_constraint_where_shoppers_move_on_to_the_long_tail() -> None:
+    """Each shopper buys their cluster's best sellers first and its less known items later: the
+    constraint's column scale (1 / P[j, j], which grows with an item's mass) lifts the best sellers,
+    which that future does not hold, and EDLAE's full rank validates better."""
+    rng = np.random.default_rng(2)
+    n_items = 60
+    users, items, ts = [], [], []
+    for u in range(160):
+        pool = np.arange(u % N_CLUSTERS, n_items, N_CLUSTERS)
+        odds = 1.0 / np.arange(1, len(pool) + 1) ** 1.2  # the cluster's first items sell most
+        for step, item in enumerate(sorted(rng.choice(pool, size=8, replace=False, p=odds / odds.sum()))):
+            users.append(f"u{u}")
+            items.append(f"i{item}")
+            ts.append(1e9 + u * 1000 + step * 60.0)
+    log = EventLog.from_records(users, items, ["purchase"] * len(users), ts,
+                                item_universe=[f"i{i}" for i in range(n_items)])
+    content = content_neighbours(fit_content([f"thing{i}" for i in range(n_items)]), k=10)
+    config = replace(RecommenderConfig(), cf=replace(RecommenderConfig().cf, k=10))
+    result = validate(log, content, config, alphas=(0.5, 1.0), variants=("ease",))
+    grid, chosen = result.metrics["grid"], result.metrics["chosen"]
+    assert grid["ease_form"]["full_rank"] > grid["ease_form"]["zero_diagonal"]
+    assert chosen["ease_form"] == "full_rank" and not result.config.cf.ease_zero_diagonal
+    # the emphasis was searched for each form; the full rank's figures are the ones kept
+    assert set(grid["ease_dropout_zero_diagonal"]) == set(grid["ease_dropout"]) == {f"{c:g}" for c in EASE_DROPOUTS}
+    assert grid["ease_dropout"][chosen["ease_dropout"]] == max(grid["ease_dropout"].values())
 
 
 def test_fit_shapes() -> None:
