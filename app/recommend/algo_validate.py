@@ -493,13 +493,13 @@ def validate(
             cf_knob(name, [(f"{kept:g}", kept), (f"{beyond:g}", beyond)], field_name)
             grid[name] = {**tried, **grid[name]}
 
-    def ease_emphasis() -> None:
+    def ease_ridge_and_form() -> None:
         """EASE's ridge in proportion to each item's mass (EDLAE), after its flat ridge. A mass-
         proportional ridge does part of the flat one's work, so when it is kept the flat ridge is
         searched again, from its value down to a sixteenth. Then EASE's form: with the zero-diagonal
         constraint, column j of the weights is scaled by 1 / P[j, j]; without it (EDLAE's full rank),
-        by item j's ridge. Both rank an unseen item by the same regression; the scale sets how much
-        an item's own popularity lifts it, and the emphasis is searched again for the full rank."""
+        by item j's ridge. Off the diagonal the two differ by one constant per column, which sets how
+        much an item's own popularity lifts it; the emphasis is searched again for the full rank."""
         if best_config.cf.variant != "ease" or "ease_dropout" in grid:
             return
         cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
@@ -514,7 +514,7 @@ def validate(
             cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
 
     variant_strength()
-    ease_emphasis()
+    ease_ridge_and_form()
     cf_knob("neighbours_k", [(str(k), k) for k in NEIGHBOUR_COUNTS], "k")
     for name in ("history_half_life_days", "alpha", "evidence_c", "popularity"):
         blend(name)
@@ -524,7 +524,7 @@ def validate(
         grid[f"{name}_first_pass"] = grid.pop(name)
     cf_knob("cf_variant", [(v, v) for v in usable], "variant")
     variant_strength()  # when the second pass moved to a variant whose ridge was never searched
-    ease_emphasis()
+    ease_ridge_and_form()
     cf_knob("sequence_weight", [(f"{w:g}", w) for w in sequence_weights], "sequence_weight")
     for name in ("history", "alpha", "evidence_c", "popularity"):
         blend(name)
