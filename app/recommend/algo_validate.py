@@ -502,11 +502,12 @@ def validate(
         moved it, on any benchmark data set, and cost two fits per fold.)"""
         if best_config.cf.variant != "ease" or "ease_dropout" in grid:
             return
-        cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
+        dropouts = [(f"{c:g}", c) for c in EASE_DROPOUTS]
+        cf_knob("ease_dropout", dropouts, "ease_dropout")
         cf_knob("ease_form", [("zero_diagonal", True), ("full_rank", False)], "ease_zero_diagonal")
         if not best_config.cf.ease_zero_diagonal:
             grid["ease_dropout_zero_diagonal"] = grid.pop("ease_dropout")
-            cf_knob("ease_dropout", [(f"{c:g}", c) for c in EASE_DROPOUTS], "ease_dropout")
+            cf_knob("ease_dropout", dropouts, "ease_dropout")
 
     variant_strength()
     ease_ridge_and_form()
